@@ -1,0 +1,227 @@
+"""The config schema: typed dataclasses with defaults, one per section.
+
+A recipe JSON names only what differs from these defaults. Field metadata
+carries the checks (`choices`, `min`, `max`, `length`) that `validate` applies
+with error messages naming the dotted key.
+"""
+
+import dataclasses
+from dataclasses import dataclass
+from dataclasses import field
+from typing import Any
+from typing import Optional
+
+TASKS = ("steel", "siim", "protein", "rsna_ich", "rsna_lumbar")
+
+
+def _f(default=dataclasses.MISSING, factory=None, **checks):
+    """A dataclass field whose metadata holds validation checks."""
+    if factory is not None:
+        return field(default_factory=factory, metadata=checks)
+    return field(default=default, metadata=checks)
+
+
+@dataclass
+class DataConfig:
+    """Where the data lives and how it is split.
+
+    `raw_dir` holds the competition's files in Kaggle's layout;
+    `records_dir` the TFRecord shards and `manifest.json`.
+    """
+
+    raw_dir: str = "data/raw"
+    records_dir: str = "data/records"
+    image_size: list = _f(factory=lambda: [256, 1600], length=2, item=int,
+                          min=8)
+    channels: int = _f(3, min=1)
+    folds: int = _f(5, min=2)
+    fold_strategy: str = _f(
+        "auto",
+        choices=("auto", "random", "stratified", "grouped", "multilabel"),
+    )
+    shard_size: int = _f(256, min=1)
+    # DICOM tasks: [center, width] windows stacked as channels (empty = HU).
+    windows: list = _f(factory=list, item=list)
+    # rsna_lumbar: slices per series type.
+    stack_slices: dict = _f(factory=lambda: {
+        "sagittal_t1": 10, "sagittal_t2_stir": 10, "axial_t2": 20})
+    # rsna_ich sequence model: maximum slices per series.
+    max_series_length: int = _f(64, min=1)
+    shuffle_buffer: int = _f(512, min=1)
+    cache: bool = False
+
+
+@dataclass
+class AugmentConfig:
+    """On-device augmentation.
+
+    `transforms` is a list of albumentations-style dicts, a path to an
+    albumentations JSON (`A.to_dict` format), or null for none.
+    """
+
+    transforms: Any = None
+    placement: str = _f("dataset", choices=("dataset", "model"))
+    allow_cpu_fallback: bool = False
+    seed: Optional[int] = None
+
+
+@dataclass
+class SamplingConfig:
+    """Sliding sample rate: fraction of non-empty-mask images per epoch.
+
+    `schedule` is a list of rates, one per epoch (the last repeats), or null
+    for the natural distribution. Stages may set their own `sample_rate`.
+    """
+
+    schedule: Optional[list] = _f(None, item=float, min=0.0, max=1.0)
+
+
+@dataclass
+class ModelConfig:
+    """What `kaggle_tf.models.build` builds; keys are constructor args."""
+
+    arch: str = _f("unet", choices=("unet", "fpn", "classifier",
+                                    "sequence"))
+    encoder: str = "resnet34"
+    encoder_weights: Optional[str] = None
+    classes: int = _f(4, min=1)
+    decoder_channels: list = _f(factory=lambda: [256, 128, 64, 32, 16],
+                                item=int, min=1)
+    decoder_attention: Optional[str] = _f(None, choices=(None, "scse"))
+    aux_head: bool = False
+    head: str = _f("concat_pool", choices=("concat_pool", "avg"))
+    dropout: float = _f(0.0, min=0.0, max=1.0)
+    activation: str = _f("sigmoid", choices=("sigmoid", "softmax"))
+    # sequence model
+    rnn: str = _f("lstm", choices=("lstm", "gru"))
+    rnn_units: int = _f(128, min=1)
+    rnn_layers: int = _f(2, min=1)
+    bidirectional: bool = True
+    embedding_model: Optional[str] = None
+
+
+@dataclass
+class LossConfig:
+    """The training loss; `weights` are per-term for `combo`.
+
+    Combo `weights` are (bce, dice, focal) as in the SIIM seed.
+    """
+
+    name: str = _f("combo", choices=(
+        "bce", "dice", "focal", "combo", "lovasz_hinge", "lovasz_softmax",
+        "lsep", "weighted_log_loss", "categorical_crossentropy"))
+    weights: list = _f(factory=lambda: [1.0, 1.0, 0.0], item=float, min=0.0)
+    class_weights: Optional[list] = _f(None, item=float, min=0.0)
+    from_logits: bool = True
+    gamma: float = _f(2.0, min=0.0)
+    alpha: Optional[float] = _f(None, min=0.0, max=1.0)
+    smooth: float = _f(1.0, min=0.0)
+    per_image: bool = False
+
+
+@dataclass
+class OptimizerConfig:
+    name: str = _f("adam", choices=("adam", "adamw", "sgd", "rmsprop"))
+    lr: float = _f(1e-3, min=0.0)
+    weight_decay: float = _f(0.0, min=0.0)
+    momentum: float = _f(0.9, min=0.0)
+    clipnorm: Optional[float] = _f(None, min=0.0)
+    encoder_lr_mult: float = _f(1.0, min=0.0)
+
+
+@dataclass
+class StageConfig:
+    """One training stage (SIIM's uptraining is several)."""
+
+    epochs: int = _f(1, min=1)
+    lr: Optional[float] = _f(None, min=0.0)
+    scheduler: str = _f("constant", choices=(
+        "constant", "cosine", "cosine_restarts", "one_cycle",
+        "reduce_on_plateau"))
+    sample_rate: Optional[float] = _f(None, min=0.0, max=1.0)
+    loss_weights: Optional[list] = _f(None, item=float, min=0.0)
+    freeze_encoder: bool = False
+    from_previous_best: bool = True
+    min_lr: float = _f(0.0, min=0.0)
+    restart_epochs: int = _f(1, min=1)
+    patience: int = _f(2, min=1)
+    factor: float = _f(0.5, min=0.0, max=1.0)
+
+
+@dataclass
+class ScheduleConfig:
+    """Stages; empty means one constant stage of `train.epochs` epochs."""
+
+    stages: list = _f(factory=list, item=StageConfig)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = _f(10, min=1)
+    batch_size: int = _f(8, min=1)
+    steps_per_epoch: Optional[int] = _f(None, min=1)
+    validation_steps: Optional[int] = _f(None, min=1)
+    mixed_precision: Optional[str] = _f(
+        None, choices=(None, "mixed_float16", "mixed_bfloat16"))
+    strategy: str = _f("auto", choices=("auto", "default", "mirrored",
+                                        "tpu", "multiworker"))
+    jit_compile: bool = True
+    grad_accum_steps: int = _f(1, min=1)
+    ema: Optional[float] = _f(None, min=0.0, max=1.0)
+    verbose: int = _f(1, choices=(0, 1, 2))
+
+
+@dataclass
+class CallbacksConfig:
+    """Checkpointing by the Kaggle metric, logs, early stopping."""
+
+    monitor: str = "val_kaggle_metric"
+    mode: str = _f("max", choices=("max", "min"))
+    top_k: int = _f(1, min=1)
+    average_top_k: bool = False
+    early_stopping_patience: Optional[int] = _f(None, min=1)
+    tensorboard: bool = False
+    backup: bool = True
+
+
+@dataclass
+class InferenceConfig:
+    """TTA, ensembling and post-processing used by predict and export."""
+
+    tta: str = _f("none", choices=("none", "hflip", "vflip", "d4"))
+    folds: Optional[list] = _f(None, item=int, min=0)
+    checkpoints: str = _f("best", choices=("best", "top_k"))
+    merge: str = _f("mean", choices=("mean", "geometric_mean", "max"))
+    batch_size: int = _f(4, min=1)
+    # Segmentation: per-class probability threshold and minimum area (px).
+    thresholds: list = _f(factory=lambda: [0.5], item=float, min=0.0,
+                          max=1.0)
+    min_area: list = _f(factory=lambda: [0], item=int, min=0)
+    # SIIM triplet: [top_score_threshold, min_area, bottom_score_threshold].
+    triplet: Optional[list] = _f(None, length=3)
+    # Steel: classifier config whose probability gates each class's mask.
+    classifier_config: Optional[str] = None
+    classifier_threshold: list = _f(factory=lambda: [0.5], item=float,
+                                    min=0.0, max=1.0)
+
+
+@dataclass
+class Config:
+    task: str = _f("steel", choices=TASKS)
+    seed: int = 42
+    output_dir: str = "runs/default"
+    data: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    callbacks: CallbacksConfig = field(default_factory=CallbacksConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
+    # Where the config came from (set by `load`, not by users).
+    source: Optional[str] = None
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
