@@ -1,0 +1,39 @@
+"""Encoders: backbones that return a feature pyramid `{"P1".."P5"}`.
+
+>>> from kaggle_tf.models import encoders
+>>> "resnet34" in encoders.names()
+True
+>>> backbone = encoders.build("resnet34", input_shape=(64, 64, 3))
+"""
+
+# Importing a family module registers its encoders.
+from kaggle_tf.models.encoders import convnext  # noqa: F401
+from kaggle_tf.models.encoders import densenet  # noqa: F401
+from kaggle_tf.models.encoders import efficientnet  # noqa: F401
+from kaggle_tf.models.encoders import resnet  # noqa: F401
+from kaggle_tf.models.encoders import senet  # noqa: F401
+from kaggle_tf.models.encoders import testing  # noqa: F401
+from kaggle_tf.models.encoders.registry import ENCODERS
+from kaggle_tf.models.encoders.registry import names
+from kaggle_tf.models.encoders.registry import register_encoder
+from kaggle_tf.models.encoders.registry import spec
+
+
+def build(name, input_shape=(None, None, 3), weights=None):
+    """Builds encoder `name`; its outputs are `{"P1": ..., "P5": ...}`.
+
+    Args:
+        name: a name from `names()`.
+        input_shape: `(height, width, channels)`; any channel count.
+        weights: None, or a local `.pth` / `.safetensors` file (or a dict of
+            arrays) holding timm's state dict for this encoder.
+    """
+    encoder = spec(name).build_fn(tuple(input_shape))
+    if weights is not None:
+        from kaggle_tf.models.weights import load_torch_state_dict
+
+        load_torch_state_dict(encoder, weights)
+    return encoder
+
+
+__all__ = ["ENCODERS", "build", "names", "register_encoder", "spec"]

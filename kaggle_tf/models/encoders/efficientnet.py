@@ -1,0 +1,1 @@
+"""Encoders: efficientnet family."""
