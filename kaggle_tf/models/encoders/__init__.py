@@ -14,12 +14,14 @@ from kaggle_tf.models.encoders import resnet  # noqa: F401
 from kaggle_tf.models.encoders import senet  # noqa: F401
 from kaggle_tf.models.encoders import testing  # noqa: F401
 from kaggle_tf.models.encoders.registry import ENCODERS
+from kaggle_tf.models.encoders.registry import Encoder
 from kaggle_tf.models.encoders.registry import names
 from kaggle_tf.models.encoders.registry import register_encoder
 from kaggle_tf.models.encoders.registry import spec
 
 
-def build(name, input_shape=(None, None, 3), weights=None):
+def build(name, input_shape=(None, None, 3), weights=None,
+          model_name="encoder"):
     """Builds encoder `name`; its outputs are `{"P1": ..., "P5": ...}`.
 
     Args:
@@ -27,8 +29,20 @@ def build(name, input_shape=(None, None, 3), weights=None):
         input_shape: `(height, width, channels)`; any channel count.
         weights: None, or a local `.pth` / `.safetensors` file (or a dict of
             arrays) holding timm's state dict for this encoder.
+        model_name: the Keras model name. Defaults to `"encoder"`, the name
+            full models give their nested encoder.
+
+    Returns:
+        An `Encoder` (a functional `keras.Model`) whose `encoder_name` is
+        `name`.
+
+    Example:
+
+    >>> enc = build("resnet34", input_shape=(64, 64, 3))
+    >>> [enc.output[k].shape[-1] for k in ("P1", "P5")]
+    [64, 512]
     """
-    encoder = spec(name).build_fn(tuple(input_shape))
+    encoder = Encoder(name, input_shape=input_shape, name=model_name)
     if weights is not None:
         from kaggle_tf.models.weights import load_torch_state_dict
 
@@ -36,4 +50,4 @@ def build(name, input_shape=(None, None, 3), weights=None):
     return encoder
 
 
-__all__ = ["ENCODERS", "build", "names", "register_encoder", "spec"]
+__all__ = ["ENCODERS", "Encoder", "build", "names", "register_encoder", "spec"]

@@ -9,11 +9,18 @@ An encoder also says how timm's state dict maps onto it:
 `torch_mapping(model) -> {timm_key: (keras_variable, kind)}` where `kind`
 is one of `WEIGHT_KINDS`; `models.weights.load_torch_state_dict` does the
 rest.
+
+`Encoder` wraps what `build_fn` returns into a model that remembers its
+registry name (`encoder_name`), so that a full model holding it as the
+nested layer `"encoder"` can be found, frozen, saved and reloaded, and loaded
+with timm weights.
 """
 
 import dataclasses
 from typing import Callable
 from typing import Optional
+
+import keras
 
 # How a PyTorch tensor becomes a Keras variable value.
 #   conv:      (out, in, kh, kw)      -> (kh, kw, in, out)
@@ -34,13 +41,17 @@ class EncoderSpec:
     timm_name: Optional[str] = None
     torch_mapping: Optional[Callable] = None
     first_conv: Optional[str] = None
+    # timm keys (prefixes) that exist in the state dict but have no
+    # counterpart in the pyramid (e.g. a final head norm); never "unexpected".
+    ignore_prefixes: tuple = ()
 
 
 ENCODERS = {}
 
 
 def register_encoder(name, channels, timm_name=None, torch_mapping=None,
-                     first_conv=None, strides=(2, 4, 8, 16, 32)):
+                     first_conv=None, strides=(2, 4, 8, 16, 32),
+                     ignore_prefixes=()):
     """Decorator: registers `build_fn(input_shape)` under `name`.
 
     Args:
@@ -50,6 +61,9 @@ def register_encoder(name, channels, timm_name=None, torch_mapping=None,
         torch_mapping: `fn(model) -> {timm_key: (variable, kind)}`.
         first_conv: timm key of the stem conv weight, adapted when the
             input channel count differs (as timm's `adapt_input_conv`).
+        strides: strides of P1..P5 relative to the input.
+        ignore_prefixes: timm key prefixes the loader skips silently
+            (beyond the classifier keys it always skips).
     """
 
     def wrap(build_fn):
@@ -58,7 +72,8 @@ def register_encoder(name, channels, timm_name=None, torch_mapping=None,
         ENCODERS[name] = EncoderSpec(
             name=name, build_fn=build_fn, channels=tuple(channels),
             strides=tuple(strides), timm_name=timm_name,
-            torch_mapping=torch_mapping, first_conv=first_conv)
+            torch_mapping=torch_mapping, first_conv=first_conv,
+            ignore_prefixes=tuple(ignore_prefixes))
         return build_fn
 
     return wrap
@@ -77,3 +92,75 @@ def spec(name):
         raise ValueError(
             f"unknown encoder {name!r}. Choices: {', '.join(names())}"
         ) from None
+
+
+@keras.saving.register_keras_serializable(package="kaggle_tf")
+class Encoder(keras.Model):
+    """A registered encoder as a functional model with outputs P1..P5.
+
+    Its outputs are the dict `{"P1": ..., "P5": ...}` (strides 2..32). It
+    remembers `encoder_name`; its config is its constructor args, so a saved
+    model rebuilds it from the registry (as keras-hub backbones do) and then
+    restores the variables by their fixed layer names.
+
+    Args:
+        encoder_name: a registered encoder name.
+        input_shape: `(height, width, channels)`. Defaults to
+            `(None, None, 3)`.
+        name: the model name. Defaults to `"encoder"`.
+        **kwargs: passed to `keras.Model` (`trainable`, `dtype`).
+
+    Example:
+
+    >>> enc = Encoder("resnet18", input_shape=(64, 64, 3))
+    >>> sorted(enc.output)
+    ['P1', 'P2', 'P3', 'P4', 'P5']
+    """
+
+    def __init__(self, encoder_name, input_shape=(None, None, 3),
+                 name="encoder", **kwargs):
+        entry = spec(encoder_name)
+        input_shape = _check_input_shape(input_shape)
+        built = entry.build_fn(input_shape)
+        outputs = built.output
+        if not isinstance(outputs, dict):
+            outputs = {f"P{i + 1}": t for i, t in enumerate(outputs)}
+        super().__init__(inputs=built.inputs, outputs=outputs, name=name,
+                         **kwargs)
+        self.encoder_name = encoder_name
+        self.image_shape = input_shape
+
+    @property
+    def channels(self):
+        """Channels of P1..P5 (from the registry)."""
+        return spec(self.encoder_name).channels
+
+    @property
+    def strides(self):
+        """Strides of P1..P5 (from the registry)."""
+        return spec(self.encoder_name).strides
+
+    def get_config(self):
+        return {
+            "encoder_name": self.encoder_name,
+            "input_shape": list(self.image_shape),
+            "name": self.name,
+            "trainable": self.trainable,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+def _check_input_shape(input_shape):
+    try:
+        shape = tuple(None if d is None else int(d) for d in input_shape)
+    except (TypeError, ValueError):
+        shape = None
+    if shape is None or len(shape) != 3 or shape[-1] is None or any(
+            d is not None and d < 1 for d in shape):
+        raise ValueError(
+            "input_shape must be (height, width, channels) with a known "
+            f"channel count. Received: input_shape={input_shape!r}")
+    return shape

@@ -1,0 +1,49 @@
+"""Models: encoders -> decoders/heads -> logits.
+
+    image (B, H, W, C)
+      -> encoders.build(name)        feature pyramid {"P1".."P5"}
+      -> Unet / FPN decoder          masks logits (B, H, W, classes)
+      -> Classifier head             labels logits (B, classes)
+      -> SequenceModel               per-slice labels logits (B, T, classes)
+
+Every model outputs logits (float32, also under mixed precision) unless an
+`activation` is asked for (export). `weights.load_torch_state_dict` loads
+timm state dicts into the encoder of any of them; `build(model_cfg,
+input_shape)` builds from the `model` section of a config.
+
+Example:
+
+>>> from kaggle_tf import models
+>>> model = models.Unet("resnet34", classes=4, input_shape=(256, 1600, 3))
+"""
+
+import importlib
+
+from kaggle_tf.models import encoders
+from kaggle_tf.models import weights
+
+# Imported on first use, so that a module under construction never breaks
+# `import kaggle_tf.models`.
+_LAZY = {
+    "Unet": ("kaggle_tf.models.decoders.unet", "Unet"),
+    "FPN": ("kaggle_tf.models.decoders.fpn", "FPN"),
+    "Classifier": ("kaggle_tf.models.classifier", "Classifier"),
+    "SequenceModel": ("kaggle_tf.models.sequence", "SequenceModel"),
+    "build": ("kaggle_tf.models.build", "build"),
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(module), attr)
+    raise AttributeError(
+        f"module 'kaggle_tf.models' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_LAZY))
+
+
+__all__ = ["Classifier", "FPN", "SequenceModel", "Unet", "build",
+           "encoders", "weights"]

@@ -1,0 +1,441 @@
+"""timm / PyTorch state dicts -> the Keras encoders.
+
+Kaggle users keep pretrained weights as offline datasets: a timm `.pth` or
+`.safetensors` file. Every registered encoder knows how timm's keys map onto
+its variables (`EncoderSpec.torch_mapping`); this module reads the file,
+normalises the keys, converts each tensor to Keras' layout and assigns it.
+
+A full model (`Unet`, `FPN`, `Classifier`, ...) holds its encoder as a nested
+`encoders.Encoder` layer named `"encoder"` whose `encoder_name` names the
+registry entry; passing the full model loads into that layer.
+
+Example:
+
+>>> from kaggle_tf.models import encoders, weights
+>>> enc = encoders.build("resnet34", input_shape=(64, 64, 3))
+>>> weights.load_torch_state_dict(enc, "resnet34.a1_in1k.safetensors")
+"""
+
+import collections
+import math
+import os
+
+import numpy as np
+
+from kaggle_tf.models.encoders import registry
+
+# Keys of timm models that never belong to a feature pyramid.
+CLASSIFIER_PREFIXES = ("fc.", "classifier.", "head.fc.")
+# Wrappers added by DataParallel, smp, Lightning, timm's feature wrappers.
+WRAPPER_PREFIXES = ("module.", "encoder.", "model.", "backbone.")
+# Keys under which training scripts nest the state dict in a checkpoint.
+CHECKPOINT_KEYS = ("state_dict", "model", "model_state_dict", "net")
+
+LoadResult = collections.namedtuple(
+    "LoadResult", ["loaded", "missing", "unexpected", "mismatched"])
+LoadResult.__doc__ = """What `load_torch_state_dict` did.
+
+Attributes:
+    loaded: timm keys assigned.
+    missing: timm keys the encoder needs that the state dict lacks.
+    unexpected: state dict keys the encoder has no place for.
+    mismatched: `(key, state_dict_shape, expected_shape)` tuples, both
+        shapes in PyTorch layout.
+"""
+
+
+class WeightLoadError(ValueError):
+    """A state dict does not fit the encoder (lists every problem)."""
+
+
+def to_keras(array, kind):
+    """Converts one tensor from PyTorch's layout to Keras'.
+
+    Args:
+        array: numpy array in PyTorch layout.
+        kind: one of `registry.WEIGHT_KINDS`.
+
+    Returns:
+        The numpy array in Keras layout.
+
+    Example:
+
+    >>> to_keras(np.zeros((8, 3, 7, 7)), "conv").shape
+    (7, 7, 3, 8)
+    """
+    array = np.asarray(array)
+    if kind == "conv":
+        # (out, in / groups, kh, kw) -> (kh, kw, in / groups, out)
+        return np.transpose(array, (2, 3, 1, 0))
+    if kind == "depthwise":
+        raise ValueError(
+            "depthwise kernels need the channel multiplier; use "
+            "`to_keras_like(array, kind, keras_shape)`.")
+    if kind == "dense":
+        return np.transpose(array, (1, 0))
+    if kind == "plain":
+        return array
+    raise ValueError(
+        f"kind must be one of {registry.WEIGHT_KINDS}. Received: "
+        f"kind={kind!r}")
+
+
+def to_keras_like(array, kind, keras_shape):
+    """`to_keras`, with the target shape (needed for depthwise kernels).
+
+    Args:
+        array: numpy array in PyTorch layout.
+        kind: one of `registry.WEIGHT_KINDS`.
+        keras_shape: shape of the Keras variable it goes into.
+
+    Returns:
+        The numpy array in Keras layout.
+
+    Example:
+
+    >>> to_keras_like(np.zeros((6, 1, 3, 3)), "depthwise", (3, 3, 3, 2)).shape
+    (3, 3, 3, 2)
+    """
+    if kind != "depthwise":
+        return to_keras(array, kind)
+    array = np.asarray(array)
+    kh, kw, ch, mult = keras_shape
+    # PyTorch orders depthwise output channels as c * mult + j.
+    return np.transpose(array.reshape(ch, mult, kh, kw), (2, 3, 0, 1))
+
+
+def torch_shape(keras_shape, kind):
+    """The PyTorch shape that `kind` converts to `keras_shape`.
+
+    Example:
+
+    >>> torch_shape((7, 7, 3, 64), "conv")
+    (64, 3, 7, 7)
+    """
+    keras_shape = tuple(int(d) for d in keras_shape)
+    if kind == "conv":
+        kh, kw, cin, cout = keras_shape
+        return (cout, cin, kh, kw)
+    if kind == "depthwise":
+        kh, kw, ch, mult = keras_shape
+        return (ch * mult, 1, kh, kw)
+    if kind == "dense":
+        return (keras_shape[1], keras_shape[0])
+    if kind == "plain":
+        return keras_shape
+    raise ValueError(
+        f"kind must be one of {registry.WEIGHT_KINDS}. Received: "
+        f"kind={kind!r}")
+
+
+def adapt_input_conv(in_chans, weight):
+    """Adapts a stem conv weight to `in_chans` inputs, as timm does.
+
+    timm's rule (`timm.models._manipulate.adapt_input_conv`): for one input
+    channel the kernel is summed over its input channels; otherwise it is
+    tiled over the new channels, cut to `in_chans` and scaled by
+    `base / in_chans` (base = the weight's input channels, usually 3).
+
+    Args:
+        in_chans: the model's input channel count.
+        weight: numpy array `(out, base, kh, kw)` in PyTorch layout.
+
+    Returns:
+        A float32 array `(out, in_chans, kh, kw)`.
+
+    Example:
+
+    >>> adapt_input_conv(1, np.ones((8, 3, 7, 7))).shape
+    (8, 1, 7, 7)
+    """
+    weight = np.asarray(weight, dtype="float32")
+    if in_chans < 1:
+        raise ValueError(
+            f"in_chans must be positive. Received: in_chans={in_chans}")
+    if weight.ndim != 4:
+        raise ValueError(
+            "adapt_input_conv needs a 4D conv weight. Received: "
+            f"weight.shape={weight.shape}")
+    base = weight.shape[1]
+    if in_chans == base:
+        return weight
+    if in_chans == 1:
+        return weight.sum(axis=1, keepdims=True)
+    repeat = int(math.ceil(in_chans / base))
+    weight = np.tile(weight, (1, repeat, 1, 1))[:, :in_chans]
+    return weight * np.float32(base / float(in_chans))
+
+
+def read_state_dict(state_dict_or_path):
+    """Reads a state dict into `{key: numpy array}`.
+
+    Args:
+        state_dict_or_path: a `.pth` / `.pt` / `.bin` file (read with
+            `torch.load(weights_only=True)`), a `.safetensors` file, or a
+            dict of numpy arrays or torch tensors. A checkpoint that nests
+            the weights under `"state_dict"` or `"model"` is unwrapped.
+
+    Returns:
+        A dict of numpy arrays.
+
+    Example:
+
+    >>> sd = read_state_dict({"conv1.weight": np.zeros((64, 3, 7, 7))})
+    """
+    obj = state_dict_or_path
+    if isinstance(obj, (str, os.PathLike)):
+        path = os.fspath(obj)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(
+                f"no weight file at state_dict_or_path. Received: {path!r}")
+        if path.endswith(".safetensors"):
+            from safetensors.numpy import load_file
+
+            try:
+                obj = load_file(path)
+            except TypeError:
+                # bfloat16 tensors have no numpy dtype: go through torch.
+                from safetensors.torch import load_file as load_torch
+
+                obj = load_torch(path)
+        else:
+            import torch
+
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(obj, dict):
+        raise TypeError(
+            "state_dict_or_path must be a file path or a dict of arrays. "
+            f"Received: {type(obj).__name__}")
+    for key in CHECKPOINT_KEYS:
+        if key in obj and isinstance(obj[key], dict):
+            obj = obj[key]
+            break
+    return {str(k): _to_numpy(v) for k, v in obj.items()}
+
+
+def _to_numpy(value):
+    if isinstance(value, np.ndarray):
+        return value
+    if hasattr(value, "detach"):  # a torch tensor
+        value = value.detach().cpu()
+        if not value.dtype.is_floating_point or value.dtype.itemsize >= 4:
+            return value.numpy()
+        return value.float().numpy()
+    return np.asarray(value)
+
+
+def strip_key(key):
+    """Removes wrapper prefixes (`module.`, `encoder.`, ...) from a key."""
+    stripped = True
+    while stripped:
+        stripped = False
+        for prefix in WRAPPER_PREFIXES:
+            if key.startswith(prefix):
+                key = key[len(prefix):]
+                stripped = True
+    return key
+
+
+def find_encoder(model):
+    """The encoder inside `model` and its registry spec.
+
+    The encoder is `model` itself when it is an `encoders.Encoder` (or a
+    plain model built by a registered `build_fn`, found by its name);
+    otherwise the first nested `Encoder` layer (depth first).
+
+    Args:
+        model: a `keras.Model`.
+
+    Returns:
+        `(encoder_model, EncoderSpec)`.
+
+    Example:
+
+    >>> enc, spec = find_encoder(Unet("resnet34"))
+    >>> spec.name
+    'resnet34'
+    """
+    found = _search_encoder(model)
+    if found is None:
+        raise ValueError(
+            "no registered encoder inside model_or_encoder; build it with "
+            "`kaggle_tf.models.encoders.build`. Received: "
+            f"{type(model).__name__} named {getattr(model, 'name', None)!r}")
+    return found
+
+
+def _search_encoder(model):
+    name = getattr(model, "encoder_name", None)
+    if name is not None:
+        return model, registry.spec(name)
+    if getattr(model, "name", None) in registry.ENCODERS:
+        return model, registry.spec(model.name)
+    for layer in getattr(model, "layers", ()):
+        if hasattr(layer, "layers"):
+            found = _search_encoder(layer)
+            if found is not None:
+                return found
+    return None
+
+
+def _is_ignored(key, spec):
+    if key.endswith("num_batches_tracked"):
+        return True
+    prefixes = CLASSIFIER_PREFIXES + tuple(spec.ignore_prefixes)
+    return any(key.startswith(p) for p in prefixes)
+
+
+def load_torch_state_dict(model_or_encoder, state_dict_or_path, strict=True):
+    """Loads a timm state dict into an encoder (or a model holding one).
+
+    Keys are timm's (`layer1.0.conv1.weight`); wrapper prefixes
+    (`module.`, `encoder.`, `model.`, `backbone.`) are stripped, timm's
+    classifier (`fc.*`, `classifier.*`, `head.fc.*`) and BatchNorm's
+    `num_batches_tracked` are ignored. When the stem conv has another input
+    channel count than the model, it is adapted as timm's
+    `adapt_input_conv` does (summed for 1 channel, tiled and rescaled
+    otherwise).
+
+    Args:
+        model_or_encoder: a model from `encoders.build`, or a full model
+            (`Unet`, `FPN`, `Classifier`, ...) with a nested encoder.
+        state_dict_or_path: a `.pth` / `.pt` / `.safetensors` file, or a
+            dict of numpy arrays / torch tensors.
+        strict: when True (default), any missing, unexpected or mis-shaped
+            tensor raises one `WeightLoadError` listing them all and nothing
+            is assigned. When False, the tensors that fit are loaded and the
+            rest reported in the result.
+
+    Returns:
+        A `LoadResult(loaded, missing, unexpected, mismatched)`.
+
+    Example:
+
+    >>> model = Unet("resnet34", classes=4, input_shape=(256, 1600, 3))
+    >>> load_torch_state_dict(model, "resnet34.pth")
+    """
+    encoder, spec = find_encoder(model_or_encoder)
+    if spec.torch_mapping is None:
+        raise ValueError(
+            f"encoder {spec.name!r} has no timm weight mapping. Received: "
+            f"model_or_encoder with encoder {spec.name!r}")
+    state = {}
+    for key, value in read_state_dict(state_dict_or_path).items():
+        key = strip_key(key)
+        if not _is_ignored(key, spec):
+            state[key] = value
+    mapping = spec.torch_mapping(encoder)
+
+    missing, mismatched, assign = [], [], []
+    for key, (variable, kind) in mapping.items():
+        if key not in state:
+            missing.append((key, torch_shape(variable.shape, kind)))
+            continue
+        value = state[key]
+        want = torch_shape(variable.shape, kind)
+        if (key == spec.first_conv and value.ndim == 4
+                and value.shape[1] != want[1]
+                and value.shape[:1] + value.shape[2:] == want[:1] + want[2:]):
+            value = adapt_input_conv(want[1], value)
+        if tuple(value.shape) != want:
+            mismatched.append((key, tuple(value.shape), want))
+            continue
+        assign.append((key, variable, to_keras_like(value, kind,
+                                                    variable.shape)))
+    unexpected = [(k, tuple(state[k].shape))
+                  for k in sorted(set(state) - set(mapping))]
+
+    if strict and (missing or unexpected or mismatched):
+        raise WeightLoadError(
+            _report(spec.name, missing, unexpected, mismatched))
+    for _, variable, value in assign:
+        variable.assign(value.astype(variable.dtype))
+    return LoadResult([k for k, _, _ in assign], [k for k, _ in missing],
+                      [k for k, _ in unexpected], mismatched)
+
+
+def conv_entries(model, layer_name, timm_prefix, kind="conv"):
+    """Mapping entries for a Conv2D / Dense layer: kernel and bias.
+
+    Args:
+        model: the encoder model.
+        layer_name: the Keras layer name.
+        timm_prefix: the timm module path (`"layer1.0.conv1"`).
+        kind: `"conv"`, `"depthwise"` or `"dense"`. Defaults to `"conv"`.
+
+    Returns:
+        `{timm_key: (variable, kind)}` for `.weight` (and `.bias` when the
+        layer has one).
+
+    Example:
+
+    >>> conv_entries(enc, "conv1", "conv1")
+    {'conv1.weight': (<Variable conv1/kernel>, 'conv')}
+    """
+    layer = model.get_layer(layer_name)
+    kernel = getattr(layer, "depthwise_kernel", None)
+    if kernel is None:
+        kernel = layer.kernel
+    entries = {f"{timm_prefix}.weight": (kernel, kind)}
+    bias = getattr(layer, "bias", None)
+    if bias is not None:
+        entries[f"{timm_prefix}.bias"] = (bias, "plain")
+    return entries
+
+
+def bn_entries(model, layer_name, timm_prefix):
+    """Mapping entries for a BatchNormalization (or LayerNormalization).
+
+    Args:
+        model: the encoder model.
+        layer_name: the Keras layer name.
+        timm_prefix: the timm module path (`"bn1"`).
+
+    Returns:
+        `{timm_key: (variable, "plain")}` for weight, bias and (BatchNorm)
+        running mean and variance.
+
+    Example:
+
+    >>> sorted(bn_entries(enc, "bn1", "bn1"))
+    ['bn1.bias', 'bn1.running_mean', 'bn1.running_var', 'bn1.weight']
+    """
+    layer = model.get_layer(layer_name)
+    entries = {}
+    for key, attr in (("weight", "gamma"), ("bias", "beta"),
+                      ("running_mean", "moving_mean"),
+                      ("running_var", "moving_variance")):
+        variable = getattr(layer, attr, None)
+        if variable is not None:
+            entries[f"{timm_prefix}.{key}"] = (variable, "plain")
+    return entries
+
+
+def _report(name, missing, unexpected, mismatched):
+    lines = [f"the state dict does not fit encoder {name!r} "
+             f"({len(missing)} missing, {len(unexpected)} unexpected, "
+             f"{len(mismatched)} mis-shaped; shapes in PyTorch layout):"]
+    for key, want in missing:
+        lines.append(f"  missing: {key}: encoder needs {want}")
+    for key, got in unexpected:
+        lines.append(f"  unexpected: {key}: state dict {got}")
+    for key, got, want in mismatched:
+        lines.append(
+            f"  mis-shaped: {key}: state dict {got}, encoder needs {want}")
+    return "\n".join(lines)
+
+
+__all__ = [
+    "LoadResult",
+    "WeightLoadError",
+    "adapt_input_conv",
+    "bn_entries",
+    "conv_entries",
+    "find_encoder",
+    "load_torch_state_dict",
+    "read_state_dict",
+    "strip_key",
+    "to_keras",
+    "to_keras_like",
+    "torch_shape",
+]
