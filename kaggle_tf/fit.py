@@ -1,0 +1,76 @@
+"""Train a recipe: `python -m kaggle_tf.fit --config configs/steel.json`.
+
+Converts the raw Kaggle files to TFRecords first when the records are
+missing, then trains fold K (or all folds) and writes
+`<output_dir>/fold<K>/` (checkpoints, history.csv/png, oof.npz,
+metrics.json). Rerunning the same command resumes where it stopped.
+"""
+
+import argparse
+import os
+import sys
+
+from kaggle_tf import config as config_lib
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="python -m kaggle_tf.fit",
+                                description=__doc__.splitlines()[0])
+    p.add_argument("--config", required=True, help="recipe JSON")
+    p.add_argument("--fold", default="all",
+                   help="fold index K or 'all' (default: all)")
+    p.add_argument("--set", dest="overrides", action="append", default=[],
+                   metavar="KEY=VALUE",
+                   help="override a config key, e.g. train.epochs=1 or "
+                        "loss.weights=[3,1,4] (JSON values)")
+    p.add_argument("--lr-find", action="store_true",
+                   help="run the LR range test on fold 0 instead of "
+                        "training; writes lr_find.png and lr_find.json")
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes for the TFRecord conversion")
+    return p.parse_args(argv)
+
+
+def ensure_records(cfg, workers=1):
+    """Converts the raw files when `records_dir` has no manifest yet."""
+    manifest = os.path.join(cfg.data.records_dir, "manifest.json")
+    if os.path.exists(manifest):
+        return manifest
+    from tfrecords_tools import convert
+
+    print(f"no records in {cfg.data.records_dir}: converting "
+          f"{cfg.data.raw_dir} first", flush=True)
+    convert.convert(cfg, workers=workers)
+    return manifest
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.fold != "all":
+        try:
+            int(args.fold)
+        except ValueError:
+            print(f"config error: --fold must be an integer or 'all'. "
+                  f"Received: {args.fold!r}", file=sys.stderr)
+            return 2
+    cfg = config_lib.load_or_exit(args.config, args.overrides)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    ensure_records(cfg, args.workers)
+    if args.lr_find:
+        from kaggle_tf.training import lr_find
+
+        lr_find.run(cfg)
+        return 0
+    from kaggle_tf.training import run
+
+    try:
+        run.run(cfg, args.fold)
+    except config_lib.ConfigError as e:
+        print(f"config error: {e} ({os.path.basename(args.config)})",
+              file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

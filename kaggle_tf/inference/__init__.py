@@ -1,0 +1,1 @@
+"""Inference: TTA-wrapped fold/checkpoint ensembles -> submission.csv."""

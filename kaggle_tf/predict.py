@@ -1,0 +1,53 @@
+"""Predict the test set: `python -m kaggle_tf.predict --config C`.
+
+Ensembles the trained folds' checkpoints under TTA, post-processes and
+writes `<output_dir>/submission.csv`; its path is the last line printed.
+"""
+
+import argparse
+import os
+import sys
+
+from kaggle_tf import config as config_lib
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="python -m kaggle_tf.predict",
+                                description=__doc__.splitlines()[0])
+    p.add_argument("--config", required=True, help="recipe JSON")
+    p.add_argument("--tta", choices=("none", "hflip", "vflip", "d4"),
+                   default=None, help="overrides inference.tta")
+    p.add_argument("--folds", default=None,
+                   help="comma-separated fold indices (default: all "
+                        "trained folds, or inference.folds)")
+    p.add_argument("--set", dest="overrides", action="append", default=[],
+                   metavar="KEY=VALUE", help="override a config key")
+    p.add_argument("--save-probs", action="store_true",
+                   help="also write test_probs.npz for segmentation tasks")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    cfg = config_lib.load_or_exit(args.config, args.overrides)
+    folds = None
+    if args.folds:
+        try:
+            folds = [int(k) for k in args.folds.split(",")]
+        except ValueError:
+            print(f"config error: --folds takes integers like 0,1,2. "
+                  f"Received: {args.folds!r}", file=sys.stderr)
+            return 2
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from kaggle_tf.fit import ensure_records
+    from kaggle_tf.inference import predict as predict_lib
+
+    ensure_records(cfg)
+    path = predict_lib.predict(cfg, tta=args.tta, folds=folds,
+                               save_probs=args.save_probs or None)
+    print(os.path.abspath(path))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

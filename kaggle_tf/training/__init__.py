@@ -1,0 +1,1 @@
+"""Training: K-fold runs, staged schedules, callbacks, out-of-fold output."""
