@@ -411,6 +411,54 @@ def bn_entries(model, layer_name, timm_prefix):
     return entries
 
 
+def mapping_by_layer_names(model, rename=None):
+    """A torch mapping derived from layer names, for encoders whose layers
+    are named after timm's modules (`layer1_0_conv1` -> `layer1.0.conv1`).
+
+    Conv2D and Dense layers map to `.weight` / `.bias`, DepthwiseConv2D to
+    a depthwise `.weight`, BatchNormalization to its four tensors. Layers
+    without variables are skipped.
+
+    Args:
+        model: the encoder model.
+        rename: `fn(layer_name) -> timm module path`. Defaults to replacing
+            `_` with `.`.
+
+    Returns:
+        `{timm_key: (variable, kind)}`.
+
+    Example:
+
+    >>> mapping = mapping_by_layer_names(encoders.build("resnet18"))
+    >>> mapping["layer1.0.conv1.weight"][1]
+    'conv'
+    """
+    import keras
+
+    rename = rename or (lambda name: name.replace("_", "."))
+    mapping = {}
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        prefix = rename(layer.name)
+        if isinstance(layer, keras.layers.DepthwiseConv2D):
+            mapping.update(conv_entries(model, layer.name, prefix,
+                                        "depthwise"))
+        elif isinstance(layer, keras.layers.Conv2D):
+            mapping.update(conv_entries(model, layer.name, prefix, "conv"))
+        elif isinstance(layer, keras.layers.Dense):
+            mapping.update(conv_entries(model, layer.name, prefix, "dense"))
+        elif isinstance(layer, (keras.layers.BatchNormalization,
+                                keras.layers.LayerNormalization,
+                                keras.layers.GroupNormalization)):
+            mapping.update(bn_entries(model, layer.name, prefix))
+        else:
+            raise ValueError(
+                f"no timm mapping for layer {layer.name!r} of type "
+                f"{type(layer).__name__}. Received: model={model.name!r}")
+    return mapping
+
+
 def _report(name, missing, unexpected, mismatched):
     lines = [f"the state dict does not fit encoder {name!r} "
              f"({len(missing)} missing, {len(unexpected)} unexpected, "
@@ -433,6 +481,7 @@ __all__ = [
     "conv_entries",
     "find_encoder",
     "load_torch_state_dict",
+    "mapping_by_layer_names",
     "read_state_dict",
     "strip_key",
     "to_keras",

@@ -125,7 +125,7 @@ class Encoder(keras.Model):
         outputs = built.output
         if not isinstance(outputs, dict):
             outputs = {f"P{i + 1}": t for i, t in enumerate(outputs)}
-        super().__init__(inputs=built.inputs, outputs=outputs, name=name,
+        super().__init__(inputs=built.input, outputs=outputs, name=name,
                          **kwargs)
         self.encoder_name = encoder_name
         self.image_shape = input_shape

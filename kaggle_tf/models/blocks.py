@@ -1,0 +1,179 @@
+"""Building blocks shared by encoders and decoders (tensor in, tensor out).
+
+Each block is a plain function `block(x, ..., name=)` that applies fixed-name
+layers, so that timm's state dict keys map onto layer names.
+
+PyTorch pads convolutions and pools symmetrically; Keras' `"same"` pads
+asymmetrically when the stride is 2. `conv2d` therefore pads explicitly
+(`ZeroPadding2D` + `"valid"`) for strided convolutions, which keeps outputs
+equal to timm's for any input size, odd ones included.
+"""
+
+
+from keras import layers
+
+# PyTorch's BatchNorm2d defaults: eps 1e-5, momentum 0.1 (= Keras 0.9).
+BN_EPSILON = 1e-5
+BN_MOMENTUM = 0.9
+
+
+def conv2d(x, filters, kernel_size, strides=1, groups=1, use_bias=False,
+           padding=None, name=None):
+    """A conv with PyTorch's symmetric padding (`kernel_size // 2`).
+
+    Args:
+        x: input tensor `(batch, height, width, channels)`.
+        filters: output channels.
+        kernel_size: an odd int.
+        strides: 1 or 2. Defaults to `1`.
+        groups: channel groups (ResNeXt). Defaults to `1`.
+        use_bias: Defaults to `False`.
+        padding: pixels padded on every side. Defaults to
+            `kernel_size // 2`.
+        name: the conv layer name; the padding layer is `name + "_pad"`.
+
+    Returns:
+        The output tensor.
+
+    Example:
+
+    >>> y = conv2d(keras.Input((64, 64, 3)), 64, 7, strides=2, name="conv1")
+    >>> y.shape
+    (None, 32, 32, 64)
+    """
+    pad = kernel_size // 2 if padding is None else padding
+    if strides == 1 and pad == kernel_size // 2:
+        # Odd kernel, stride 1: "same" pads symmetrically.
+        mode = "same" if pad else "valid"
+    else:
+        if pad:
+            x = layers.ZeroPadding2D(pad, name=f"{name}_pad")(x)
+        mode = "valid"
+    return layers.Conv2D(filters, kernel_size, strides=strides,
+                         padding=mode, groups=groups, use_bias=use_bias,
+                         name=name)(x)
+
+
+def batch_norm(x, name=None):
+    """BatchNormalization with PyTorch's epsilon and momentum."""
+    return layers.BatchNormalization(epsilon=BN_EPSILON,
+                                     momentum=BN_MOMENTUM, name=name)(x)
+
+
+def conv_bn_act(x, filters, kernel_size, strides=1, groups=1,
+                activation="relu", name=None):
+    """Conv (no bias) -> BatchNorm -> activation.
+
+    Layers are `{name}_conv`, `{name}_bn`, `{name}_act`.
+
+    Example:
+
+    >>> y = conv_bn_act(keras.Input((64, 64, 32)), 16, 3, name="block")
+    """
+    x = conv2d(x, filters, kernel_size, strides=strides, groups=groups,
+               name=f"{name}_conv")
+    x = batch_norm(x, name=f"{name}_bn")
+    if activation is not None:
+        x = layers.Activation(activation, name=f"{name}_act")(x)
+    return x
+
+
+def max_pool_3x3_s2(x, name=None):
+    """PyTorch's `MaxPool2d(3, stride=2, padding=1)` after a ReLU.
+
+    After a ReLU every value is >= 0, so zero padding equals PyTorch's
+    -inf padding.
+    """
+    x = layers.ZeroPadding2D(1, name=f"{name}_pad")(x)
+    return layers.MaxPooling2D(3, strides=2, name=name)(x)
+
+
+def squeeze_excite(x, reduced_channels, name=None):
+    """timm's `SEModule`: mean -> 1x1 conv -> ReLU -> 1x1 conv -> sigmoid.
+
+    Layers `{name}_fc1` and `{name}_fc2` are 1x1 convs with bias (timm's
+    `se.fc1` / `se.fc2`).
+
+    Example:
+
+    >>> y = squeeze_excite(keras.Input((8, 8, 256)), 16, name="se")
+    """
+    channels = x.shape[-1]
+    s = layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_pool")(x)
+    s = layers.Conv2D(reduced_channels, 1, use_bias=True,
+                      name=f"{name}_fc1")(s)
+    s = layers.Activation("relu", name=f"{name}_act")(s)
+    s = layers.Conv2D(channels, 1, use_bias=True, name=f"{name}_fc2")(s)
+    s = layers.Activation("sigmoid", name=f"{name}_gate")(s)
+    return layers.Multiply(name=name)([x, s])
+
+
+def scse(x, reduction=16, name=None):
+    """smp's scSE attention: channel SE plus spatial SE, added.
+
+    `cSE = x * sigmoid(conv1x1(relu(conv1x1(mean(x)))))` with
+    `channels // reduction` hidden channels; `sSE = x * sigmoid(conv1x1(x))`
+    with one channel; the block returns `cSE + sSE`.
+
+    Args:
+        x: input tensor.
+        reduction: channel reduction of the cSE branch. Defaults to `16`.
+        name: layer name prefix.
+
+    Returns:
+        The attended tensor (same shape).
+
+    Example:
+
+    >>> y = scse(keras.Input((16, 16, 64)), name="decoder_block1_att1")
+    """
+    channels = x.shape[-1]
+    c = layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_cse_pool")(
+        x)
+    c = layers.Conv2D(channels // reduction, 1, name=f"{name}_cse_fc1")(c)
+    c = layers.Activation("relu", name=f"{name}_cse_act")(c)
+    c = layers.Conv2D(channels, 1, name=f"{name}_cse_fc2")(c)
+    c = layers.Activation("sigmoid", name=f"{name}_cse_gate")(c)
+    s = layers.Conv2D(1, 1, name=f"{name}_sse_conv")(x)
+    s = layers.Activation("sigmoid", name=f"{name}_sse_gate")(s)
+    c = layers.Multiply(name=f"{name}_cse")([x, c])
+    s = layers.Multiply(name=f"{name}_sse")([x, s])
+    return layers.Add(name=name)([c, s])
+
+
+def float32_output(x, activation=None, name=None):
+    """The model's final activation in float32 (mixed precision safe).
+
+    Args:
+        x: the logits tensor.
+        activation: None (logits, the default), `"sigmoid"` or
+            `"softmax"`.
+        name: the layer name.
+
+    Returns:
+        A float32 tensor.
+
+    Example:
+
+    >>> y = float32_output(keras.Input((8,)), name="labels")
+    """
+    if activation not in (None, "sigmoid", "softmax"):
+        raise ValueError(
+            "activation must be None, 'sigmoid' or 'softmax'. Received: "
+            f"activation={activation!r}")
+    return layers.Activation(activation or "linear", dtype="float32",
+                             name=name)(x)
+
+
+__all__ = [
+    "BN_EPSILON",
+    "BN_MOMENTUM",
+    "batch_norm",
+    "conv2d",
+    "conv_bn_act",
+    "float32_output",
+    "max_pool_3x3_s2",
+    "scse",
+    "squeeze_excite",
+]
+
