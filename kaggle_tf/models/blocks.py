@@ -10,15 +10,23 @@ equal to timm's for any input size, odd ones included.
 """
 
 
+import keras
 from keras import layers
+from keras import ops
 
 # PyTorch's BatchNorm2d defaults: eps 1e-5, momentum 0.1 (= Keras 0.9).
 BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9
 
 
+# timm's ResNet init: kaiming normal, fan_out, ReLU gain.
+CONV_INIT = {"class_name": "VarianceScaling",
+             "config": {"scale": 2.0, "mode": "fan_out",
+                        "distribution": "untruncated_normal"}}
+
+
 def conv2d(x, filters, kernel_size, strides=1, groups=1, use_bias=False,
-           padding=None, name=None):
+           padding=None, kernel_initializer=None, name=None):
     """A conv with PyTorch's symmetric padding (`kernel_size // 2`).
 
     Args:
@@ -30,6 +38,7 @@ def conv2d(x, filters, kernel_size, strides=1, groups=1, use_bias=False,
         use_bias: Defaults to `False`.
         padding: pixels padded on every side. Defaults to
             `kernel_size // 2`.
+        kernel_initializer: Defaults to timm's (kaiming normal, fan out).
         name: the conv layer name; the padding layer is `name + "_pad"`.
 
     Returns:
@@ -49,15 +58,21 @@ def conv2d(x, filters, kernel_size, strides=1, groups=1, use_bias=False,
         if pad:
             x = layers.ZeroPadding2D(pad, name=f"{name}_pad")(x)
         mode = "valid"
+    init = kernel_initializer or keras.initializers.get(CONV_INIT)
     return layers.Conv2D(filters, kernel_size, strides=strides,
                          padding=mode, groups=groups, use_bias=use_bias,
-                         name=name)(x)
+                         kernel_initializer=init, name=name)(x)
 
 
-def batch_norm(x, name=None):
-    """BatchNormalization with PyTorch's epsilon and momentum."""
-    return layers.BatchNormalization(epsilon=BN_EPSILON,
-                                     momentum=BN_MOMENTUM, name=name)(x)
+def batch_norm(x, zero_init=False, name=None):
+    """BatchNormalization with PyTorch's epsilon and momentum.
+
+    `zero_init=True` starts gamma at 0 (timm's `zero_init_last` for the
+    last norm of a residual block).
+    """
+    return layers.BatchNormalization(
+        epsilon=BN_EPSILON, momentum=BN_MOMENTUM,
+        gamma_initializer="zeros" if zero_init else "ones", name=name)(x)
 
 
 def conv_bn_act(x, filters, kernel_size, strides=1, groups=1,
@@ -113,7 +128,8 @@ def scse(x, reduction=16, name=None):
 
     `cSE = x * sigmoid(conv1x1(relu(conv1x1(mean(x)))))` with
     `channels // reduction` hidden channels; `sSE = x * sigmoid(conv1x1(x))`
-    with one channel; the block returns `cSE + sSE`.
+    with one channel; the block returns `cSE + sSE`. Layers are named after
+    smp's `SCSEModule` (`{name}_cSE_1`, `{name}_cSE_3`, `{name}_sSE_0`).
 
     Args:
         x: input tensor.
@@ -125,20 +141,100 @@ def scse(x, reduction=16, name=None):
 
     Example:
 
-    >>> y = scse(keras.Input((16, 16, 64)), name="decoder_block1_att1")
+    >>> y = scse(keras.Input((16, 16, 64)), name="decoder_att")
     """
     channels = x.shape[-1]
-    c = layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_cse_pool")(
-        x)
-    c = layers.Conv2D(channels // reduction, 1, name=f"{name}_cse_fc1")(c)
-    c = layers.Activation("relu", name=f"{name}_cse_act")(c)
-    c = layers.Conv2D(channels, 1, name=f"{name}_cse_fc2")(c)
-    c = layers.Activation("sigmoid", name=f"{name}_cse_gate")(c)
-    s = layers.Conv2D(1, 1, name=f"{name}_sse_conv")(x)
-    s = layers.Activation("sigmoid", name=f"{name}_sse_gate")(s)
+    init = dict(kernel_initializer="he_uniform", bias_initializer="zeros")
+    c = layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_cSE_0")(x)
+    c = layers.Conv2D(channels // reduction, 1, name=f"{name}_cSE_1",
+                      **init)(c)
+    c = layers.ReLU(name=f"{name}_cSE_2")(c)
+    c = layers.Conv2D(channels, 1, name=f"{name}_cSE_3", **init)(c)
+    c = layers.Activation("sigmoid", name=f"{name}_cSE_4")(c)
+    s = layers.Conv2D(1, 1, name=f"{name}_sSE_0", **init)(x)
+    s = layers.Activation("sigmoid", name=f"{name}_sSE_1")(s)
     c = layers.Multiply(name=f"{name}_cse")([x, c])
     s = layers.Multiply(name=f"{name}_sse")([x, s])
     return layers.Add(name=name)([c, s])
+
+
+@keras.saving.register_keras_serializable(package="kaggle_tf")
+class Upsample(layers.Layer):
+    """Integer-factor resize like PyTorch's `F.interpolate(scale_factor=)`.
+
+    `"nearest"` repeats pixels. `"bilinear"` with `align_corners=True` maps
+    output pixel `i` to input position `i * (n - 1) / (n * scale - 1)`, as
+    smp's FPN does; Keras' `UpSampling2D` only has the half-pixel rule
+    (`align_corners=False`), which this layer also offers. Works with
+    unknown height and width (gathers along each axis).
+
+    Args:
+        scale: integer factor. Defaults to `2`.
+        interpolation: `"nearest"` or `"bilinear"`. Defaults to
+            `"bilinear"`.
+        align_corners: for bilinear. Defaults to `True`.
+        **kwargs: base layer args (`name`, `dtype`).
+
+    Example:
+
+    >>> y = Upsample(2)(np.ones((1, 4, 4, 3), "float32"))
+    >>> tuple(y.shape)
+    (1, 8, 8, 3)
+    """
+
+    def __init__(self, scale=2, interpolation="bilinear", align_corners=True,
+                 **kwargs):
+        super().__init__(**kwargs)
+        if int(scale) != scale or scale < 1:
+            raise ValueError(
+                f"scale must be a positive integer. Received: scale={scale}")
+        if interpolation not in ("nearest", "bilinear"):
+            raise ValueError(
+                "interpolation must be 'nearest' or 'bilinear'. Received: "
+                f"interpolation={interpolation!r}")
+        self.scale = int(scale)
+        self.interpolation = interpolation
+        self.align_corners = bool(align_corners)
+
+    def call(self, x):
+        if self.scale == 1:
+            return x
+        if self.interpolation == "nearest":
+            x = ops.repeat(x, self.scale, axis=1)
+            return ops.repeat(x, self.scale, axis=2)
+        return self._lerp(self._lerp(x, 1), 2)
+
+    def _lerp(self, x, axis):
+        n = ops.shape(x)[axis]
+        n_out = n * self.scale
+        pos = ops.cast(ops.arange(n_out), "float32")
+        if self.align_corners:
+            ratio = ops.cast(n - 1, "float32") / ops.cast(
+                ops.maximum(n_out - 1, 1), "float32")
+            src = pos * ratio
+        else:
+            src = ops.maximum((pos + 0.5) / self.scale - 0.5, 0.0)
+        low = ops.cast(ops.floor(src), "int32")
+        low = ops.minimum(low, n - 1)
+        high = ops.minimum(low + 1, n - 1)
+        weight = ops.cast(src - ops.cast(low, "float32"), x.dtype)
+        shape = [1, 1, 1, 1]
+        shape[axis] = -1
+        weight = ops.reshape(weight, shape)
+        a = ops.take(x, low, axis=axis)
+        b = ops.take(x, high, axis=axis)
+        return a + (b - a) * weight
+
+    def compute_output_shape(self, input_shape):
+        batch, h, w, c = input_shape
+        return (batch, None if h is None else h * self.scale,
+                None if w is None else w * self.scale, c)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(scale=self.scale, interpolation=self.interpolation,
+                      align_corners=self.align_corners)
+        return config
 
 
 def float32_output(x, activation=None, name=None):
@@ -175,5 +271,6 @@ __all__ = [
     "max_pool_3x3_s2",
     "scse",
     "squeeze_excite",
+    "Upsample",
 ]
 

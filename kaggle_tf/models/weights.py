@@ -315,43 +315,108 @@ def load_torch_state_dict(model_or_encoder, state_dict_or_path, strict=True):
     >>> load_torch_state_dict(model, "resnet34.pth")
     """
     encoder, spec = find_encoder(model_or_encoder)
-    if spec.torch_mapping is None:
-        raise ValueError(
-            f"encoder {spec.name!r} has no timm weight mapping. Received: "
-            f"model_or_encoder with encoder {spec.name!r}")
     state = {}
     for key, value in read_state_dict(state_dict_or_path).items():
         key = strip_key(key)
         if not _is_ignored(key, spec):
             state[key] = value
-    mapping = spec.torch_mapping(encoder)
+    match = _match(_encoder_mapping(encoder, spec), state, spec.first_conv)
+    return _apply(match, spec.name, strict)
 
+
+def load_smp_state_dict(model, state_dict_or_path, strict=True):
+    """Loads a whole segmentation_models_pytorch checkpoint into a model.
+
+    For `Unet` / `FPN` built with the same encoder and arguments as the smp
+    model. `encoder.*` keys go to the encoder as in `load_torch_state_dict`
+    (smp's `resnet*` encoders share timm's names; `tu-` encoders nest them
+    under `encoder.model.`); `decoder.*`, `segmentation_head.*` and
+    `classification_head.*` keys go to the layers named after them.
+
+    Args:
+        model: a `Unet` or `FPN`.
+        state_dict_or_path: smp's `state_dict()`, or a file holding it.
+        strict: as in `load_torch_state_dict`.
+
+    Returns:
+        A `LoadResult` over both parts (decoder keys keep smp's names,
+        encoder keys are reported as `encoder.<timm key>`).
+
+    Example:
+
+    >>> model = Unet("resnet34", classes=1)
+    >>> load_smp_state_dict(model, "smp_unet_resnet34.pth")
+    """
+    from kaggle_tf.models.decoders import base
+
+    encoder, spec = find_encoder(model)
+    encoder_state, head_state = {}, {}
+    for key, value in read_state_dict(state_dict_or_path).items():
+        if key.startswith("module."):
+            key = key[len("module."):]
+        if key.startswith("encoder."):
+            key = strip_key(key)
+            if not _is_ignored(key, spec):
+                encoder_state[key] = value
+        elif not key.endswith("num_batches_tracked") and not (
+                base.is_unused_smp_key(key)):
+            head_state[key] = value
+    enc = _match(_encoder_mapping(encoder, spec), encoder_state,
+                 spec.first_conv)
+    head = _match(base.smp_mapping(model), head_state, None)
+    prefixed = _Match(
+        [(f"encoder.{k}", v, a) for k, v, a in enc.assign],
+        [(f"encoder.{k}", s) for k, s in enc.missing],
+        [(f"encoder.{k}", s) for k, s in enc.unexpected],
+        [(f"encoder.{k}",) + rest for k, *rest in enc.mismatched])
+    both = _Match(*(a + b for a, b in zip(prefixed, head)))
+    return _apply(both, model.name, strict)
+
+
+_Match = collections.namedtuple(
+    "_Match", ["assign", "missing", "unexpected", "mismatched"])
+
+
+def _encoder_mapping(encoder, spec):
+    if spec.torch_mapping is None:
+        raise ValueError(
+            f"encoder {spec.name!r} has no timm weight mapping. Received: "
+            f"model_or_encoder with encoder {spec.name!r}")
+    return spec.torch_mapping(encoder)
+
+
+def _match(mapping, state, first_conv):
+    """Pairs state dict tensors with variables; lists what does not fit."""
     missing, mismatched, assign = [], [], []
     for key, (variable, kind) in mapping.items():
+        want = torch_shape(variable.shape, kind)
         if key not in state:
-            missing.append((key, torch_shape(variable.shape, kind)))
+            missing.append((key, want))
             continue
         value = state[key]
-        want = torch_shape(variable.shape, kind)
-        if (key == spec.first_conv and value.ndim == 4
+        if (key == first_conv and value.ndim == 4
                 and value.shape[1] != want[1]
                 and value.shape[:1] + value.shape[2:] == want[:1] + want[2:]):
             value = adapt_input_conv(want[1], value)
         if tuple(value.shape) != want:
             mismatched.append((key, tuple(value.shape), want))
             continue
-        assign.append((key, variable, to_keras_like(value, kind,
-                                                    variable.shape)))
+        assign.append((key, variable,
+                       to_keras_like(value, kind, variable.shape)))
     unexpected = [(k, tuple(state[k].shape))
                   for k in sorted(set(state) - set(mapping))]
+    return _Match(assign, missing, unexpected, mismatched)
 
-    if strict and (missing or unexpected or mismatched):
-        raise WeightLoadError(
-            _report(spec.name, missing, unexpected, mismatched))
-    for _, variable, value in assign:
+
+def _apply(match, name, strict):
+    if strict and (match.missing or match.unexpected or match.mismatched):
+        raise WeightLoadError(_report(name, match.missing, match.unexpected,
+                                      match.mismatched))
+    for _, variable, value in match.assign:
         variable.assign(value.astype(variable.dtype))
-    return LoadResult([k for k, _, _ in assign], [k for k, _ in missing],
-                      [k for k, _ in unexpected], mismatched)
+    return LoadResult([k for k, _, _ in match.assign],
+                      [k for k, _ in match.missing],
+                      [k for k, _ in match.unexpected], match.mismatched)
 
 
 def conv_entries(model, layer_name, timm_prefix, kind="conv"):
@@ -460,7 +525,7 @@ def mapping_by_layer_names(model, rename=None):
 
 
 def _report(name, missing, unexpected, mismatched):
-    lines = [f"the state dict does not fit encoder {name!r} "
+    lines = [f"the state dict does not fit {name!r} "
              f"({len(missing)} missing, {len(unexpected)} unexpected, "
              f"{len(mismatched)} mis-shaped; shapes in PyTorch layout):"]
     for key, want in missing:
@@ -480,6 +545,7 @@ __all__ = [
     "bn_entries",
     "conv_entries",
     "find_encoder",
+    "load_smp_state_dict",
     "load_torch_state_dict",
     "mapping_by_layer_names",
     "read_state_dict",

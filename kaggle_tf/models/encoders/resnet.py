@@ -44,7 +44,7 @@ def basic_block(x, planes, strides, downsample, attn=None, name=None):
     y = blocks.batch_norm(y, name=f"{name}_bn1")
     y = layers.ReLU(name=f"{name}_act1")(y)
     y = blocks.conv2d(y, planes, 3, name=f"{name}_conv2")
-    y = blocks.batch_norm(y, name=f"{name}_bn2")
+    y = blocks.batch_norm(y, zero_init=True, name=f"{name}_bn2")
     if attn == "se":
         y = blocks.squeeze_excite(y, make_divisible(planes / 16),
                                   name=f"{name}_se")
@@ -68,7 +68,7 @@ def bottleneck_block(x, planes, strides, downsample, cardinality=1,
     y = blocks.batch_norm(y, name=f"{name}_bn2")
     y = layers.ReLU(name=f"{name}_act2")(y)
     y = blocks.conv2d(y, out, 1, name=f"{name}_conv3")
-    y = blocks.batch_norm(y, name=f"{name}_bn3")
+    y = blocks.batch_norm(y, zero_init=True, name=f"{name}_bn3")
     if attn == "se":
         y = blocks.squeeze_excite(y, make_divisible(out / 16),
                                   name=f"{name}_se")

@@ -1,0 +1,132 @@
+"""What U-Net and FPN share: argument checks, the encoder, the heads.
+
+Layer names follow smp's module paths with `.` written `_`; `smp_mapping`
+turns them back into smp's state dict keys.
+"""
+
+from keras import layers
+
+from kaggle_tf.models import blocks
+from kaggle_tf.models import encoders
+from kaggle_tf.models.weights import mapping_by_layer_names
+
+# smp module names that contain an underscore themselves.
+_SMP_WORDS = ("seg_blocks", "skip_conv", "segmentation_head",
+              "classification_head")
+
+
+def smp_key(layer_name):
+    """The smp module path of a decoder layer (`decoder_p4_skip_conv` ->
+    `decoder.p4.skip_conv`).
+
+    Example:
+
+    >>> smp_key("decoder_seg_blocks_0_block_0_block_0")
+    'decoder.seg_blocks.0.block.0.block.0'
+    """
+    path = layer_name.replace("_", ".")
+    for word in _SMP_WORDS:
+        path = path.replace(word.replace("_", "."), word)
+    return path
+
+
+def smp_mapping(model):
+    """smp keys -> variables for the layers of `model` outside its encoder.
+
+    Example:
+
+    >>> sorted(smp_mapping(Unet("test_resnet")))[0]
+    'decoder.blocks.0.conv1.0.weight'
+    """
+    owned = [layer for layer in model.layers
+             if layer.weights and not isinstance(layer, encoders.Encoder)]
+    view = _LayerView(model, owned)
+    return mapping_by_layer_names(view, rename=smp_key)
+
+
+def is_unused_smp_key(key):
+    """True for smp tensors that its forward pass never uses.
+
+    smp's last `UnetDecoderBlock` has no skip, yet builds `attention1`
+    (scSE over the missing concatenation); this model does not create it.
+    """
+    return key.startswith("decoder.blocks.4.attention1.")
+
+
+class _LayerView:
+    """`model` restricted to some of its layers (for mapping helpers)."""
+
+    def __init__(self, model, owned):
+        self.layers = owned
+        self.name = model.name
+        self._model = model
+
+    def get_layer(self, name):
+        return self._model.get_layer(name)
+
+
+def check_args(classes, input_shape, activation, stride=32):
+    """Validates the arguments every segmentation model takes."""
+    if isinstance(classes, bool) or not isinstance(classes, int) or (
+            classes < 1):
+        raise ValueError(
+            f"classes must be a positive int. Received: classes={classes!r}")
+    if activation not in (None, "sigmoid", "softmax"):
+        raise ValueError(
+            "activation must be None (logits), 'sigmoid' or 'softmax'. "
+            f"Received: activation={activation!r}")
+    if input_shape is None or len(tuple(input_shape)) != 3:
+        raise ValueError(
+            "input_shape must be (height, width, channels). Received: "
+            f"input_shape={input_shape!r}")
+    for size in tuple(input_shape)[:2]:
+        if size is not None and int(size) % stride:
+            raise ValueError(
+                f"input height and width must be divisible by {stride} "
+                f"(pad the images). Received: input_shape={input_shape!r}")
+
+
+def build_encoder(encoder, input_shape, encoder_weights):
+    """The nested encoder (`name="encoder"`), with weights when given."""
+    backbone = encoders.build(encoder, input_shape=input_shape)
+    if encoder_weights is not None:
+        if not isinstance(encoder_weights, (str, dict)) and not hasattr(
+                encoder_weights, "__fspath__"):
+            raise ValueError(
+                "encoder_weights must be None or a local weight file. "
+                f"Received: encoder_weights={encoder_weights!r}")
+        from kaggle_tf.models.weights import load_torch_state_dict
+
+        load_torch_state_dict(backbone, encoder_weights)
+    return backbone
+
+
+def outputs(masks_logits, pyramid, classes, aux_head, activation):
+    """The model outputs: masks, plus aux labels when `aux_head`.
+
+    The aux head is smp's `ClassificationHead` without dropout: global
+    average pooling of P5, then a dense layer (`classification_head_3`).
+    Outputs are float32 (also under mixed precision); `activation` is
+    applied to both.
+    """
+    masks = blocks.float32_output(masks_logits, activation, name="masks")
+    if not aux_head:
+        return masks
+    x = layers.GlobalAveragePooling2D(name="classification_head_0")(
+        pyramid["P5"])
+    x = layers.Dense(classes, kernel_initializer="glorot_uniform",
+                     name="classification_head_3")(x)
+    labels = blocks.float32_output(x, activation, name="labels")
+    return {"masks": masks, "labels": labels}
+
+
+def head_conv(x, classes, kernel_size):
+    """smp's `SegmentationHead` conv (`segmentation_head_0`)."""
+    return layers.Conv2D(classes, kernel_size, padding="same",
+                         kernel_initializer="glorot_uniform",
+                         name="segmentation_head_0")(x)
+
+
+__all__ = ["build_encoder", "check_args", "outputs", "smp_key",
+           "smp_mapping"]
+
