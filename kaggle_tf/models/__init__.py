@@ -21,15 +21,15 @@ import importlib
 
 from kaggle_tf.models import encoders
 from kaggle_tf.models import weights
+from kaggle_tf.models.build import build
+from kaggle_tf.models.decoders import FPN
+from kaggle_tf.models.decoders import Unet
 
 # Imported on first use, so that a module under construction never breaks
 # `import kaggle_tf.models`.
 _LAZY = {
-    "Unet": ("kaggle_tf.models.decoders.unet", "Unet"),
-    "FPN": ("kaggle_tf.models.decoders.fpn", "FPN"),
     "Classifier": ("kaggle_tf.models.classifier", "Classifier"),
     "SequenceModel": ("kaggle_tf.models.sequence", "SequenceModel"),
-    "build": ("kaggle_tf.models.build", "build"),
 }
 
 
