@@ -1,0 +1,115 @@
+"""Fixtures for model tests: timm / smp references with random weights."""
+
+import os
+import sys
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# Loading triton's LLVM after TensorFlow's crashes the process (timm
+# imports torch._dynamo, which probes for triton). These CPU tests never
+# need triton, so make it unimportable (torch then reports no triton).
+if "triton" not in sys.modules:
+    sys.modules["triton"] = None
+
+
+def pytest_collection_modifyitems(config, items):
+    run_slow = os.environ.get("RUN_SLOW") == "1"
+    try:
+        run_slow = run_slow or bool(config.getoption("--run-slow"))
+    except ValueError:
+        pass
+    if run_slow:
+        return
+    skip = pytest.mark.skip(reason="slow: use --run-slow or RUN_SLOW=1")
+    for item in items:
+        if "slow" in item.keywords and "tests/kaggle_tf/models" in str(
+                item.fspath).replace(os.sep, "/"):
+            item.add_marker(skip)
+
+
+def randomize_batch_norm(module, seed=0):
+    """Random BatchNorm affine params and running stats (kept near 1x
+    scale, so 50 residual blocks do not blow activations up)."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    for sub in module.modules():
+        if isinstance(sub, torch.nn.BatchNorm2d):
+            n = sub.num_features
+            sub.weight.data = torch.rand(n, generator=generator) * 0.4 + 0.2
+            sub.bias.data = torch.rand(n, generator=generator) * 0.4 - 0.2
+            sub.running_mean.copy_(
+                torch.rand(n, generator=generator) * 0.4 - 0.2)
+            sub.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
+    return module
+
+
+@pytest.fixture
+def torch_ref():
+    """`torch`, with one thread (the suite shares two cores)."""
+    torch = pytest.importorskip("torch")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    yield torch
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def timm_features(torch_ref):
+    """`fn(name, **kw) -> timm features_only model` with random BN stats."""
+    timm = pytest.importorskip("timm")
+
+    def make(name, **kwargs):
+        model = timm.create_model(name, pretrained=False, features_only=True,
+                                  **kwargs)
+        return randomize_batch_norm(model).eval()
+
+    return make
+
+
+@pytest.fixture
+def timm_model(torch_ref):
+    """`fn(name, **kw) -> full timm model` (with its classifier) in eval
+    mode, random BN stats."""
+    timm = pytest.importorskip("timm")
+
+    def make(name, **kwargs):
+        model = timm.create_model(name, pretrained=False, **kwargs)
+        return randomize_batch_norm(model).eval()
+
+    return make
+
+
+def run_torch(model, images):
+    """Runs a torch model on NHWC numpy images; returns NHWC numpy."""
+    import torch
+
+    with torch.no_grad():
+        out = model(torch.from_numpy(np.ascontiguousarray(
+            images.transpose(0, 3, 1, 2))))
+
+    def back(t):
+        t = t.numpy()
+        return t.transpose(0, 2, 3, 1) if t.ndim == 4 else t
+
+    if isinstance(out, (list, tuple)):
+        return [back(t) for t in out]
+    return back(out)
+
+
+@pytest.fixture
+def to_nhwc():
+    return run_torch
+
+
+def images(shape, seed=0, batch=2):
+    return np.random.RandomState(seed).randn(batch, *shape).astype("float32")
+
+
+@pytest.fixture
+def random_images():
+    return images
