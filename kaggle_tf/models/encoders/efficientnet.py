@@ -1,1 +1,304 @@
-"""Encoders: efficientnet family."""
+"""EfficientNet-B0..B4 encoders in timm's layout, in both padding flavours.
+
+timm ships each EfficientNet twice, with the same module names:
+
+* `tf_efficientnet_bN` (registered here as `tf_efficientnet_bN`): the
+  original Google graph, TensorFlow "same" padding (asymmetric for strided
+  convs, depending on the input size) and BatchNorm epsilon 1e-3. Google's
+  checkpoints, the noisy-student `tf_efficientnet_bN_ns` / `.ns_jft_in1k`
+  weights that most Kaggle solutions of 2019-2021 start from, and smp's
+  `timm-efficientnet-bN` encoders use it. Keras' own `"same"` padding is
+  exactly TensorFlow's, so these are plain `"same"` convolutions.
+* `efficientnet_bN` (registered as `efficientnet_bN`): timm's own PyTorch
+  training, symmetric padding (`kernel_size // 2`, done here with
+  `ZeroPadding2D` + `"valid"` for strided convs) and epsilon 1e-5.
+
+Load a checkpoint into the encoder of the same name; the keys are the
+same, the numbers are not interchangeable.
+
+Blocks follow timm's `_gen_efficientnet`: a 3x3 stride-2 stem, a depthwise
+separable block (`ds`), then inverted residual blocks (`ir`: 1x1 expand,
+depthwise kxk, squeeze-and-excitation with SiLU, 1x1 project), SiLU
+everywhere. Channels scale by `round_channels` and depths by timm's
+`_scale_stage_depth` ("ceil"). Layers are named after timm's modules
+(`blocks.1.0.conv_dw` -> `blocks_1_0_conv_dw`).
+
+The pyramid is timm's `features_only` output: the last block of stages
+0, 1, 2, 4 and 6 (strides 2, 4, 8, 16, 32); for B0 the channels are
+(16, 24, 40, 112, 320). timm's `conv_head` / `bn2` are not part of it.
+
+Example:
+
+>>> from kaggle_tf.models import encoders
+>>> enc = encoders.build("tf_efficientnet_b0", input_shape=(64, 64, 3))
+>>> enc.output["P5"].shape
+(None, 2, 2, 320)
+"""
+
+import math
+import re
+
+import keras
+from keras import layers
+
+from kaggle_tf.models.encoders.registry import register_encoder
+from kaggle_tf.models.weights import mapping_by_layer_names
+
+# timm's `_gen_efficientnet` arch_def, one row per stage:
+# (block type, repeats, kernel size, stride, expansion ratio, out channels).
+# Every block has squeeze-and-excitation with ratio 0.25 of its input.
+STAGES = (
+    ("ds", 1, 3, 1, 1, 16),
+    ("ir", 2, 3, 2, 6, 24),
+    ("ir", 2, 5, 2, 6, 40),
+    ("ir", 3, 3, 2, 6, 80),
+    ("ir", 3, 5, 1, 6, 112),
+    ("ir", 4, 5, 2, 6, 192),
+    ("ir", 1, 3, 1, 6, 320),
+)
+SE_RATIO = 0.25
+STEM_CHANNELS = 32
+# (channel multiplier, depth multiplier), as in timm and the paper.
+SCALING = {
+    "b0": (1.0, 1.0),
+    "b1": (1.0, 1.1),
+    "b2": (1.1, 1.2),
+    "b3": (1.2, 1.4),
+    "b4": (1.4, 1.8),
+}
+# BatchNorm epsilon: timm's PyTorch default, and TensorFlow's for `tf_`.
+BN_EPSILON = 1e-5
+TF_BN_EPSILON = 1e-3
+BN_MOMENTUM = 0.9
+# timm keys of the full model that the pyramid does not use.
+HEAD_PREFIXES = ("conv_head.", "bn2.")
+
+
+def make_divisible(value, divisor=8, round_limit=0.9):
+    """timm's `make_divisible` (never rounds down by more than 10%)."""
+    new_value = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    if new_value < round_limit * value:
+        new_value += divisor
+    return new_value
+
+
+def round_channels(channels, multiplier):
+    """timm's `round_channels`: `channels * multiplier` to a multiple of 8."""
+    if not multiplier:
+        return channels
+    return make_divisible(channels * multiplier)
+
+
+def scale_depth(repeats, multiplier):
+    """timm's `_scale_stage_depth` for a one-definition stage ("ceil")."""
+    return int(math.ceil(repeats * multiplier))
+
+
+def pyramid_stages(stages=STAGES):
+    """Indices of the stages whose output is a pyramid level.
+
+    A stage is a level when the next stage halves the resolution, or when
+    it is the last one (timm's `feature_location="bottleneck"`).
+
+    Example:
+
+    >>> pyramid_stages()
+    (0, 1, 2, 4, 6)
+    """
+    last = len(stages) - 1
+    return tuple(i for i in range(len(stages))
+                 if i == last or stages[i + 1][3] > 1)
+
+
+def _conv(x, filters, kernel_size, strides=1, depthwise=False,
+          use_bias=False, tf_padding=False, name=None):
+    """A conv padded as timm pads it (TF "same" or symmetric)."""
+    if tf_padding or strides == 1:
+        # Stride 1, odd kernel: "same" is symmetric, as in PyTorch. With
+        # `tf_padding` it is TensorFlow's "same", as timm's `Conv2dSame`.
+        padding = "same"
+    else:
+        x = layers.ZeroPadding2D(kernel_size // 2, name=f"{name}_pad")(x)
+        padding = "valid"
+    if depthwise:
+        return layers.DepthwiseConv2D(kernel_size, strides=strides,
+                                      padding=padding, use_bias=use_bias,
+                                      name=name)(x)
+    return layers.Conv2D(filters, kernel_size, strides=strides,
+                         padding=padding, use_bias=use_bias, name=name)(x)
+
+
+def _bn(x, epsilon, activation=True, name=None):
+    """timm's `BatchNormAct2d` (BatchNorm, then SiLU when `activation`)."""
+    x = layers.BatchNormalization(epsilon=epsilon, momentum=BN_MOMENTUM,
+                                  name=name)(x)
+    if activation:
+        x = layers.Activation("silu", name=f"{name}_act")(x)
+    return x
+
+
+def squeeze_excite(x, reduced_channels, name=None):
+    """timm's EfficientNet `SqueezeExcite`: mean, 1x1, SiLU, 1x1, sigmoid.
+
+    Layers `{name}_conv_reduce` / `{name}_conv_expand` are timm's
+    `se.conv_reduce` / `se.conv_expand` (1x1 convs with bias).
+
+    Example:
+
+    >>> y = squeeze_excite(keras.Input((8, 8, 96)), 4, name="se")
+    """
+    channels = x.shape[-1]
+    s = layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_pool")(x)
+    s = layers.Conv2D(reduced_channels, 1, use_bias=True,
+                      name=f"{name}_conv_reduce")(s)
+    s = layers.Activation("silu", name=f"{name}_act1")(s)
+    s = layers.Conv2D(channels, 1, use_bias=True,
+                      name=f"{name}_conv_expand")(s)
+    s = layers.Activation("sigmoid", name=f"{name}_gate")(s)
+    return layers.Multiply(name=name)([x, s])
+
+
+def depthwise_separable_block(x, filters, kernel_size, strides, epsilon,
+                              tf_padding, name=None):
+    """timm's `DepthwiseSeparableConv`: dw kxk, BN-SiLU, SE, 1x1, BN."""
+    in_channels = x.shape[-1]
+    shortcut = x
+    y = _conv(x, None, kernel_size, strides, depthwise=True,
+              tf_padding=tf_padding, name=f"{name}_conv_dw")
+    y = _bn(y, epsilon, name=f"{name}_bn1")
+    y = squeeze_excite(y, round(in_channels * SE_RATIO), name=f"{name}_se")
+    y = _conv(y, filters, 1, name=f"{name}_conv_pw")
+    y = _bn(y, epsilon, activation=False, name=f"{name}_bn2")
+    if strides == 1 and in_channels == filters:
+        y = layers.Add(name=f"{name}_add")([y, shortcut])
+    return y
+
+
+def inverted_residual_block(x, filters, kernel_size, strides, expansion,
+                            epsilon, tf_padding, name=None):
+    """timm's `InvertedResidual`: 1x1 expand, dw kxk, SE, 1x1 project."""
+    in_channels = x.shape[-1]
+    mid_channels = make_divisible(in_channels * expansion)
+    shortcut = x
+    y = _conv(x, mid_channels, 1, name=f"{name}_conv_pw")
+    y = _bn(y, epsilon, name=f"{name}_bn1")
+    y = _conv(y, None, kernel_size, strides, depthwise=True,
+              tf_padding=tf_padding, name=f"{name}_conv_dw")
+    y = _bn(y, epsilon, name=f"{name}_bn2")
+    # timm divides the SE ratio by the expansion: SE width from the input.
+    y = squeeze_excite(y, round(mid_channels * (SE_RATIO / expansion)),
+                       name=f"{name}_se")
+    y = _conv(y, filters, 1, name=f"{name}_conv_pwl")
+    y = _bn(y, epsilon, activation=False, name=f"{name}_bn3")
+    if strides == 1 and in_channels == filters:
+        y = layers.Add(name=f"{name}_add")([y, shortcut])
+    return y
+
+
+def efficientnet(input_shape, channel_multiplier=1.0, depth_multiplier=1.0,
+                 tf_padding=False, name="efficientnet"):
+    """Builds an EfficientNet encoder with outputs `{"P1".."P5"}`.
+
+    Args:
+        input_shape: `(height, width, channels)`; any channel count.
+        channel_multiplier: width scaling (1.0 for B0). Defaults to `1.0`.
+        depth_multiplier: depth scaling (1.0 for B0). Defaults to `1.0`.
+        tf_padding: TensorFlow "same" padding and BatchNorm epsilon 1e-3
+            (timm's `tf_efficientnet_*`) instead of symmetric padding and
+            epsilon 1e-5 (timm's `efficientnet_*`). Defaults to `False`.
+        name: the model name.
+
+    Returns:
+        A functional `keras.Model`.
+
+    Example:
+
+    >>> model = efficientnet((64, 64, 3), 1.0, 1.1, tf_padding=True)
+    >>> model.output["P4"].shape
+    (None, 4, 4, 112)
+    """
+    epsilon = TF_BN_EPSILON if tf_padding else BN_EPSILON
+    inputs = keras.Input(shape=input_shape, name="images")
+
+    # --- stem ---
+    x = _conv(inputs, round_channels(STEM_CHANNELS, channel_multiplier), 3,
+              strides=2, tf_padding=tf_padding, name="conv_stem")
+    x = _bn(x, epsilon, name="bn1")
+
+    # --- stages ---
+    levels = pyramid_stages()
+    pyramid = {}
+    for stage, (block_type, repeats, kernel_size, strides, expansion,
+                channels) in enumerate(STAGES):
+        filters = round_channels(channels, channel_multiplier)
+        for index in range(scale_depth(repeats, depth_multiplier)):
+            block_name = f"blocks_{stage}_{index}"
+            block_strides = strides if index == 0 else 1
+            if block_type == "ds":
+                x = depthwise_separable_block(
+                    x, filters, kernel_size, block_strides, epsilon,
+                    tf_padding, name=block_name)
+            else:
+                x = inverted_residual_block(
+                    x, filters, kernel_size, block_strides, expansion,
+                    epsilon, tf_padding, name=block_name)
+        if stage in levels:
+            pyramid[f"P{len(pyramid) + 1}"] = x
+    return keras.Model(inputs, pyramid, name=name)
+
+
+# Module names of timm's that contain an underscore.
+_TIMM_WORDS = re.compile(r"conv\.(stem|dw|pwl|pw|reduce|expand|head)\b")
+
+
+def timm_module_name(layer_name):
+    """`blocks_1_0_se_conv_reduce` -> `blocks.1.0.se.conv_reduce`.
+
+    Example:
+
+    >>> timm_module_name("blocks_1_0_conv_pwl")
+    'blocks.1.0.conv_pwl'
+    """
+    return _TIMM_WORDS.sub(r"conv_\1", layer_name.replace("_", "."))
+
+
+def torch_mapping(model):
+    """timm's keys -> variables, derived from the timm-style layer names."""
+    return mapping_by_layer_names(model, rename=timm_module_name)
+
+
+def _channels(channel_multiplier):
+    return tuple(round_channels(STAGES[i][5], channel_multiplier)
+                 for i in pyramid_stages())
+
+
+def _register(variant, tf_padding):
+    channel_multiplier, depth_multiplier = SCALING[variant]
+    name = f"{'tf_' if tf_padding else ''}efficientnet_{variant}"
+
+    def build(input_shape):
+        return efficientnet(input_shape, channel_multiplier,
+                            depth_multiplier, tf_padding=tf_padding,
+                            name=name)
+
+    build.__name__ = name
+    build.__doc__ = (
+        f"EfficientNet-{variant.upper()} (timm `{name}`, "
+        f"{'TF same' if tf_padding else 'symmetric'} padding).")
+    register_encoder(name, channels=_channels(channel_multiplier),
+                     timm_name=name, torch_mapping=torch_mapping,
+                     first_conv="conv_stem.weight",
+                     ignore_prefixes=HEAD_PREFIXES)(build)
+    return build
+
+
+efficientnet_b0 = _register("b0", tf_padding=False)
+efficientnet_b1 = _register("b1", tf_padding=False)
+efficientnet_b2 = _register("b2", tf_padding=False)
+efficientnet_b3 = _register("b3", tf_padding=False)
+efficientnet_b4 = _register("b4", tf_padding=False)
+tf_efficientnet_b0 = _register("b0", tf_padding=True)
+tf_efficientnet_b1 = _register("b1", tf_padding=True)
+tf_efficientnet_b2 = _register("b2", tf_padding=True)
+tf_efficientnet_b3 = _register("b3", tf_padding=True)
+tf_efficientnet_b4 = _register("b4", tf_padding=True)
