@@ -72,6 +72,20 @@ def timm_features(torch_ref):
 
 
 @pytest.fixture
+def smp_model(torch_ref):
+    """`fn(arch, **kw) -> smp model` on `tu-test_resnet`, 2 classes, eval
+    mode, random BN stats."""
+    smp = pytest.importorskip("segmentation_models_pytorch")
+
+    def make(arch, **kwargs):
+        model = getattr(smp, arch)("tu-test_resnet", encoder_weights=None,
+                                   classes=2, **kwargs)
+        return randomize_batch_norm(model).eval()
+
+    return make
+
+
+@pytest.fixture
 def timm_model(torch_ref):
     """`fn(name, **kw) -> full timm model` (with its classifier) in eval
     mode, random BN stats."""

@@ -1,0 +1,93 @@
+"""The encoder registry and our ResNet-family encoders (no torch)."""
+
+import keras
+import numpy as np
+import pytest
+
+from kaggle_tf.models import encoders
+from kaggle_tf.models.encoders import resnet
+
+OURS = ("resnet18", "resnet34", "resnet50", "seresnext50_32x4d",
+        "test_resnet")
+
+
+def test_names_and_unknown_name_lists_choices():
+    assert set(OURS) <= set(encoders.names())
+    with pytest.raises(ValueError, match="unknown encoder 'resnet35'.*"
+                                         "resnet34"):
+        encoders.build("resnet35")
+
+
+@pytest.mark.parametrize("name", ["test_resnet", "resnet18",
+                                  "seresnext50_32x4d"])
+def test_pyramid_shapes_follow_spec(name):
+    encoder = encoders.build(name, input_shape=(64, 96, 3))
+    spec = encoders.spec(name)
+    assert isinstance(encoder, encoders.Encoder)
+    assert encoder.encoder_name == name and encoder.name == "encoder"
+    assert sorted(encoder.output) == ["P1", "P2", "P3", "P4", "P5"]
+    for level, (channels, stride) in enumerate(
+            zip(spec.channels, spec.strides), start=1):
+        assert encoder.output[f"P{level}"].shape == (
+            None, 64 // stride, 96 // stride, channels)
+    assert spec.timm_name == name
+
+
+def test_channels_of_bigger_encoders_from_spec():
+    assert encoders.spec("resnet34").channels == (64, 64, 128, 256, 512)
+    assert encoders.spec("resnet50").channels == (64, 256, 512, 1024, 2048)
+
+
+@pytest.mark.parametrize("channels", [1, 4])
+def test_any_input_channel_count(channels):
+    encoder = encoders.build("test_resnet", input_shape=(None, None, channels))
+    out = encoder(np.zeros((1, 64, 64, channels), "float32"))
+    assert out["P5"].shape == (1, 2, 2, 96)
+    assert encoder.get_layer("conv1_0").kernel.shape == (3, 3, channels, 16)
+
+
+@pytest.mark.parametrize("bad", [(64, 64), (64, 64, None), (0, 64, 3),
+                                 "rgb"])
+def test_bad_input_shape_is_named(bad):
+    with pytest.raises(ValueError, match="input_shape"):
+        encoders.build("test_resnet", input_shape=bad)
+
+
+def test_bad_block_type_is_named():
+    with pytest.raises(ValueError, match="block_types"):
+        resnet.resnet((64, 64, 3), "wide", (1, 1, 1, 1))
+
+
+def test_pytorch_padding_and_initialization():
+    encoder = encoders.build("resnet18", input_shape=(64, 64, 3))
+    # Explicit symmetric padding for the strided stem and pool.
+    assert encoder.get_layer("conv1_pad").padding == ((3, 3), (3, 3))
+    assert encoder.get_layer("conv1").padding == "valid"
+    assert encoder.get_layer("maxpool_pad").padding == ((1, 1), (1, 1))
+    bn = encoder.get_layer("bn1")
+    assert bn.epsilon == 1e-5 and bn.momentum == 0.9
+    # timm's zero_init_last: residual branches start at zero.
+    assert not np.any(encoder.get_layer("layer1_0_bn2").gamma.numpy())
+
+
+def test_grouped_conv_trains_under_xla():
+    """Conv2D(groups=32), as in SE-ResNeXt, takes XLA train steps on CPU."""
+    inputs = keras.Input((8, 8, 64))
+    x = keras.layers.Conv2D(64, 3, padding="same", groups=32,
+                            name="grouped")(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(1)(x))
+    model.compile("sgd", "mse", jit_compile=True)
+    images = np.random.RandomState(0).rand(2, 8, 8, 64).astype("float32")
+    kernel = model.get_layer("grouped").kernel
+    assert kernel.shape == (3, 3, 2, 64)
+    before = kernel.numpy().copy()
+    loss = model.train_on_batch(images, np.ones((2, 1), "float32"))
+    assert np.isfinite(loss) and not np.allclose(kernel.numpy(), before)
+    # Group g sees only input channels 2g, 2g+1: check one output by hand.
+    out = keras.Model(inputs, model.get_layer("grouped").output)(images)
+    window = images[0, 3:6, 3:6, 10:12]  # group 5 -> outputs 10, 11
+    want = np.sum(window * kernel.numpy()[:, :, :, 10]) + (
+        model.get_layer("grouped").bias.numpy()[10])
+    np.testing.assert_allclose(np.asarray(out)[0, 4, 4, 10], want,
+                               rtol=1e-5, atol=1e-5)
