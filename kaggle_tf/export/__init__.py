@@ -1,0 +1,1 @@
+"""Export: a SavedModel with TTA, ensemble and post-processing inside."""

@@ -1,0 +1,53 @@
+"""Export for serving: `python -m kaggle_tf.export --config C --out DIR`.
+
+Writes `DIR/<version>/`, a SavedModel whose `serving_default` takes encoded
+image bytes and returns probabilities and post-processed masks or labels,
+with TTA, the fold/checkpoint ensemble and post-processing in the graph.
+The version folder's path is the last line printed.
+"""
+
+import argparse
+import os
+import sys
+
+from kaggle_tf import config as config_lib
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="python -m kaggle_tf.export",
+                                description=__doc__.splitlines()[0])
+    p.add_argument("--config", required=True, help="recipe JSON")
+    p.add_argument("--out", required=True, help="export folder")
+    p.add_argument("--tta", choices=("none", "hflip", "vflip", "d4"),
+                   default=None, help="overrides inference.tta")
+    p.add_argument("--folds", default=None,
+                   help="comma-separated fold indices (default: all)")
+    p.add_argument("--version", type=int, default=None,
+                   help="version number (default: the next free one)")
+    p.add_argument("--set", dest="overrides", action="append", default=[],
+                   metavar="KEY=VALUE", help="override a config key")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    cfg = config_lib.load_or_exit(args.config, args.overrides)
+    folds = None
+    if args.folds:
+        try:
+            folds = [int(k) for k in args.folds.split(",")]
+        except ValueError:
+            print(f"config error: --folds takes integers like 0,1,2. "
+                  f"Received: {args.folds!r}", file=sys.stderr)
+            return 2
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from kaggle_tf.export import saved_model
+
+    path = saved_model.export(cfg, args.out, tta=args.tta, folds=folds,
+                              version=args.version)
+    print(os.path.abspath(path))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
