@@ -253,7 +253,8 @@ def read_meta(path):
         `series_instance_uid`, `series_description`, `modality`,
         `instance_number` (int or None), `z` (third ImagePositionPatient
         value or None), `window_center`, `window_width` (first values or
-        None), `slope`, `intercept`, `rows`, `columns`, `bits_stored`,
+        None), `slope`, `intercept`, `rows`, `columns`, `bits_allocated`,
+        `bits_stored`,
         `pixel_representation`, `photometric`, `patient_sex`,
         `patient_age`, `view_position`.
 
@@ -293,6 +294,7 @@ def _meta(ds, path):
             "intercept": first_value(ds.get("RescaleIntercept"), 0.0),
             "rows": int(ds.get("Rows", 0)),
             "columns": int(ds.get("Columns", 0)),
+            "bits_allocated": int(ds.get("BitsAllocated", 0)),
             "bits_stored": int(ds.get("BitsStored", 0)),
             "pixel_representation": int(ds.get("PixelRepresentation", 0)),
             "photometric": _text(ds, "PhotometricInterpretation"),

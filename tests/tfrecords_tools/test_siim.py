@@ -1,0 +1,205 @@
+"""SIIM: sample -> convert -> records, checked against the raw files."""
+
+import glob
+import hashlib
+import io
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pydicom
+import pytest
+from PIL import Image
+
+from kaggle_tf import config
+from tfrecords_tools import convert
+from tfrecords_tools import dicom
+from tfrecords_tools import encode
+from tfrecords_tools import schema
+from tfrecords_tools.competitions import siim
+from tfrecords_tools.items import BadInput
+
+N, SIZE = 16, 64
+
+
+def _cfg(raw, out, **data):
+    return config.from_dict({"task": "siim", "data": {
+        "raw_dir": str(raw), "records_dir": str(out),
+        "image_size": [SIZE, SIZE], "folds": 3, "shard_size": 4, **data}})
+
+
+def _records(out, split="train"):
+    import tensorflow as tf
+
+    files = sorted(glob.glob(os.path.join(str(out), f"{split}-*.tfrec")))
+    return [encode.from_example(r.numpy())
+            for r in tf.data.TFRecordDataset(files)]
+
+
+def _rle_decode(text, h, w):
+    """SIIM relative column-major RLE, re-derived with plain numpy."""
+    flat = np.zeros(h * w, bool)
+    values = [int(v) for v in text.split()] if text.strip() != "-1" else []
+    pos = 0
+    for start, length in zip(values[0::2], values[1::2]):
+        pos += start
+        flat[pos:pos + length] = True
+        pos += length
+    return flat.reshape(w, h).T
+
+
+def _dicoms(raw, folder):
+    out = {}
+    for path in glob.glob(os.path.join(raw, folder, "*", "*", "*.dcm")):
+        out[os.path.basename(path)[:-4]] = path
+    return out
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    root = tmp_path_factory.mktemp("siim")
+    raw, out = root / "raw", root / "records"
+    siim.make_sample(str(raw), n=N, size=SIZE, seed=3)
+    manifest = convert.convert(_cfg(raw, out), progress=False)
+    return raw, out, manifest
+
+
+def test_sample_layout_and_csv(converted):
+    raw, _, _ = converted
+    with open(raw / "train-rle.csv", encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    assert lines[0] == "ImageId, EncodedPixels"
+    ids = [line.split(", ")[0] for line in lines[1:]]
+    empty = [line for line in lines[1:] if line.endswith(", -1")]
+    assert 0.2 <= (len(set(ids)) - len(empty)) / len(set(ids)) <= 0.6
+    assert len(ids) > len(set(ids))  # an image with two regions
+    files = _dicoms(raw, "dicom-images-train")
+    assert set(ids) == set(files)
+    with open(raw / "sample_submission.csv", encoding="utf-8") as f:
+        sub = f.read().splitlines()
+    assert sub[0] == "ImageId,EncodedPixels"
+    assert {s.split(",")[0] for s in sub[1:]} == set(
+        _dicoms(raw, "dicom-images-test"))
+    path = next(iter(files.values()))
+    with dicom.lenient():
+        ds = pydicom.dcmread(path)
+        assert ds.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1"
+        assert ds.SOPInstanceUID == os.path.basename(path)[:-4]
+        assert ds.PhotometricInterpretation == "MONOCHROME2"
+        assert (ds.Rows, ds.Columns, ds.BitsStored) == (SIZE, SIZE, 8)
+        assert ds.Modality == "CR" and ds.ViewPosition in ("PA", "AP")
+        assert ds.PatientSex in ("M", "F") and int(ds.PatientAge) > 0
+        study, series = path.split(os.sep)[-3:-1]
+        assert (ds.StudyInstanceUID, ds.SeriesInstanceUID) == (study, series)
+
+
+def test_records_match_raw_files(converted):
+    raw, out, manifest = converted
+    files = _dicoms(raw, "dicom-images-train")
+    rles = {}
+    with open(raw / "train-rle.csv", encoding="utf-8") as f:
+        for line in f.read().splitlines()[1:]:
+            image_id, rle = line.split(", ")
+            rles.setdefault(image_id, []).append(rle)
+    records = _records(out)
+    assert len(records) == N == manifest["splits"]["train"]["records"]
+    for rec in records:
+        image_id = rec[schema.ID][0].decode()
+        ds = pydicom.dcmread(files[image_id])
+        with Image.open(io.BytesIO(rec[schema.IMAGE][0])) as im:
+            np.testing.assert_array_equal(np.asarray(im), ds.pixel_array)
+        truth = np.zeros((SIZE, SIZE), bool)
+        for rle in rles[image_id]:
+            truth |= _rle_decode(rle, SIZE, SIZE)
+        mask = encode.unpack_mask(rec[schema.MASK][0], 1)[..., 0]
+        np.testing.assert_array_equal(mask, truth)
+        assert rec[schema.LABELS] == [float(truth.any())]
+        assert rec[schema.GROUP][0].decode() == ds.PatientID
+    test = _records(out, "test")
+    assert len(test) == len(_dicoms(raw, "dicom-images-test"))
+    assert all(r[schema.FOLD] == [schema.TEST_FOLD] for r in test)
+
+
+def test_folds_grouped_by_patient_and_cover_all(converted):
+    raw, out, _ = converted
+    files = _dicoms(raw, "dicom-images-train")
+    fold_of, patient_folds, positives = {}, {}, {}
+    for rec in _records(out):
+        image_id = rec[schema.ID][0].decode()
+        fold = rec[schema.FOLD][0]
+        fold_of[image_id] = fold
+        patient = pydicom.dcmread(files[image_id]).PatientID
+        patient_folds.setdefault(patient, set()).add(fold)
+        positives[fold] = positives.get(fold, 0) + int(rec[schema.LABELS][0])
+    assert set(fold_of) == set(files)
+    assert all(len(f) == 1 for f in patient_folds.values())
+    assert len(patient_folds) < len(files)  # patients with several images
+    assert sorted(set(fold_of.values())) == [0, 1, 2]
+    assert all(positives.get(f, 0) >= 1 for f in range(3))
+
+
+def _digest(folder):
+    h = hashlib.sha256()
+    for path in sorted(glob.glob(os.path.join(folder, "**"), recursive=True)):
+        if os.path.isfile(path):
+            h.update(os.path.relpath(path, folder).encode())
+            with open(path, "rb") as f:
+                h.update(f.read())
+    return h.hexdigest()
+
+
+def test_sample_deterministic(tmp_path):
+    siim.make_sample(str(tmp_path / "a"), n=4, size=32, seed=7)
+    siim.make_sample(str(tmp_path / "b"), n=4, size=32, seed=7)
+    siim.make_sample(str(tmp_path / "c"), n=4, size=32, seed=8)
+    assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
+    assert _digest(tmp_path / "a") != _digest(tmp_path / "c")
+
+
+def test_relative_rle_hand_worked():
+    m = np.zeros((3, 4), bool)
+    m[1:, 0] = True
+    m[1, 3] = True
+    assert siim.relative_rle(m) == "1 2 7 1"
+    assert siim.relative_rle(np.zeros((3, 4))) == "-1"
+    np.testing.assert_array_equal(_rle_decode("1 2 7 1", 3, 4), m)
+
+
+def test_bad_inputs(tmp_path):
+    raw = tmp_path / "raw"
+    siim.make_sample(str(raw), n=8, size=32, seed=1)
+    files = _dicoms(raw, "dicom-images-train")
+    ids = sorted(files)
+    os.remove(files[ids[0]])                       # a row names no file
+    with open(files[ids[1]], "rb") as f:           # a truncated DICOM
+        data = f.read()
+    with open(files[ids[1]], "wb") as f:
+        f.write(data[:-200])
+    cfg = _cfg(raw, tmp_path / "rec", folds=2)
+    with pytest.raises(BadInput, match="train-rle.csv: row [0-9]+: image"):
+        convert.convert(cfg, progress=False)
+    manifest = convert.convert(cfg, skip_bad=True, progress=False)
+    assert manifest["splits"]["train"]["records"] == 6
+    with open(tmp_path / "rec" / "errors.csv", encoding="utf-8") as f:
+        errors = f.read()
+    assert "train-rle.csv" in errors and ids[0] in errors
+    assert os.path.basename(files[ids[1]]) in errors
+
+
+def test_cli_exit_code_names_file(tmp_path):
+    raw = tmp_path / "raw"
+    siim.make_sample(str(raw), n=6, size=32, seed=2)
+    path = sorted(_dicoms(raw, "dicom-images-train").values())[0]
+    with open(path, "wb") as f:
+        f.write(b"broken")
+    cfg_path = tmp_path / "siim.json"
+    cfg_path.write_text(
+        '{"task": "siim", "data": {"raw_dir": "%s", "records_dir": "%s", '
+        '"folds": 2, "image_size": [32, 32]}}' % (raw, tmp_path / "rec"))
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    result = subprocess.run(
+        [sys.executable, "-m", "tfrecords_tools.convert", "--config",
+         str(cfg_path), "--quiet"], capture_output=True, text=True, env=env)
+    assert result.returncode == 1
+    assert os.path.basename(path) in result.stderr
