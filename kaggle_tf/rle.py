@@ -25,6 +25,7 @@ Example:
 True
 """
 
+import functools
 import math
 
 import numpy as np
@@ -44,7 +45,7 @@ def _table(width, fill, zero):
 
 
 # Numbers < 10**8 are written as two 4-digit cells, high then low. Leading
-# zeros become NUL bytes, which one `bytes.replace` removes at the end.
+# zeros become NUL bytes, which one `bytes.translate` removes at the end.
 _HIGH = _table(4, "_", "____")  # 0 -> nothing
 _LOW = np.concatenate([
     _table(4, "_", "___0"),  # high part is 0: no leading zeros
@@ -60,15 +61,20 @@ def _check_convention(convention):
                          f"Received: convention={convention!r}")
 
 
-def _binary_u8(mask):
-    """A C-contiguous uint8 view/copy of `mask` holding only 0 and 1."""
-    if mask.dtype == np.bool_:
-        m = mask.view(np.uint8)
-    elif mask.dtype == np.uint8 and mask.max() <= 1:
-        m = mask
-    else:
-        m = np.not_equal(mask, 0).view(np.uint8)
-    return np.ascontiguousarray(m)
+@functools.lru_cache(maxsize=4)
+def _positions(h, w):
+    """Kaggle's 0-based column-major index of each pixel, by row-major key.
+
+    `below[k]` is the index of pixel k (row-major) of `m[1:]`, i.e. of
+    pixel (1 + k // w, k % w); `tops[c - 1]` is the index of pixel (0, c).
+    Cached per image size (4 bytes per pixel).
+    """
+    dtype = np.int32 if h * w < 2 ** 31 else np.int64
+    cols, rows = np.meshgrid(np.arange(w, dtype=dtype),
+                             np.arange(1, h, dtype=dtype))
+    below = (cols * h + rows).ravel()
+    tops = np.arange(1, w, dtype=np.int64) * h
+    return below, tops
 
 
 def _boundaries(mask):
@@ -78,27 +84,32 @@ def _boundaries(mask):
     order, so most boundaries come from comparing row r + 1 with row r; the
     rest come from the top of each column against the bottom of the
     previous one. Rows are compared a machine word (up to 8 pixels) at a
-    time, and only differing words are looked at byte by byte.
+    time, in one pass over the mask, and only differing words are looked
+    at byte by byte.
     """
     h, w = mask.shape
-    m = _binary_u8(mask)
+    if mask.dtype == np.bool_ or mask.dtype == np.uint8:
+        m = np.ascontiguousarray(mask).view(np.uint8)
+    else:
+        m = np.not_equal(mask, 0).view(np.uint8)
     size = 8 if w % 8 == 0 else 4 if w % 4 == 0 else 2 if w % 2 == 0 else 1
     words = m.view(_WORDS[size])
     below, above = words[1:].ravel(), words[:-1].ravel()
     hit = np.flatnonzero(below != above)
-    # Bytes are 0/1, so the XOR of two words is a valid bool array.
-    flips = np.flatnonzero((below[hit] ^ above[hit]).view(np.bool_))
-    shift = size.bit_length() - 1
-    k = (hit[flips >> shift] << shift) + (flips & (size - 1))
-    row = k // w  # flat index k = row * w + col into m[1:]
-    parts = [(k - row * w) * h + row + 1]
-    top = np.flatnonzero(m[0, 1:] != m[h - 1, :-1])
-    parts.append((top + 1) * h)
+    b, a = below[hit], above[hit]
+    if mask.dtype == np.uint8 and (b | a).view(np.uint8).max(initial=0) > 1:
+        # Values other than 0/1 where rows differ: compare as booleans.
+        return _boundaries(m != 0)
+    # Bytes are 0/1 here, so the XOR of two words is a valid bool array.
+    flips = np.flatnonzero((b ^ a).view(np.bool_))
+    pos_below, pos_tops = _positions(h, w)
+    top = np.flatnonzero(np.logical_xor(m[0, 1:], m[h - 1, :-1]))
+    parts = [pos_below.reshape(-1, size)[hit].ravel()[flips], pos_tops[top]]
     if m[0, 0]:
         parts.append(np.zeros(1, np.int64))
     if m[h - 1, w - 1]:
         parts.append(np.full(1, h * w, np.int64))
-    pos = np.concatenate(parts)
+    pos = np.concatenate(parts).astype(np.int64, copy=False)
     pos.sort()
     return pos
 
@@ -110,7 +121,8 @@ def _format(values, limit):
     if limit >= 10 ** 8:
         return " ".join(map(str, values.tolist()))
     high = values // 10000
-    low = values - high * 10000 + np.minimum(high, 1) * 10000
+    # Index into _LOW: the low part, +10000 (zero-padded cells) if high > 0.
+    low = values - np.maximum(high - 1, 0) * 10000
     cells = np.empty((values.size, 3), np.uint32)
     cells[:, 0] = _HIGH[high]
     cells[:, 1] = _LOW[low]
