@@ -1,5 +1,24 @@
 """Encoders: backbones that return a feature pyramid `{"P1".."P5"}`.
 
+Each encoder is registered by name (`names()`), built as an `Encoder`
+(a functional model whose outputs are the maps at strides 2..32, exactly
+timm's `features_only` outputs) and loads timm's PyTorch state dicts with
+`kaggle_tf.models.weights.load_torch_state_dict`.
+
+Why our own encoders rather than keras-hub or kimm backbones:
+
+* keras-hub requires `tensorflow-text` pinned to the previous TensorFlow
+  minor release (plus kagglehub, sentencepiece, tokenizers); on a Kaggle
+  kernel that pulls a second, mismatched TensorFlow. Its ResNet backbone
+  exposes only P2..P5 (no stride-2 map for the U-Net's last skip) and has
+  no SE-ResNeXt.
+* kimm depends on Keras only, but its feature names and weights are its
+  own (downloaded from its releases), not timm's state dicts, which are
+  what Kaggle users keep offline.
+* Writing the few families we need keeps layer names equal to timm's
+  module paths, so any timm checkpoint loads by name, with one error
+  listing every mismatch.
+
 >>> from kaggle_tf.models import encoders
 >>> "resnet34" in encoders.names()
 True
