@@ -1,0 +1,166 @@
+"""Protein (HPA): sample -> convert -> records, checked against raw files."""
+
+import csv
+import glob
+import hashlib
+import io
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from kaggle_tf import config
+from tfrecords_tools import convert
+from tfrecords_tools import encode
+from tfrecords_tools import schema
+from tfrecords_tools.competitions import protein
+from tfrecords_tools.items import BadInput
+
+N, SIZE = 40, 32
+
+
+def _cfg(raw, out, **data):
+    return config.from_dict({"task": "protein", "data": {
+        "raw_dir": str(raw), "records_dir": str(out), "channels": 4,
+        "image_size": [SIZE, SIZE], "folds": 3, "shard_size": 8, **data}})
+
+
+def _records(out, split="train"):
+    import tensorflow as tf
+
+    files = sorted(glob.glob(os.path.join(str(out), f"{split}-*.tfrec")))
+    return [encode.from_example(r.numpy())
+            for r in tf.data.TFRecordDataset(files)]
+
+
+def _targets(raw):
+    with open(os.path.join(raw, "train.csv"), encoding="utf-8") as f:
+        return {r["Id"]: r["Target"] for r in csv.DictReader(f)}
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    root = tmp_path_factory.mktemp("protein")
+    raw, out = root / "raw", root / "records"
+    protein.make_sample(str(raw), n=N, size=SIZE, seed=0)
+    manifest = convert.convert(_cfg(raw, out), progress=False)
+    return raw, out, manifest
+
+
+def test_sample_layout(converted):
+    raw, _, _ = converted
+    targets = _targets(raw)
+    assert len(targets) == N
+    counts = np.zeros(28)
+    for target in targets.values():
+        for k in target.split():
+            counts[int(k)] += 1
+    assert counts[0] == counts.max() and counts[0] >= 0.25 * N  # imbalanced
+    for sample_id in targets:
+        for color in protein.COLORS:
+            with Image.open(raw / "train" / f"{sample_id}_{color}.png") as im:
+                assert im.mode == "L" and im.size == (SIZE, SIZE)
+    with open(raw / "sample_submission.csv", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["Id", "Predicted"]
+    assert len(glob.glob(str(raw / "test" / "*_yellow.png"))) == len(rows) - 1
+
+
+def test_records_match_raw_files(converted):
+    raw, out, manifest = converted
+    targets = _targets(raw)
+    records = _records(out)
+    assert len(records) == N == manifest["splits"]["train"]["records"]
+    for rec in records:
+        sample_id = rec[schema.ID][0].decode()
+        hot = np.zeros(28)
+        hot[[int(k) for k in targets[sample_id].split()]] = 1
+        np.testing.assert_array_equal(rec[schema.LABELS], hot)
+        assert len(rec[schema.IMAGE]) == 4 and rec[schema.CHANNELS] == [4]
+        for data, color in zip(rec[schema.IMAGE], protein.COLORS):
+            with open(raw / "train" / f"{sample_id}_{color}.png", "rb") as f:
+                assert data == f.read()  # kept as stored
+    assert len(_records(out, "test")) == manifest["splits"]["test"][
+        "records"] > 0
+
+
+def test_green_channel_carries_the_class_pattern(converted):
+    raw, _, _ = converted
+    for sample_id, target in list(_targets(raw).items())[:10]:
+        with Image.open(raw / "train" / f"{sample_id}_green.png") as im:
+            green = np.asarray(im, np.float32)
+        assert (green > 150).mean() > 0.02  # the bright grating patches
+    patterns = {protein.pattern_of(k) for k in range(28)}
+    assert len(patterns) == 28
+
+
+def test_folds_multilabel_cover_all(converted):
+    raw, out, manifest = converted
+    folds = {}
+    labels = {}
+    for rec in _records(out):
+        folds[rec[schema.ID][0].decode()] = rec[schema.FOLD][0]
+        labels[rec[schema.ID][0].decode()] = np.array(rec[schema.LABELS])
+    assert set(folds) == set(_targets(raw))
+    assert manifest["fold_strategy"] == "multilabel"
+    for fold in range(3):
+        members = [labels[i] for i in folds if folds[i] == fold]
+        assert 10 <= len(members) <= 16
+        assert np.stack(members)[:, 0].sum() >= 2  # class 0 in every fold
+
+
+def test_composite_adds_yellow():
+    rgby = np.array([[[10, 20, 30, 100], [200, 200, 0, 100]]], np.uint8)
+    np.testing.assert_array_equal(protein.composite(rgby),
+                                  [[[110, 120, 30], [255, 255, 0]]])
+
+
+def _digest(folder):
+    h = hashlib.sha256()
+    for path in sorted(glob.glob(os.path.join(folder, "**"), recursive=True)):
+        if os.path.isfile(path):
+            h.update(path[len(str(folder)):].encode())
+            with open(path, "rb") as f:
+                h.update(f.read())
+    return h.hexdigest()
+
+
+def test_sample_deterministic(tmp_path):
+    for name, seed in (("a", 5), ("b", 5), ("c", 6)):
+        protein.make_sample(str(tmp_path / name), n=4, size=16, seed=seed)
+    assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
+    assert _digest(tmp_path / "a") != _digest(tmp_path / "c")
+
+
+def test_bad_inputs(tmp_path):
+    raw = tmp_path / "raw"
+    protein.make_sample(str(raw), n=8, size=16, seed=1)
+    ids = sorted(_targets(raw))
+    os.remove(raw / "train" / f"{ids[0]}_blue.png")
+    png = raw / "train" / f"{ids[1]}_yellow.png"
+    png.write_bytes(png.read_bytes()[:30])            # truncated PNG
+    rgb = raw / "train" / f"{ids[2]}_red.png"         # not grayscale
+    Image.new("RGB", (16, 16)).save(rgb)
+    cfg = _cfg(raw, tmp_path / "rec", folds=2)
+    with pytest.raises(BadInput, match=rf"train.csv: row \d+: image "
+                                       rf"train/{ids[0]}_blue.png not found"):
+        convert.convert(cfg, progress=False)
+    manifest = convert.convert(cfg, skip_bad=True, progress=False)
+    assert manifest["splits"]["train"]["records"] == 5
+    with open(tmp_path / "rec" / "errors.csv", encoding="utf-8") as f:
+        errors = f.read()
+    for name in (f"{ids[0]}_blue", f"{ids[1]}_yellow.png",
+                 f"{ids[2]}_red.png"):
+        assert name in errors
+    assert "grayscale" in errors
+
+
+def test_bad_target_names_row(tmp_path):
+    raw = tmp_path / "raw"
+    protein.make_sample(str(raw), n=4, size=16, seed=1)
+    lines = (raw / "train.csv").read_text().splitlines()
+    lines[2] = lines[2].split(",")[0] + ",3 28"
+    (raw / "train.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(BadInput, match="train.csv: row 3: Target class"):
+        protein.list_items(_cfg(raw, tmp_path / "rec", folds=2))
