@@ -165,7 +165,7 @@ def png_bytes(array) -> bytes:
     buf = io.BytesIO()
     array = np.ascontiguousarray(array)
     if array.dtype == np.uint16:
-        Image.fromarray(array.astype("<u2"), mode="I;16").save(buf, "PNG")
+        Image.fromarray(array.astype(np.uint16)).save(buf, "PNG")
     else:
         Image.fromarray(array).save(buf, format="PNG")
     return buf.getvalue()
