@@ -222,7 +222,7 @@ def weighted_log_loss(y_true, y_pred, weights=(1, 1, 1, 1, 1, 2),
                                class_weights=weights)
 
 
-# --- dice ---------------------------------------------------------------------
+# --- dice --------------------------------------------------------------------
 
 
 def soft_dice_score(y_true, probs, axes, smooth=1.0, eps=1e-7):
@@ -295,7 +295,7 @@ def soft_dice_loss(y_true, y_pred, from_logits=True, smooth=1.0,
     return class_weighted_mean(1.0 - score, class_weights)
 
 
-# --- Lovasz ---------------------------------------------------------------------
+# --- Lovasz ------------------------------------------------------------------
 
 
 def lovasz_grad(gt_sorted):
@@ -433,7 +433,7 @@ def lovasz_softmax_loss(y_true, y_pred, from_logits=True, per_image=False,
                              ops.sum(w, axis=-1))
 
 
-# --- ranking ------------------------------------------------------------------
+# --- ranking -----------------------------------------------------------------
 
 
 def lsep_loss(y_true, y_pred, from_logits=True):
@@ -474,7 +474,7 @@ def lsep_loss(y_true, y_pred, from_logits=True):
     return shift + ops.log(ops.exp(-shift) + total)
 
 
-# --- combinations ---------------------------------------------------------------
+# --- combinations ------------------------------------------------------------
 
 
 def combo_loss(y_true, y_pred, bce=1.0, dice=1.0, focal=0.0, gamma=2.0,

@@ -65,6 +65,7 @@ def test_jit_compiled_train_step_matches_eager(name):
     loss = ALL[name]()
     model.compile(optimizer=keras.optimizers.SGD(0.0), loss=loss,
                   jit_compile=True)
+    assert model.jit_compile is True
     history = model.fit(x, y, batch_size=len(x), epochs=1, verbose=0)
     eager = float(loss(y, model(x)))
     np.testing.assert_allclose(history.history["loss"][0], eager, rtol=1e-5)
