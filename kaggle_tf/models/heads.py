@@ -173,8 +173,9 @@ class StepMask(keras.layers.Layer):
 
     Example:
 
-    >>> StepMask()(keras.ops.convert_to_tensor([[1.0, 1.0, 0.0]]))
-    ... # [[True, True, False]]
+    >>> mask = StepMask()(keras.ops.convert_to_tensor([[1.0, 1.0, 0.0]]))
+    >>> keras.ops.convert_to_numpy(mask)
+    array([[ True,  True, False]])
     """
 
     def call(self, inputs):
@@ -196,9 +197,10 @@ class ZeroMaskedSteps(keras.layers.Layer):
 
     Example:
 
-    >>> x = keras.ops.ones((1, 3, 2))
-    >>> ZeroMaskedSteps()([x, keras.ops.convert_to_tensor([[1, 1, 0]]) > 0])
-    ... # [[[1, 1], [1, 1], [0, 0]]]
+    >>> x = keras.ops.ones((1, 3, 1))
+    >>> mask = keras.ops.convert_to_tensor([[True, True, False]])
+    >>> keras.ops.convert_to_numpy(ZeroMaskedSteps()([x, mask]))[0, :, 0]
+    array([1., 1., 0.], dtype=float32)
     """
 
     def __init__(self, **kwargs):
