@@ -1,0 +1,163 @@
+"""Whole RSNA ICH series as padded sequences, for CNN + LSTM models.
+
+Each record of the rsna_ich task is one series with its slices already in
+`ImagePositionPatient` order, so a sequence is one parsed record: no
+grouping or sorting at read time, and everything is TensorFlow ops.
+
+A series longer than `max_length` (`cfg.data.max_series_length`) is cut:
+in training one random window of `max_length` consecutive slices, at
+evaluation consecutive chunks covering every slice (so every slice gets a
+prediction). Shorter ones are padded; `mask` is 1 on real slices.
+
+Batches:
+
+| key        | shape                          | content                     |
+|------------|--------------------------------|-----------------------------|
+| `images`   | (B, T, H, W, C) float32        | windows of `cfg.data.windows`, in [0, 1] |
+| `labels`   | (B, T, 6) float32              | epidural ... subdural, any  |
+| `mask`     | (B, T) float32                 | 1 = slice, 0 = padding      |
+| `id`       | (B, T) string                  | slice ids, "" for padding   |
+| `index`    | (B, T) int32                   | slice index in its series, -1 for padding |
+| `position` | (B, T) float32                 | slice z                     |
+| `series`   | (B,) string                    | SeriesInstanceUID           |
+
+T = `max_length`, H, W = `cfg.data.image_size`, C = number of windows.
+
+Example:
+
+>>> ds = make_series_dataset(cfg, folds=[0], training=False, batch_size=2)
+>>> batch = next(iter(ds))
+>>> batch["images"].shape                     # doctest: +SKIP
+TensorShape([2, 64, 512, 512, 3])
+"""
+
+import json
+import os
+
+import tensorflow as tf
+
+from kaggle_tf.data.tasks import rsna_ich
+from tfrecords_tools import schema
+
+PER_SLICE = ("image_bytes", "id", "labels", "position")
+# Series records are large (tens of slices): a smaller shuffle buffer.
+MAX_SERIES_SHUFFLE = 64
+
+
+def shard_files(records_dir, folds=None, split="train"):
+    """Shard paths of `split` whose fold is in `folds` (None: all).
+
+    Raises:
+        FileNotFoundError: no manifest.json in `records_dir`.
+        ValueError: no shard of those folds.
+    """
+    path = os.path.join(records_dir, schema.MANIFEST)
+    if not tf.io.gfile.exists(path):
+        raise FileNotFoundError(f"{path} not found: convert the records "
+                                "first (python -m tfrecords_tools.convert)")
+    with tf.io.gfile.GFile(path, "r") as f:
+        manifest = json.load(f)
+    shards = manifest["splits"][split]["shards"]
+    wanted = None if folds is None else {int(k) for k in folds}
+    files = [os.path.join(records_dir, s["file"]) for s in shards
+             if wanted is None or s["fold"] in wanted]
+    if not files:
+        raise ValueError(f"no {split} shards for folds {sorted(wanted)} in "
+                         f"{path}")
+    return files
+
+
+def _chunks(parsed, max_length, training, seed):
+    """A parsed series -> dataset of windows of at most `max_length`."""
+    n = parsed["length"]
+    if training:
+        start = tf.random.uniform([], 0, tf.maximum(n - max_length, 0) + 1,
+                                  dtype=tf.int32, seed=seed)
+        starts = tf.reshape(start, [1])
+    else:
+        starts = tf.range(0, n, max_length)
+
+    def take(start):
+        end = tf.minimum(start + max_length, n)
+        out = {k: parsed[k][start:end] for k in PER_SLICE}
+        out["index"] = tf.range(start, end)
+        out["series"] = parsed["series"]
+        return out
+
+    return tf.data.Dataset.from_tensor_slices(starts).map(take)
+
+
+def make_series_dataset(cfg, folds, training, batch_size=None,
+                        split="train", max_length=None, seed=None,
+                        drop_remainder=None, repeat=False):
+    """A `tf.data.Dataset` of padded series batches (see the module doc).
+
+    Args:
+        cfg: a validated config of task `rsna_ich`.
+        folds: fold ids to read; None for all (and for `split="test"`).
+        training: shuffle, random windows of long series.
+        batch_size: series per batch. Defaults to `cfg.train.batch_size`.
+        split: "train" or "test". Defaults to `"train"`.
+        max_length: T. Defaults to `cfg.data.max_series_length`.
+        seed: shuffling and window seed. Defaults to `cfg.seed`.
+        drop_remainder: drop a last smaller batch. Defaults to `training`
+            (static shapes for TPUs).
+        repeat: repeat forever. Defaults to `False`.
+
+    Returns:
+        The dataset of dict batches.
+    """
+    if cfg.task != "rsna_ich":
+        raise ValueError(f"make_series_dataset reads rsna_ich records. "
+                         f"Received: task={cfg.task!r}")
+    batch_size = int(batch_size or cfg.train.batch_size)
+    max_length = int(max_length or cfg.data.max_series_length)
+    seed = cfg.seed if seed is None else seed
+    drop_remainder = training if drop_remainder is None else drop_remainder
+    windows = rsna_ich.windows_of(cfg)
+    h, w = (int(v) for v in cfg.data.image_size)
+    files = shard_files(cfg.data.records_dir,
+                        None if split == "test" else folds, split)
+    ds = tf.data.Dataset.from_tensor_slices(files)
+    if training:
+        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.interleave(tf.data.TFRecordDataset,
+                       cycle_length=min(len(files), 4),
+                       num_parallel_calls=tf.data.AUTOTUNE,
+                       deterministic=not training)
+    if training:
+        ds = ds.shuffle(min(cfg.data.shuffle_buffer, MAX_SERIES_SHUFFLE),
+                        seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+    ds = ds.map(rsna_ich.parse_series, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.flat_map(lambda p: _chunks(p, max_length, training, seed))
+
+    def decode(chunk):
+        n = tf.shape(chunk["id"])[0]
+        return {
+            "images": rsna_ich.decode_slices(chunk["image_bytes"], windows,
+                                             (h, w)),
+            "labels": chunk["labels"],
+            "mask": tf.ones([n], tf.float32),
+            "id": chunk["id"],
+            "index": tf.cast(chunk["index"], tf.int32),
+            "position": chunk["position"],
+            "series": chunk["series"],
+        }
+
+    ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE,
+                deterministic=not training)
+    c = len(windows)
+    ds = ds.padded_batch(
+        batch_size,
+        padded_shapes={"images": [max_length, h, w, c],
+                       "labels": [max_length, len(rsna_ich.CLASSES)],
+                       "mask": [max_length], "id": [max_length],
+                       "index": [max_length], "position": [max_length],
+                       "series": []},
+        padding_values={"images": 0.0, "labels": 0.0, "mask": 0.0,
+                        "id": "", "index": -1, "position": 0.0,
+                        "series": ""},
+        drop_remainder=drop_remainder)
+    return ds.prefetch(tf.data.AUTOTUNE)

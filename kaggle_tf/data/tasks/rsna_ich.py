@@ -1,0 +1,122 @@
+"""RSNA ICH records -> tensors: series parsing, HU decoding, windows.
+
+A record holds one DICOM series in slice order (see
+`tfrecords_tools.competitions.rsna_ich`): T 16-bit PNGs of `HU + 32768`,
+the T slice ids, positions and T x 6 labels. The slice-level dataset
+unbatches the series; `kaggle_tf.data.series` keeps them whole.
+
+Windows come from `cfg.data.windows` (`[[center, width], ...]`, one
+channel each); with none, one channel `clip((HU + 1024) / 4096, 0, 1)`.
+Everything is TensorFlow ops, so it runs in `tf.data` on any device.
+
+Example:
+
+>>> hu = tf.constant([[[0.0], [40.0], [80.0]]])          # (1, 3, 1)
+>>> window_hu(hu, [[40, 80]])[0, :, 0].numpy()
+array([0. , 0.5, 1. ], dtype=float32)
+"""
+
+import tensorflow as tf
+
+from tfrecords_tools import schema
+
+CLASSES = ("epidural", "intraparenchymal", "intraventricular",
+           "subarachnoid", "subdural", "any")
+HU_OFFSET = 32768.0
+# Used when `cfg.data.windows` is empty: the full CT range in one channel.
+FULL_RANGE = ((1024.0, 4096.0),)
+
+FEATURES = {
+    schema.ID: tf.io.VarLenFeature(tf.string),
+    schema.SERIES: tf.io.FixedLenFeature([], tf.string),
+    schema.GROUP: tf.io.FixedLenFeature([], tf.string, default_value=""),
+    schema.IMAGE: tf.io.VarLenFeature(tf.string),
+    schema.POSITION: tf.io.VarLenFeature(tf.float32),
+    schema.LABELS: tf.io.VarLenFeature(tf.float32),
+    schema.FOLD: tf.io.FixedLenFeature([], tf.int64, default_value=-1),
+}
+
+
+def windows_of(cfg):
+    """`cfg.data.windows` as a tuple of (center, width) floats."""
+    pairs = [tuple(float(v) for v in w) for w in (cfg.data.windows or [])]
+    for pair in pairs:
+        if len(pair) != 2 or not pair[1] > 0:
+            raise ValueError(f"each of data.windows must be [center, "
+                             f"width > 0]. Received: {list(pair)}")
+    return tuple(pairs) or FULL_RANGE
+
+
+def window_hu(hu, windows):
+    """HU `(..., 1)` -> `(..., len(windows))` float32 in [0, 1].
+
+    Channel k is `clip((hu - (c_k - w_k / 2)) / w_k, 0, 1)`.
+    """
+    hu = tf.cast(hu, tf.float32)
+    channels = [tf.clip_by_value((hu - (c - w / 2.0)) / w, 0.0, 1.0)
+                for c, w in windows]
+    return tf.concat(channels, axis=-1)
+
+
+def parse_series(serialized):
+    """A serialized series record -> dense tensors.
+
+    Returns:
+        dict: `image_bytes` (T,) string, `id` (T,) string, `position`
+        (T,) float32, `labels` (T, 6) float32 (zeros for test records),
+        `series` and `group` scalar strings, `fold` int64, `length` int32.
+    """
+    f = tf.io.parse_single_example(serialized, FEATURES)
+    pngs = tf.sparse.to_dense(f[schema.IMAGE], default_value="")
+    length = tf.shape(pngs)[0]
+    labels = tf.sparse.to_dense(f[schema.LABELS])
+    labels = tf.cond(tf.size(labels) > 0,
+                     lambda: tf.reshape(labels, [-1, len(CLASSES)]),
+                     lambda: tf.zeros([length, len(CLASSES)]))
+    return {
+        "image_bytes": pngs,
+        "id": tf.sparse.to_dense(f[schema.ID], default_value=""),
+        "position": tf.sparse.to_dense(f[schema.POSITION]),
+        "labels": labels,
+        "series": f[schema.SERIES],
+        "group": f[schema.GROUP],
+        "fold": f[schema.FOLD],
+        "length": length,
+    }
+
+
+def decode_slice(png, windows, image_size):
+    """One 16-bit HU PNG -> `(height, width, len(windows))` float32."""
+    stored = tf.io.decode_png(png, channels=1, dtype=tf.uint16)
+    hu = tf.cast(stored, tf.float32) - HU_OFFSET
+    h, w = image_size
+    hu = tf.image.resize(hu, (h, w), method="bilinear")
+    out = window_hu(hu, windows)
+    return tf.ensure_shape(out, (h, w, len(windows)))
+
+
+def decode_slices(pngs, windows, image_size):
+    """`(T,)` PNG strings -> `(T, height, width, len(windows))` float32."""
+    h, w = image_size
+    spec = tf.TensorSpec((h, w, len(windows)), tf.float32)
+    return tf.map_fn(lambda p: decode_slice(p, windows, image_size), pngs,
+                     fn_output_signature=spec)
+
+
+def to_slices(parsed):
+    """A parsed series -> a dataset of its slices (before decoding).
+
+    Each element: `image_bytes`, `id`, `labels` (6,), `position`,
+    `series`, `group`, `index` (slice index in the series), `length`.
+    """
+    n = parsed["length"]
+    return tf.data.Dataset.from_tensor_slices({
+        "image_bytes": parsed["image_bytes"],
+        "id": parsed["id"],
+        "labels": parsed["labels"],
+        "position": parsed["position"],
+        "series": tf.fill([n], parsed["series"]),
+        "group": tf.fill([n], parsed["group"]),
+        "index": tf.range(n),
+        "length": tf.fill([n], n),
+    })
