@@ -11,15 +11,15 @@ prediction). Shorter ones are padded; `mask` is 1 on real slices.
 
 Batches:
 
-| key        | shape                          | content                     |
-|------------|--------------------------------|-----------------------------|
-| `images`   | (B, T, H, W, C) float32        | windows of `cfg.data.windows`, in [0, 1] |
-| `labels`   | (B, T, 6) float32              | epidural ... subdural, any  |
-| `mask`     | (B, T) float32                 | 1 = slice, 0 = padding      |
-| `id`       | (B, T) string                  | slice ids, "" for padding   |
-| `index`    | (B, T) int32                   | slice index in its series, -1 for padding |
-| `position` | (B, T) float32                 | slice z                     |
-| `series`   | (B,) string                    | SeriesInstanceUID           |
+| key        | shape                   | content                            |
+|------------|-------------------------|------------------------------------|
+| `images`   | (B, T, H, W, C) float32 | `cfg.data.windows`, in [0, 1]      |
+| `labels`   | (B, T, 6) float32       | epidural ... subdural, any         |
+| `mask`     | (B, T) float32          | 1 = slice, 0 = padding             |
+| `id`       | (B, T) string           | slice ids, "" for padding          |
+| `index`    | (B, T) int32            | index in the series, -1 = padding  |
+| `position` | (B, T) float32          | slice z                            |
+| `series`   | (B,) string             | SeriesInstanceUID                  |
 
 T = `max_length`, H, W = `cfg.data.image_size`, C = number of windows.
 
