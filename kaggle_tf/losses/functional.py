@@ -196,11 +196,14 @@ def focal_loss(y_true, y_pred, gamma=2.0, alpha: Optional[float] = None,
 
 def weighted_log_loss(y_true, y_pred, weights=(1, 1, 1, 1, 1, 2),
                       from_logits=True):
-    """Label-weighted binary log loss (RSNA ICH) per sample.
+    """Label-weighted binary log loss (RSNA ICH) per image.
 
     `L = -sum_j w_j [y_j log p_j + (1 - y_j) log(1 - p_j)] / sum_j w_j`,
     the competition metric per image; the default weights give `any`
-    (the last label) twice the weight of each subtype.
+    (the last label) twice the weight of each subtype. Inputs with middle
+    axes, such as `(batch, slices, labels)` from a sequence model, give one
+    loss per slice, so a Keras `sample_weight` of shape `(batch, slices)`
+    can mask the padding.
 
     Args:
         y_true: `(batch, ..., labels)` targets in [0, 1].
@@ -209,7 +212,7 @@ def weighted_log_loss(y_true, y_pred, weights=(1, 1, 1, 1, 1, 2),
         from_logits: whether `y_pred` holds logits. Defaults to `True`.
 
     Returns:
-        `(batch,)` float32 losses.
+        `(batch, ...)` float32 losses (`y_pred.shape[:-1]`).
 
     Example:
 
@@ -218,8 +221,9 @@ def weighted_log_loss(y_true, y_pred, weights=(1, 1, 1, 1, 1, 2),
     >>> round(float(loss[0]), 5)  # -log(0.9)
     0.10536
     """
-    return binary_crossentropy(y_true, y_pred, from_logits=from_logits,
-                               class_weights=weights)
+    y_true, y_pred = _prepare(y_true, y_pred)
+    return class_weighted_mean(
+        _elementwise_bce(y_true, y_pred, from_logits), list(weights))
 
 
 # --- dice --------------------------------------------------------------------
@@ -382,7 +386,7 @@ def lovasz_softmax_loss(y_true, y_pred, from_logits=True, per_image=False,
 
     Args:
         y_true: one-hot `(batch, ..., classes)` or integer ids
-            `(batch, ...)`.
+            `(batch, ...)` (or `(batch, ..., 1)`).
         y_pred: `(batch, ..., classes)` logits (softmax is applied) or
             probabilities.
         from_logits: whether `y_pred` holds logits. Defaults to `True`.
@@ -407,6 +411,9 @@ def lovasz_softmax_loss(y_true, y_pred, from_logits=True, per_image=False,
     y_true = ops.convert_to_tensor(y_true)
     y_pred = ops.cast(y_pred, _FLOAT)
     n_classes = _classes(y_pred)
+    if (len(y_true.shape) == len(y_pred.shape) and y_true.shape[-1] == 1
+            and n_classes != 1):
+        y_true = y_true[..., 0]  # class ids with a channel axis
     if len(y_true.shape) == len(y_pred.shape) - 1:
         y_true = ops.one_hot(ops.cast(y_true, "int32"), n_classes,
                              dtype=_FLOAT)

@@ -16,8 +16,9 @@ class WeightedLogLoss(KaggleLoss):
     `L = -sum_j w_j [y_j log p_j + (1 - y_j) log(1 - p_j)] / sum_j w_j`,
     the RSNA ICH metric per image with the default weights (labels
     epidural, intraparenchymal, intraventricular, subarachnoid, subdural,
-    any). Inputs `(batch, ..., labels)`; middle axes (slices of a series)
-    are averaged.
+    any). Inputs `(batch, ..., labels)`; with middle axes (slices of a
+    series) the loss is per slice, so a `sample_weight` `(batch, slices)`
+    masks padded slices.
 
     Args:
         weights: one weight per label. Defaults to `[1, 1, 1, 1, 1, 2]`.

@@ -259,7 +259,9 @@ class RsnaIchLogLoss(keras.metrics.Metric):
     sum_j w_j` with `w = (1, 1, 1, 1, 1, 2)` and `p` clipped to
     `[1e-15, 1 - 1e-15]`; `result()` is the mean over images, equal to
     `kaggle.rsna_ich_log_loss` on the whole set. Inputs `(batch, 6)` or
-    `(batch, slices, 6)` (every slice counts as an image).
+    `(batch, slices, 6)` (every slice counts as an image). A
+    `sample_weight` of shape `(batch,)` or `(batch, slices)` weights the
+    images; a 0/1 padding mask leaves padded slices out.
 
     Args:
         from_logits: whether `y_pred` holds logits. Defaults to `True`.
@@ -293,15 +295,21 @@ class RsnaIchLogLoss(keras.metrics.Metric):
                                        dtype=_FLOAT, name="count")
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        _no_sample_weight(self, sample_weight)
-        k = len(self.weights)
-        y_true = ops.reshape(ops.cast(y_true, _FLOAT), (-1, k))
-        y_pred = ops.reshape(ops.cast(y_pred, _FLOAT), (-1, k))
+        y_true = ops.cast(y_true, _FLOAT)
+        y_pred = ops.cast(y_pred, _FLOAT)
         log_p, log_q = _log_probs(y_pred, self.from_logits)
         loss = -(y_true * log_p + (1.0 - y_true) * log_q)
         w = ops.convert_to_tensor(self.weights, dtype=_FLOAT)
-        self.total.assign_add(ops.sum(loss * w) / ops.sum(w))
-        self.count.assign_add(ops.cast(ops.shape(y_true)[0], _FLOAT))
+        per_image = ops.sum(loss * w, axis=-1) / ops.sum(w)
+        if sample_weight is None:
+            image_w = ops.ones_like(per_image)
+        else:
+            image_w = ops.cast(sample_weight, _FLOAT)
+            image_w = ops.reshape(image_w, ops.shape(image_w) + (1,) * (
+                len(per_image.shape) - len(image_w.shape)))
+            image_w = ops.broadcast_to(image_w, ops.shape(per_image))
+        self.total.assign_add(ops.sum(per_image * image_w))
+        self.count.assign_add(ops.sum(image_w))
 
     def result(self):
         return ops.divide_no_nan(self.total, self.count)

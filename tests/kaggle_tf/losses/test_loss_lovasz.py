@@ -137,6 +137,8 @@ def test_lovasz_softmax_value_and_gradient(classes):
     # One-hot targets give the same loss as integer ids.
     onehot = np.eye(4, dtype="float32")[labels]
     np.testing.assert_allclose(float(loss(onehot, z)), want, rtol=1e-5)
+    np.testing.assert_allclose(float(loss(labels[..., None], z)), want,
+                               rtol=1e-5)
 
 
 def test_lovasz_softmax_per_image_is_mean_of_images():

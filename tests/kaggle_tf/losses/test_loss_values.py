@@ -254,3 +254,35 @@ def test_shape_mismatch_and_bad_arguments_raise():
         losses.Focal(gamma=-1)
     with pytest.raises(ValueError, match="from_logits"):
         losses.BCE(from_logits="yes")
+
+
+def test_all_empty_batch_matches_numpy():
+    """A batch whose masks are all empty (most Severstal/SIIM batches)."""
+    y = np.zeros((2, 5, 5, 2), "float32")
+    z = np.random.default_rng(4).normal(-2, 1, y.shape).astype("float32")
+    zf = z.astype(float)
+    p = np_sigmoid(zf)
+    bce = per_sample(np_bce(y, p)).mean()
+    focal = per_sample(np_focal(y, zf, 2.0, 0.25)).mean()
+    dice = np_dice_loss(y, p, 1.0, False)
+    # Empty masks: Dice = 1 - 1 / (sum(p) + 1) per class over the batch.
+    np.testing.assert_allclose(
+        dice, np.mean([1 - 1 / (p[..., k].sum() + 1) for k in range(2)]))
+    loss = losses.Combo(bce=3.0, dice=1.0, focal=4.0, alpha=0.25)
+    np.testing.assert_allclose(float(loss(y, z)), 3 * bce + dice + 4 * focal,
+                               rtol=1e-5)
+
+
+def test_weighted_log_loss_per_slice_for_sequences():
+    rng = np.random.default_rng(5)
+    y = (rng.random((2, 4, 6)) > 0.5).astype("float32")
+    z = rng.normal(0, 2, (2, 4, 6)).astype("float32")
+    w = np.array([1, 1, 1, 1, 1, 2.0])
+    want = (np_bce(y, np_sigmoid(z.astype(float))) * w).sum(-1) / w.sum()
+    got = run(functional.weighted_log_loss, y, z)
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    # A (batch, slices) sample weight masks padded slices.
+    mask = np.array([[1, 1, 0, 0], [1, 1, 1, 1]], "float32")
+    value = float(losses.WeightedLogLoss(
+        reduction="mean_with_sample_weight")(y, z, sample_weight=mask))
+    np.testing.assert_allclose(value, want[mask > 0].mean(), rtol=1e-5)

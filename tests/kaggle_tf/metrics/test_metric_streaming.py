@@ -239,3 +239,19 @@ def test_saved_model_file_reloads_metrics(tmp_path):
     found = [m for m in again.metrics[-1].metrics
              if isinstance(m, metrics.F1Macro)]
     assert found and found[0].num_classes == 28
+
+
+def test_rsna_ich_padded_series_with_mask():
+    """(batch, slices, 6) with a padding mask == numpy on the real slices."""
+    rng = np.random.default_rng(7)
+    truth = (rng.random((3, 5, 6)) > 0.6).astype("float32")
+    logits = rng.normal(0, 2, (3, 5, 6)).astype("float32")
+    mask = np.array([[1, 1, 1, 1, 1], [1, 1, 0, 0, 0], [1, 1, 1, 0, 0]],
+                    "float32")
+    real = mask.astype(bool)
+    want = kaggle.rsna_ich_log_loss(truth[real],
+                                    sigmoid(logits[real].astype(float)))
+    metric = metrics.RsnaIchLogLoss()
+    metric.update_state(truth[:2], logits[:2], sample_weight=mask[:2])
+    metric.update_state(truth[2:], logits[2:], sample_weight=mask[2:])
+    assert float(metric.result()) == pytest.approx(want, rel=1e-5)
