@@ -27,7 +27,7 @@ def random_masks(shape, seed, empty_every=3):
     return masks
 
 
-# --- Severstal -----------------------------------------------------------------
+# --- Severstal ---------------------------------------------------------------
 
 
 def test_mean_dice_spec_example():
@@ -63,7 +63,7 @@ def test_mean_dice_rejects_bad_input():
         kaggle.mean_dice(np.zeros((1, 2, 2, 4)), np.zeros((1, 2, 2, 3)))
 
 
-# --- SIIM ------------------------------------------------------------------------
+# --- SIIM --------------------------------------------------------------------
 
 
 def test_siim_dice_per_image_and_layouts():
@@ -77,7 +77,7 @@ def test_siim_dice_per_image_and_layouts():
     assert kaggle.siim_dice(empty, empty) == 1.0
 
 
-# --- HPA -------------------------------------------------------------------------
+# --- HPA ---------------------------------------------------------------------
 
 
 def test_f1_macro_spec_example():
@@ -99,7 +99,7 @@ def test_f1_macro_matches_sklearn_including_zero_division():
     assert kaggle.f1_per_class(truth, pred)[5] == 0.0
 
 
-# --- RSNA ICH ---------------------------------------------------------------------
+# --- RSNA ICH ----------------------------------------------------------------
 
 
 def test_rsna_ich_spec_example_and_sklearn():
@@ -124,7 +124,7 @@ def test_rsna_ich_clips_at_1e_15():
         kaggle.rsna_ich_log_loss(np.zeros((1, 6)), np.full((1, 6), np.nan))
 
 
-# --- RSNA lumbar ------------------------------------------------------------------
+# --- RSNA lumbar -------------------------------------------------------------
 
 
 def official_style_score(truth, prob):
@@ -237,7 +237,7 @@ def test_rsna_lumbar_rejects_bad_input():
                                     np.full((2, 25, 3), 1 / 3))
 
 
-# --- score -----------------------------------------------------------------------
+# --- score -------------------------------------------------------------------
 
 
 def test_score_binarizes_with_config_thresholds():
