@@ -117,3 +117,18 @@ def test_convnext_tiny_matches_timm(timm_model, to_nhwc, random_images):
             assert np.abs(want).max() > 0.1
             np.testing.assert_allclose(out, want, rtol=0, atol=TOLERANCE,
                                        err_msg=f"P{level} {height}x{width}")
+
+
+def test_keras_file_round_trip(tmp_path):
+    encoder = encoders.build("convnext_tiny", input_shape=(None, None, 3))
+    rng = np.random.RandomState(0)
+    for variable in encoder.weights:
+        variable.assign(rng.uniform(-0.05, 0.05, variable.shape).astype(
+            variable.dtype))
+    encoder.save(tmp_path / "convnext.keras")
+    loaded = keras.saving.load_model(tmp_path / "convnext.keras")
+    x = rng.rand(1, 64, 64, 3).astype("float32")
+    want, got = encoder(x), loaded(x)
+    for level in ("P1", "P2", "P3", "P4", "P5"):
+        np.testing.assert_array_equal(np.asarray(got[level]),
+                                      np.asarray(want[level]))

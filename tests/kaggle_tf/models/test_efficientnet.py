@@ -1,5 +1,6 @@
 """EfficientNet-B0..B4 encoders (timm and tf_ flavours) vs timm."""
 
+import keras
 import numpy as np
 import pytest
 
@@ -151,3 +152,20 @@ def test_b1_to_b4_match_timm(variant, prefix, timm_model, to_nhwc,
                              random_images):
     assert_matches_timm(f"{prefix}efficientnet_{variant}", timm_model,
                         to_nhwc, random_images, shapes=((64, 64), (65, 71)))
+
+
+def test_keras_file_round_trip(tmp_path):
+    encoder = encoders.build("tf_efficientnet_b0", input_shape=(64, 64, 3))
+    rng = np.random.RandomState(0)
+    for variable in encoder.weights:
+        value = rng.uniform(0.5, 1.0, variable.shape)
+        if len(variable.shape) > 1:
+            value *= 0.1
+        variable.assign(value.astype(variable.dtype))
+    encoder.save(tmp_path / "effnet.keras")
+    loaded = keras.saving.load_model(tmp_path / "effnet.keras")
+    x = rng.rand(1, 64, 64, 3).astype("float32")
+    want, got = encoder(x), loaded(x)
+    for level in ("P1", "P2", "P3", "P4", "P5"):
+        np.testing.assert_array_equal(np.asarray(got[level]),
+                                      np.asarray(want[level]))
