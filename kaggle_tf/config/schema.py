@@ -109,14 +109,16 @@ class LossConfig:
 
     name: str = _f("combo", choices=(
         "bce", "dice", "focal", "combo", "lovasz_hinge", "lovasz_softmax",
-        "lsep", "weighted_log_loss", "categorical_crossentropy"))
+        "lsep", "weighted_log_loss", "categorical_crossentropy",
+        "lumbar_log_loss"))
     weights: list = _f(factory=lambda: [1.0, 1.0, 0.0], item=float, min=0.0)
     class_weights: Optional[list] = _f(None, item=float, min=0.0)
     from_logits: bool = True
     gamma: float = _f(2.0, min=0.0)
     alpha: Optional[float] = _f(None, min=0.0, max=1.0)
     smooth: float = _f(1.0, min=0.0)
-    per_image: bool = False
+    # None: the loss's own default (Lovasz: per image; Dice: per batch).
+    per_image: Optional[bool] = None
 
 
 @dataclass
@@ -176,7 +178,8 @@ class CallbacksConfig:
     """Checkpointing by the Kaggle metric, logs, early stopping."""
 
     monitor: str = "val_kaggle_metric"
-    mode: str = _f("max", choices=("max", "min"))
+    # None: "max" when the task's Kaggle metric is higher-is-better.
+    mode: Optional[str] = _f(None, choices=("max", "min"))
     top_k: int = _f(1, min=1)
     average_top_k: bool = False
     early_stopping_patience: Optional[int] = _f(None, min=1)

@@ -1,7 +1,7 @@
 """Out-of-fold predictions: predict a dataset, save and join `oof.npz`.
 
 `oof.npz` holds `ids` (N,), `probs` (N, ...) float16 probabilities and
-`truth` (N, ...) uint8, compressed: empty masks cost almost nothing.
+`truth` (N, ...) int8 (-1 = missing label), compressed: empty masks cost almost nothing.
 """
 
 import os
@@ -34,7 +34,7 @@ def predict_dataset(model, ds, cfg):
     for batch in ds:
         out = model(batch["images"], training=False)
         probs.append(to_probs(out, cfg.model.activation).astype(np.float16))
-        truth.append(np.asarray(batch[key]).astype(np.uint8))
+        truth.append(np.asarray(batch[key]).astype(np.int8))
         ids.extend(v.decode() if isinstance(v, bytes) else str(v)
                    for v in np.asarray(batch["id"]).ravel())
     if not ids:

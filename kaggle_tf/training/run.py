@@ -161,6 +161,13 @@ def _augmenter(cfg):
     return augment.build(cfg.augment)
 
 
+def monitor_mode(cfg):
+    """`callbacks.mode`, or the direction of the task's Kaggle metric."""
+    if cfg.callbacks.mode is not None:
+        return cfg.callbacks.mode
+    return "max" if kaggle_metrics.higher_is_better(cfg.task) else "min"
+
+
 def train_fold(cfg, fold):
     """Trains fold `fold` through every stage; returns the fold folder."""
     fold_dir = os.path.join(cfg.output_dir, f"fold{fold}")
@@ -217,19 +224,19 @@ def train_fold(cfg, fold):
                         min_lr=stage.min_lr,
                         restart_epochs=stage.restart_epochs),
             cbs.TopKCheckpoint(fold_dir, cfg.callbacks.monitor,
-                               cfg.callbacks.mode, cfg.callbacks.top_k,
+                               monitor_mode(cfg), cfg.callbacks.top_k,
                                epoch_offset=epoch_offset, stage=s),
             HistoryLogger(history_path, s, epoch_offset),
             *rate_callbacks,
         ]
         if stage.scheduler == "reduce_on_plateau":
             callbacks.append(keras.callbacks.ReduceLROnPlateau(
-                monitor=cfg.callbacks.monitor, mode=cfg.callbacks.mode,
+                monitor=cfg.callbacks.monitor, mode=monitor_mode(cfg),
                 factor=stage.factor, patience=stage.patience,
                 min_lr=stage.min_lr))
         if cfg.callbacks.early_stopping_patience:
             callbacks.append(keras.callbacks.EarlyStopping(
-                monitor=cfg.callbacks.monitor, mode=cfg.callbacks.mode,
+                monitor=cfg.callbacks.monitor, mode=monitor_mode(cfg),
                 patience=cfg.callbacks.early_stopping_patience))
         if cfg.callbacks.tensorboard:
             callbacks.append(keras.callbacks.TensorBoard(
