@@ -61,20 +61,16 @@ def _check_convention(convention):
                          f"Received: convention={convention!r}")
 
 
-@functools.lru_cache(maxsize=4)
-def _positions(h, w):
-    """Kaggle's 0-based column-major index of each pixel, by row-major key.
+_TABLE_PIXELS = 1 << 22  # images up to 4 Mpx get a cached position table
 
-    `below[k]` is the index of pixel k (row-major) of `m[1:]`, i.e. of
-    pixel (1 + k // w, k % w); `tops[c - 1]` is the index of pixel (0, c).
-    Cached per image size (4 bytes per pixel).
-    """
-    dtype = np.int32 if h * w < 2 ** 31 else np.int64
-    cols, rows = np.meshgrid(np.arange(w, dtype=dtype),
-                             np.arange(1, h, dtype=dtype))
-    below = (cols * h + rows).ravel()
-    tops = np.arange(1, w, dtype=np.int64) * h
-    return below, tops
+
+@functools.lru_cache(maxsize=4)
+def _position_table(h, w):
+    """Kaggle's 0-based column-major index of pixel k (row-major) of
+    `m[1:]`, i.e. of pixel (1 + k // w, k % w); int32, cached per size."""
+    cols, rows = np.meshgrid(np.arange(w, dtype=np.int32),
+                             np.arange(1, h, dtype=np.int32))
+    return (cols * h + rows).ravel()
 
 
 def _boundaries(mask):
@@ -102,9 +98,15 @@ def _boundaries(mask):
         return _boundaries(m != 0)
     # Bytes are 0/1 here, so the XOR of two words is a valid bool array.
     flips = np.flatnonzero((b ^ a).view(np.bool_))
-    pos_below, pos_tops = _positions(h, w)
+    if h * w <= _TABLE_PIXELS:  # look the positions up
+        below_pos = _position_table(h, w).reshape(-1, size)[hit].ravel()
+        below_pos = below_pos[flips]
+    else:  # compute them: flat index k = row * w + col into m[1:]
+        k = hit[flips // size] * size + flips % size
+        row = k // w
+        below_pos = (k - row * w) * h + row + 1
     top = np.flatnonzero(np.logical_xor(m[0, 1:], m[h - 1, :-1]))
-    parts = [pos_below.reshape(-1, size)[hit].ravel()[flips], pos_tops[top]]
+    parts = [below_pos, (top + 1) * h]
     if m[0, 0]:
         parts.append(np.zeros(1, np.int64))
     if m[h - 1, w - 1]:

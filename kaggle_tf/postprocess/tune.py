@@ -73,6 +73,11 @@ def _grid(values, name, dtype=np.float32):
     return grid
 
 
+def _number(x):
+    """The shortest decimal that reads back as the same float32/64 value."""
+    return float(np.format_float_positional(x, unique=True, trim="-"))
+
+
 @functools.lru_cache(maxsize=8)
 def _float16_bins(grid):
     """For every float16 bit pattern, how many grid values it exceeds."""
@@ -184,7 +189,7 @@ def search_thresholds(probs, truth, thresholds=None, min_areas=None):
         table = _area_rule_table(area[:, c], inter[:, c], truth_area[:, c],
                                  areas)
         j, k = _tie_break(table, areas_axis=1)
-        best_t.append(float(grid[j]))
+        best_t.append(_number(grid[j]))
         best_a.append(int(areas[k]))
         per_class.append(float(table[j, k]))
     return {"thresholds": best_t, "min_area": best_a,
@@ -267,7 +272,8 @@ def search_triplet(probs, truth, top_thresholds=None, min_areas=None,
             raise ValueError("no bottom threshold is <= a top threshold")
         table = np.where(allowed, table, -np.inf)
     i, k, j = _tie_break(table, areas_axis=1)
-    return {"triplet": [float(tops[i]), int(areas[k]), float(bottoms[j])],
+    return {"triplet": [_number(tops[i]), int(areas[k]),
+                        _number(bottoms[j])],
             "score": float(table[i, k, j])}
 
 
@@ -318,7 +324,7 @@ def search_class_thresholds(probs, truth, thresholds=None,
     table = _f1_table(probs, truth, grid, zero_division)
     best = [_tie_break(table[:, k])[0] for k in range(table.shape[1])]
     per_class = [float(table[j, k]) for k, j in enumerate(best)]
-    return {"thresholds": [float(grid[j]) for j in best],
+    return {"thresholds": [_number(grid[j]) for j in best],
             "score": float(np.mean(per_class)), "per_class": per_class}
 
 

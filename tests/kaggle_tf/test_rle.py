@@ -112,10 +112,14 @@ def test_blobs_large_numbers():
                                                  convention), mask)
 
 
-def test_huge_image_falls_back_to_plain_formatting():
-    mask = np.zeros((10001, 10001), bool)
-    mask[-1, -1] = True
-    assert rle.encode(mask) == f"{10001 * 10001} 1"
+def test_large_images():
+    # Above the position-table size: positions are computed instead.
+    mask = (np.random.default_rng(3).random((1100, 4000)) < 0.001)
+    assert mask.size > rle._TABLE_PIXELS
+    assert rle.encode(mask) == reference_severstal(mask)
+    # Numbers of 9+ digits (images of 10**8 pixels) skip the digit table.
+    assert rle._format(np.array([123456789, 5, 0]), 10 ** 9) == \
+        "123456789 5 0"
 
 
 @pytest.mark.parametrize("dtype", [bool, np.uint8, np.int32, np.float32])
