@@ -181,7 +181,9 @@ def convert(cfg, workers: int = 1, skip_bad: bool = False,
     plan = plan_hash(cfg, module, inputs)
     out = cfg.data.records_dir
     manifest = writer.manifest_up_to_date(out, plan)
-    if manifest is not None and (skip_bad or not manifest["skipped"]):
+    if manifest is not None:
+        if manifest["skipped"] and not skip_bad:
+            _raise_recorded_error(out)
         if progress:
             print(f"{out}: records up to date "
                   f"({manifest['splits']['train']['records']} train, "
@@ -205,6 +207,18 @@ def convert(cfg, workers: int = 1, skip_bad: bool = False,
                 pool, progress))
     return _finalize(cfg, module, staging, items, fold_ids, shards, states,
                      list_errors, strategy, inputs, plan)
+
+
+def _raise_recorded_error(out):
+    """The first error of an up-to-date conversion made with --skip-bad."""
+    path = os.path.join(out, schema.ERRORS_CSV)
+    import tensorflow as tf
+
+    with tf.io.gfile.GFile(path, "r") as f:
+        rows = list(csv.DictReader(io.StringIO(f.read())))
+    first = rows[0] if rows else {"file": path, "reason": "bad inputs"}
+    raise BadInput(first["file"], f"{first['reason']} ({len(rows)} bad "
+                                  f"input(s) listed in {path})")
 
 
 class _Pool:
@@ -277,8 +291,7 @@ def _write_split(cfg, staging, split, items, shards, skip_bad, pool,
                            int(features.get(schema.WIDTH, 0)),
                            int(features.get(schema.CHANNELS, 0))))
                 keys.update(features)
-                records.append(
-                    encode.to_example(features).SerializeToString())
+                records.append(encode.serialize(features))
             states[name] = staging.write(name, records, {
                 "errors": errors, "sizes": sorted(sizes),
                 "keys": sorted(keys), "fold": fold})

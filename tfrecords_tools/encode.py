@@ -89,6 +89,16 @@ def to_example(features: dict):
     return tf.train.Example(features=tf.train.Features(feature=feature))
 
 
+def serialize(features: dict) -> bytes:
+    """`to_example(features)` as bytes, with map keys sorted.
+
+    Protobuf maps serialize in an unspecified order that can change from
+    one process to the next; sorted keys make a record's bytes a pure
+    function of its features (reruns and resumed runs compare equal).
+    """
+    return to_example(features).SerializeToString(deterministic=True)
+
+
 def from_example(serialized: bytes) -> dict:
     """Serialized `tf.train.Example` -> {key: list of values} (numpy-side).
     """
