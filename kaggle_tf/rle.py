@@ -65,12 +65,13 @@ _TABLE_PIXELS = 1 << 22  # images up to 4 Mpx get a cached position table
 
 
 @functools.lru_cache(maxsize=4)
-def _position_table(h, w):
+def _position_table(h, w, size):
     """Kaggle's 0-based column-major index of pixel k (row-major) of
-    `m[1:]`, i.e. of pixel (1 + k // w, k % w); int32, cached per size."""
+    `m[1:]`, i.e. of pixel (1 + k // w, k % w), grouped by `size`-pixel
+    words; int32, cached per image size."""
     cols, rows = np.meshgrid(np.arange(w, dtype=np.int32),
                              np.arange(1, h, dtype=np.int32))
-    return (cols * h + rows).ravel()
+    return (cols * h + rows).reshape(-1, size)
 
 
 def _boundaries(mask):
@@ -99,8 +100,7 @@ def _boundaries(mask):
     # Bytes are 0/1 here, so the XOR of two words is a valid bool array.
     flips = np.flatnonzero((b ^ a).view(np.bool_))
     if h * w <= _TABLE_PIXELS:  # look the positions up
-        below_pos = _position_table(h, w).reshape(-1, size)[hit].ravel()
-        below_pos = below_pos[flips]
+        below_pos = _position_table(h, w, size)[hit].ravel()[flips]
     else:  # compute them: flat index k = row * w + col into m[1:]
         k = hit[flips // size] * size + flips % size
         row = k // w

@@ -3,8 +3,9 @@
 Twins of the numpy functions in `kaggle_tf.postprocess` with the same
 results on the same inputs: `apply_thresholds_tf` (area rule),
 `triplet_tf` and `gating_tf`. Parameters are Python numbers or sequences
-(baked into the graph as constants) or tensors; thresholds are compared in float32, or in
-the input's precision when it is wider, as numpy's type promotion does.
+(baked into the graph as constants) or tensors; thresholds are compared
+in float32, or in the input's precision when it is wider, as numpy's type
+promotion does.
 
 Example:
 
