@@ -16,9 +16,10 @@ It prints the metric with the config's `inference.thresholds` /
 `min_area` / `triplet` and with the tuned values, and writes
 `<output_dir>/postprocess.json` (read by predict and export):
 `{"task", "thresholds", "min_area", "triplet", "metric_before",
-"metric_after", ...}`. Min areas are pixels of the original image
-(256 x 1600 for steel, 1024 x 1024 for siim), the size predict
-post-processes at; out-of-fold masks at the training size are scaled.
+"metric_after", ...}`. Min areas are pixels at the model's resolution
+(`data.image_size`: that of the out-of-fold masks, and the size predict
+and export post-process at before resizing masks to Kaggle's size);
+`image_size` in the file records it.
 
 Example (Python, with arrays already loaded):
 
@@ -40,8 +41,6 @@ from kaggle_tf import config as config_lib
 from kaggle_tf.postprocess import tune as search
 from kaggle_tf.postprocess.params import per_class
 
-# Sizes predict post-processes at (masks are resized to them first).
-ORIGINAL_SIZE = {"steel": (256, 1600), "siim": (1024, 1024)}
 METRIC = {"steel": "mean_dice", "siim": "siim_dice", "protein": "f1_macro",
           "rsna_ich": "rsna_ich_log_loss",
           "rsna_lumbar": "rsna_lumbar_log_loss"}
@@ -63,8 +62,9 @@ def parse_args(argv=None):
                         "grid (siim). Default: 0.1..0.9 by 0.05 "
                         "(protein: 0.05..0.95 by 0.01)")
     p.add_argument("--min-areas", metavar="A,A,...",
-                   help="min-area grid in original-image pixels. Default: "
-                        "0 and 1/8192..1/32 of the image")
+                   help="min-area grid in pixels at the model's "
+                        "resolution. Default: 0 and 1/8192..1/32 of the "
+                        "image")
     p.add_argument("--bottom-thresholds", metavar="T,T,...",
                    help="siim bottom-threshold grid (default: the top "
                         "grid, bottom <= top)")
@@ -147,25 +147,10 @@ def _config_param(values, classes, key, dtype=np.float32):
         raise config_lib.ConfigError(str(e)) from None
 
 
-class _AreaScale:
-    """Converts min areas between original-image and OOF pixels."""
-
-    def __init__(self, task, oof_size):
-        self.original = ORIGINAL_SIZE.get(task, tuple(oof_size))
-        self.ratio = (oof_size[0] * oof_size[1]
-                      / (self.original[0] * self.original[1]))
-
-    def to_oof(self, area):
-        return int(round(float(area) * self.ratio))
-
-    def grid(self, areas):
-        """OOF grid and, per OOF value, the smallest original value."""
-        if areas is None:
-            areas = search.default_min_areas(*self.original)
-        back = {}
-        for a in sorted(int(a) for a in areas):
-            back.setdefault(self.to_oof(a), a)
-        return sorted(back), back
+def _area_grid(min_areas, oof_size):
+    if min_areas is None:
+        return search.default_min_areas(*oof_size)
+    return sorted(set(int(a) for a in min_areas))
 
 
 def _check_shapes(probs, truth, ndims, layout, task):
@@ -178,32 +163,29 @@ def _check_shapes(probs, truth, ndims, layout, task):
 def _tune_steel(cfg, probs, truth, thresholds, min_areas):
     _check_shapes(probs, truth, (4,), "(N, H, W, classes)", "steel")
     classes = probs.shape[-1]
-    scale = _AreaScale(cfg.task, probs.shape[1:3])
     inf = cfg.inference
     if inf.triplet:
         top, area, bottom = inf.triplet
         before = float(np.mean([
-            search.score_triplet(probs[..., c], truth[..., c], top,
-                                 scale.to_oof(area), bottom)
+            search.score_triplet(probs[..., c], truth[..., c], top, area,
+                                 bottom)
             for c in range(classes)]))
     else:
         th = _config_param(inf.thresholds, classes, "thresholds")
         areas = _config_param(inf.min_area, classes, "min_area", np.int64)
-        before = search.score_thresholds(
-            probs, truth, th, [scale.to_oof(a) for a in areas])
-    grid, back = scale.grid(min_areas)
-    best = search.search_thresholds(probs, truth, thresholds, grid)
-    return {"thresholds": best["thresholds"],
-            "min_area": [back[a] for a in best["min_area"]],
+        before = search.score_thresholds(probs, truth, th, areas)
+    best = search.search_thresholds(probs, truth, thresholds,
+                                    _area_grid(min_areas, probs.shape[1:3]))
+    return {"thresholds": best["thresholds"], "min_area": best["min_area"],
             "triplet": None, "metric_before": before,
-            "metric_after": best["score"], "image_size": scale.original}
+            "metric_after": best["score"],
+            "image_size": list(probs.shape[1:3])}
 
 
 def _tune_siim(cfg, probs, truth, thresholds, min_areas, bottoms):
     if probs.ndim == 4 and probs.shape[-1] == 1:
         probs, truth = probs[..., 0], truth[..., 0]
     _check_shapes(probs, truth, (3,), "(N, H, W) or (N, H, W, 1)", "siim")
-    scale = _AreaScale(cfg.task, probs.shape[1:3])
     inf = cfg.inference
     if inf.triplet:
         top, area, bottom = inf.triplet
@@ -211,15 +193,15 @@ def _tune_siim(cfg, probs, truth, thresholds, min_areas, bottoms):
         top = bottom = float(_config_param(inf.thresholds, 1,
                                            "thresholds")[0])
         area = int(_config_param(inf.min_area, 1, "min_area", np.int64)[0])
-    before = search.score_triplet(probs, truth, top, scale.to_oof(area),
-                                  bottom)
-    grid, back = scale.grid(min_areas)
-    best = search.search_triplet(probs, truth, thresholds, grid, bottoms)
+    before = search.score_triplet(probs, truth, top, int(area), bottom)
+    best = search.search_triplet(probs, truth, thresholds,
+                                 _area_grid(min_areas, probs.shape[1:3]),
+                                 bottoms)
     top, area, bottom = best["triplet"]
-    area = back[area]
     return {"thresholds": [bottom], "min_area": [area],
             "triplet": [top, area, bottom], "metric_before": before,
-            "metric_after": best["score"], "image_size": scale.original}
+            "metric_after": best["score"],
+            "image_size": list(probs.shape[1:3])}
 
 
 def _tune_protein(cfg, probs, truth, thresholds):
@@ -252,8 +234,8 @@ def tune(cfg, probs, truth, thresholds=None, min_areas=None,
         truth: the matching binary truth.
         thresholds: threshold grid (siim: top thresholds); None for the
             defaults of `kaggle_tf.postprocess.tune`.
-        min_areas: min-area grid in original-image pixels; None for
-            `default_min_areas` of the original size.
+        min_areas: min-area grid in pixels of these arrays; None for
+            `default_min_areas` of their size.
         bottom_thresholds: siim bottom grid; None for the top grid.
 
     Returns:
@@ -273,11 +255,8 @@ def tune(cfg, probs, truth, thresholds=None, min_areas=None,
         out = _tune_protein(cfg, probs, truth, thresholds)
     else:
         out = _identity(cfg, probs, truth)
-    out = {"task": cfg.task, "metric": METRIC[cfg.task], **out,
-           "images": int(len(probs))}
-    if out.get("image_size") is not None:
-        out["image_size"] = [int(v) for v in out["image_size"]]
-    return out
+    return {"task": cfg.task, "metric": METRIC[cfg.task], **out,
+            "images": int(len(probs))}
 
 
 def write_json(path, content):

@@ -61,17 +61,15 @@ def test_steel_from_fold_files(tmp_path, capsys):
     save_oof(run / "fold0", ids[:12], probs[:12], truth[:12])
     save_oof(run / "fold1", ids[12:], probs[12:], truth[12:])
     config = write_config(tmp_path, "steel")
-    # Original-image pixels; OOF masks are 32 x 32 of 256 x 1600, so
-    # these are 0, 2, 4, 8 and 16 OOF pixels.
-    code = tune_cli.main(["--config", config,
-                          "--min-areas", "0,800,1600,3200,6400"])
+    # Pixels at the model's (= the OOF masks') resolution.
+    code = tune_cli.main(["--config", config, "--min-areas", "0,2,4,8,16"])
     assert code == 0
     out = json.loads((run / "postprocess.json").read_text())
     assert out["task"] == "steel" and out["triplet"] is None
     assert 0.2 <= out["thresholds"][0] < 0.7
     assert 0.1 <= out["thresholds"][1] < 0.35
-    assert out["min_area"] == [0, 3200]
-    assert out["image_size"] == [256, 1600] and out["images"] == 20
+    assert out["min_area"] == [0, 8]
+    assert out["image_size"] == [32, 32] and out["images"] == 20
     assert out["metric_after"] == 1.0
     # Before: 0.5 everywhere, no min area -> class 1 is mostly missed.
     pred = thresholds.apply(probs.astype(np.float16), 0.5, 0)
@@ -106,9 +104,8 @@ def test_siim_triplet(tmp_path):
     # The core (9 px at 0.9) passes a top > 0.5, the decoys do not; the
     # rims (0.4) need bottom < 0.4, the background (< 0.2) bottom >= 0.2.
     assert 0.5 <= top < 0.9 and 0.2 <= bottom < 0.4
-    oof_area = round(area * 32 * 32 / (1024 * 1024))
-    assert 0 <= oof_area <= 9
-    pred = triplet(probs.astype(np.float16), top, oof_area, bottom)
+    assert 0 <= area <= 9 and out["image_size"] == [32, 32]
+    pred = triplet(probs.astype(np.float16), top, area, bottom)
     assert metrics.siim_dice(truth, pred) == out["metric_after"] == 1.0
     assert out["metric_before"] < 0.9
 
