@@ -36,12 +36,8 @@ def pack_mask(masks) -> bytes:
     weights = (1 << np.arange(masks.shape[-1])).astype(dtype)
     packed = (masks.astype(dtype) * weights).sum(-1, dtype=dtype)
     buf = io.BytesIO()
-    if dtype == "uint8":
-        Image.fromarray(packed, mode="L").save(buf, format="PNG",
-                                               optimize=False)
-    else:
-        Image.fromarray(packed.astype("<u2"), mode="I;16").save(
-            buf, format="PNG")
+    # A 2-D uint8 array becomes an "L" image, uint16 an "I;16" one.
+    Image.fromarray(packed).save(buf, format="PNG")
     return buf.getvalue()
 
 

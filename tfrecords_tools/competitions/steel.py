@@ -313,7 +313,7 @@ def _unique_ids(rng, count):
 def _write_jpeg(path, gray):
     buf = io.BytesIO()
     rgb = np.repeat(gray[..., None], 3, -1)
-    Image.fromarray(rgb, mode="RGB").save(buf, format="JPEG", quality=92)
+    Image.fromarray(rgb).save(buf, format="JPEG", quality=92)
     tmp = f"{path}.tmp"
     with open(tmp, "wb") as f:
         f.write(buf.getvalue())
