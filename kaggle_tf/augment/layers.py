@@ -1,0 +1,140 @@
+"""`Augmenter`: an albumentations spec as one Keras layer.
+
+The same object works in both placements:
+
+- `"dataset"`: `ds.map(lambda b: augmenter(b, training=True))` after
+  batching. The tree runs per sample (a `tf.cond` skips what a sample does
+  not need) inside one XLA-compiled function, the fastest form on a CPU.
+- `"model"`: a layer of the model (or called in its train step on
+  `{"images", "segmentation_masks"}`); active only when `training` is
+  true, the identity at inference. The tree is vectorized over the batch,
+  the right form for GPUs and TPUs, and compiles as part of a
+  `jit_compile=True` train step.
+
+Example:
+
+>>> augmenter = Augmenter("configs/transforms/siim_1st.json", seed=42)
+>>> batch = augmenter({"images": images, "segmentation_masks": masks})
+>>> ds = ds.map(lambda b: augmenter(b, training=True))
+"""
+
+import keras
+
+from kaggle_tf.augment import albumentations
+from kaggle_tf.augment import ops
+from kaggle_tf.augment.ops.runner import Runner
+
+PLACEMENTS = ("dataset", "model")
+
+
+@keras.saving.register_keras_serializable(package="kaggle_tf")
+class Augmenter(keras.layers.Layer):
+    """Augments `{"images", "segmentation_masks"}` batches on the device.
+
+    Args:
+        transforms: an albumentations spec: `A.to_dict` output, a transform
+            dict, a list of them, or a path to a JSON file.
+        seed: integer seed; a fixed seed gives the same outputs for the same
+            inputs and call order. Defaults to `None` (random).
+        placement: `"dataset"` (per-sample, XLA-compiled; for tf.data) or
+            `"model"` (vectorized; inside the model). Defaults to
+            `"dataset"`.
+        allow_cpu_fallback: run transforms we have no TF op for in
+            albumentations on the CPU (never on a TPU). Defaults to `False`.
+        jit_compile: compile the `"dataset"` form with XLA when every op
+            allows it. Defaults to `True`.
+
+    Call arguments:
+        data: a dict with "images" (batch, height, width, channels) in
+            [0, 1] and optionally "segmentation_masks" (batch, height,
+            width, classes); other keys pass through. A bare image tensor is
+            accepted too.
+        training: augment when true, else return `data` unchanged.
+            Defaults to `True` (as Keras' augmentation layers).
+
+    Example:
+
+    >>> aug = Augmenter([{"__class_fullname__": "HorizontalFlip", "p": 0.5}],
+    ...                 seed=1)
+    >>> out = aug({"images": images, "segmentation_masks": masks})
+    """
+
+    def __init__(self, transforms, seed=None, placement="dataset",
+                 allow_cpu_fallback=False, jit_compile=True, **kwargs):
+        kwargs.setdefault("autocast", False)
+        super().__init__(**kwargs)
+        if placement not in PLACEMENTS:
+            raise ValueError(f"Augmenter: `placement` must be one of "
+                             f"{PLACEMENTS}. Received: {placement!r}")
+        if seed is not None and (isinstance(seed, bool)
+                                 or not isinstance(seed, int)):
+            raise ValueError(f"Augmenter: `seed` must be an integer or "
+                             f"None. Received: {seed!r}")
+        self.transforms = albumentations.load_spec(transforms)
+        self.seed = seed
+        self.placement = placement
+        self.allow_cpu_fallback = bool(allow_cpu_fallback)
+        self.jit_compile = bool(jit_compile)
+        self.tree = albumentations.to_tree(self.transforms,
+                                           self.allow_cpu_fallback)
+        self._seed_generator = keras.random.SeedGenerator(seed)
+        # Keras layers inside the tree get seeds derived from ours and are
+        # tracked here so that their state belongs to this layer.
+        self._keras_layers = []
+        for leaf in self.tree.leaves():
+            leaf_seed = None if seed is None else seed * 7919 + leaf.index
+            if isinstance(leaf, ops.KerasLayer):
+                self._keras_layers.append(leaf.make_layer(leaf_seed))
+            elif isinstance(leaf, ops.cpu_fallback.AlbumentationsCPU) \
+                    and leaf_seed is not None:
+                leaf.transform.set_random_seed(leaf_seed)
+        self._runner = Runner(self.tree, per_sample=placement == "dataset",
+                              jit_compile=jit_compile, seed=seed)
+
+    @property
+    def xla_compatible(self):
+        """Whether every op compiles with XLA (a TPU needs that)."""
+        return self.tree.xla_safe
+
+    def call(self, data, training=True):
+        if not training:
+            return data
+        if self.placement == "dataset":
+            # The runner's atomic counter: safe under parallel tf.data maps.
+            return self._runner(data)
+        return self._runner(data, self._seed_generator.next())
+
+    def _output_shape(self, shape):
+        height, width = self.tree.output_size(shape[1], shape[2])
+        return (shape[0], height, width, shape[3])
+
+    def compute_output_shape(self, input_shape):
+        if isinstance(input_shape, dict):
+            out = dict(input_shape)
+            for key in ("images", "segmentation_masks"):
+                if key in out:
+                    out[key] = self._output_shape(out[key])
+            return out
+        return self._output_shape(input_shape)
+
+    def compute_output_spec(self, data, training=True):
+        def spec(key, tensor):
+            shape = tensor.shape
+            if key in ("images", "segmentation_masks"):
+                shape = self._output_shape(shape)
+            return keras.KerasTensor(shape, dtype=tensor.dtype)
+
+        if isinstance(data, dict):
+            return {key: spec(key, value) for key, value in data.items()}
+        return spec("images", data)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "transforms": self.transforms,
+            "seed": self.seed,
+            "placement": self.placement,
+            "allow_cpu_fallback": self.allow_cpu_fallback,
+            "jit_compile": self.jit_compile,
+        })
+        return config

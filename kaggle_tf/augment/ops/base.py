@@ -1,0 +1,322 @@
+"""Ops, containers and the two ways of running them on a batch.
+
+A transform tree is made of leaf `Op`s and containers (`Compose`,
+`Sequential`, `OneOf`, `SomeOf`, `OneOrOther`). Running it on a batch
+`{"images": (batch, height, width, channels), "masks": (batch, height,
+width, classes)}` takes two steps, as in Keras' augmentation layers:
+
+1. `draw`: every random parameter of every node is drawn once, for the
+   whole batch, from one stateless seed (per-sample values, leading batch
+   dimension), including each node's gate `uniform < p`.
+2. `forward`: the parameters are applied. Vectorized (`active` has shape
+   `(batch,)`): each op transforms the whole batch and `tf.where` keeps the
+   result for active samples only; a `tf.cond` skips an op no sample needs.
+   Per sample (`active` is a scalar, the batch has size 1): `tf.cond` runs
+   only the ops a sample needs. `run(..., per_sample=True)` maps that over
+   the batch; it is the faster choice on a CPU (inside `tf.data`), the
+   vectorized one on accelerators. Both give the same output for a seed.
+
+Example:
+
+>>> tree = Compose([Flip("horizontal", p=0.5)], p=1.0)
+>>> out = run(tree, {"images": images}, seed, per_sample=False)
+"""
+
+import tensorflow as tf
+
+from kaggle_tf.augment.ops import rng
+
+
+def check_probability(p, where):
+    """Returns `p` as a float in [0, 1]; raises ValueError naming `where`."""
+    if isinstance(p, bool) or not isinstance(p, (int, float)) \
+            or not 0.0 <= p <= 1.0:
+        raise ValueError(f"{where}: `p` must be a number in [0, 1]. "
+                         f"Received: p={p!r}")
+    return float(p)
+
+
+class Node:
+    """A node of a transform tree (an op or a container)."""
+
+    name = "node"
+
+    def __init__(self, p=1.0):
+        self.p = check_probability(p, self.name)
+        self.index = 0
+
+    # Every node has a unique index (pre-order), used to fold the seed.
+    def assign_indices(self, start=0):
+        self.index = start
+        return start + 1
+
+    def output_size(self, height, width):
+        return height, width
+
+    def changes_size(self):
+        return False
+
+    @property
+    def xla_safe(self):
+        return True
+
+    def leaves(self):
+        return [self]
+
+
+class Op(Node):
+    """A leaf transform: `sample` draws per-sample parameters, `apply`
+    transforms a batch with them.
+
+    Subclasses implement:
+        sample(seed, batch_size, height, width) -> dict of tensors with a
+            leading batch dimension (may be empty).
+        apply(data, params) -> data, for any batch size (1 in per-sample
+            mode); `data` holds "images" and maybe "masks".
+    """
+
+    name = "op"
+
+    def __init__(self, p=0.5):
+        super().__init__(p)
+
+    def sample(self, seed, batch_size, height, width):
+        del seed, batch_size, height, width
+        return {}
+
+    def apply(self, data, params):
+        raise NotImplementedError
+
+    def __repr__(self):
+        return f"{type(self).__name__}(p={self.p})"
+
+
+class Container(Node):
+    """A node with children; `transforms` is a list of nodes."""
+
+    def __init__(self, transforms, p=1.0):
+        super().__init__(p)
+        transforms = list(transforms)
+        for t in transforms:
+            if not isinstance(t, Node):
+                raise ValueError(f"{self.name}: every transform must be an "
+                                 f"op or a container. Received: {t!r}")
+        self.transforms = transforms
+
+    def assign_indices(self, start=0):
+        self.index = start
+        start += 1
+        for t in self.transforms:
+            start = t.assign_indices(start)
+        return start
+
+    @property
+    def xla_safe(self):
+        return all(t.xla_safe for t in self.transforms)
+
+    def leaves(self):
+        return [leaf for t in self.transforms for leaf in t.leaves()]
+
+    def changes_size(self):
+        return any(t.changes_size() for t in self.transforms)
+
+    def __repr__(self):
+        inner = ", ".join(repr(t) for t in self.transforms)
+        return f"{type(self).__name__}([{inner}], p={self.p})"
+
+
+class Compose(Container):
+    """Applies every child in order (each with its own `p`), all with
+    probability `p`."""
+
+    name = "Compose"
+
+    def output_size(self, height, width):
+        for t in self.transforms:
+            height, width = t.output_size(height, width)
+        return height, width
+
+
+class Sequential(Compose):
+    """Same as `Compose`; albumentations' name for a nested sequence."""
+
+    name = "Sequential"
+
+
+class OneOf(Container):
+    """With probability `p`, applies one child chosen with probability
+    proportional to the children's `p` (the chosen one is always applied).
+    """
+
+    name = "OneOf"
+
+    def __init__(self, transforms, p=0.5):
+        super().__init__(transforms, p)
+        if not self.transforms:
+            raise ValueError("OneOf: needs at least one transform.")
+        self.weights = [t.p for t in self.transforms]
+        if sum(self.weights) <= 0:
+            self.weights = [1.0] * len(self.transforms)
+
+
+class SomeOf(Container):
+    """With probability `p`, picks `n` distinct children uniformly and
+    applies them in their listed order, each with its own `p`."""
+
+    name = "SomeOf"
+
+    def __init__(self, transforms, n=1, replace=False, p=1.0):
+        super().__init__(transforms, p)
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValueError(f"SomeOf: `n` must be an integer >= 0. "
+                             f"Received: n={n!r}")
+        if replace and n > 1:
+            raise ValueError(
+                "SomeOf: `replace=True` with n > 1 is not supported (a "
+                "transform picked twice would need two parameter draws). "
+                f"Received: n={n}, replace=True")
+        self.n = min(n, len(self.transforms))
+        self.replace = replace
+
+
+class OneOrOther(Container):
+    """Applies the first child with probability `p`, else the last."""
+
+    name = "OneOrOther"
+
+    def __init__(self, transforms, p=0.5):
+        super().__init__(transforms, p)
+        if len(self.transforms) != 2:
+            raise ValueError("OneOrOther: needs exactly two transforms. "
+                             f"Received: {len(self.transforms)}")
+
+
+# --- draw --------------------------------------------------------------
+
+
+def draw(node, seed, batch_size, height, width):
+    """Draws all parameters of `node` and its children for one batch."""
+    node_seed = rng.fold(seed, node.index)
+    params = {"gate": rng.bernoulli(node_seed, "gate", [batch_size],
+                                    node.p)}
+    if isinstance(node, Op):
+        params["args"] = node.sample(node_seed, batch_size, height, width)
+        return params
+    children = []
+    for t in node.transforms:
+        children.append(draw(t, seed, batch_size, height, width))
+        if isinstance(node, Compose):
+            height, width = t.output_size(height, width)
+    params["children"] = children
+    if isinstance(node, OneOf):
+        params["choice"] = rng.categorical(node_seed, "choice",
+                                           [batch_size], node.weights)
+    elif isinstance(node, SomeOf):
+        k = len(node.transforms)
+        keys = rng.uniform(node_seed, "pick", [batch_size, k])
+        # A child is picked when fewer than n others have smaller keys.
+        rank = tf.reduce_sum(
+            tf.cast(keys[:, None, :] < keys[:, :, None], tf.int32), axis=-1)
+        params["picked"] = rank < node.n
+    return params
+
+
+# --- forward -----------------------------------------------------------
+
+
+def _per_sample(active):
+    return active.shape.rank == 0
+
+
+def _flag(t, active):
+    """A per-sample flag as the executor needs it (scalar per sample)."""
+    return t[0] if _per_sample(active) else t
+
+
+def select(active, new, old):
+    """`new` where `active` (batch,), else `old`; dicts of same keys."""
+    out = {}
+    for key in old:
+        a = new[key]
+        shape = tf.concat([tf.shape(active), tf.ones([a.shape.rank - 1],
+                                                     tf.int32)], 0)
+        out[key] = tf.where(tf.reshape(active, shape), a, old[key])
+    return out
+
+
+def _apply_leaf(op, data, args, active):
+    if op.changes_size():
+        return op.apply(data, args)
+    if _per_sample(active):
+        return tf.cond(active, lambda: op.apply(data, args), lambda: data)
+    return tf.cond(tf.reduce_any(active),
+                   lambda: select(active, op.apply(data, args), data),
+                   lambda: data)
+
+
+def forward(node, data, params, active):
+    """Applies `node` where `active`; see the module docstring."""
+    if isinstance(node, Op):
+        return _apply_leaf(node, data, params["args"], active)
+    children = params["children"]
+    gate = _flag(params["gate"], active)
+    if isinstance(node, OneOrOther):
+        # The gate picks the branch; the picked child is always applied.
+        data = forward(node.transforms[0], data, children[0], active & gate)
+        return forward(node.transforms[1], data, children[1],
+                       active & ~gate)
+    active = active & gate
+    if isinstance(node, Compose):
+        for t, cp in zip(node.transforms, children):
+            data = forward(t, data, cp, active & _flag(cp["gate"], active))
+    elif isinstance(node, OneOf):
+        choice = _flag(params["choice"], active)
+        for i, (t, cp) in enumerate(zip(node.transforms, children)):
+            data = forward(t, data, cp, active & tf.equal(choice, i))
+    elif isinstance(node, SomeOf):
+        picked = params["picked"]
+        for i, (t, cp) in enumerate(zip(node.transforms, children)):
+            chosen = _flag(picked[:, i], active)
+            data = forward(t, data, cp,
+                           active & chosen & _flag(cp["gate"], active))
+    else:  # pragma: no cover - every container is handled above
+        raise TypeError(f"unknown node {node!r}")
+    return data
+
+
+def run(tree, data, seed, per_sample):
+    """Draws parameters for the batch and applies `tree`.
+
+    Args:
+        tree: the root node (its index assigned).
+        data: {"images": (batch, height, width, channels) float32, and
+            optionally "masks": (batch, height, width, classes) float32}.
+        seed: int32 tensor of shape (2,).
+        per_sample: map over the batch (True) or vectorize (False).
+
+    Returns:
+        The transformed `data`.
+    """
+    images = data["images"]
+    batch_size = tf.shape(images)[0]
+    height = images.shape[1] if images.shape[1] is not None \
+        else tf.shape(images)[1]
+    width = images.shape[2] if images.shape[2] is not None \
+        else tf.shape(images)[2]
+    params = draw(tree, seed, batch_size, height, width)
+    if not per_sample:
+        return forward(tree, data, params, tf.ones([batch_size], tf.bool))
+    out_h, out_w = tree.output_size(images.shape[1], images.shape[2])
+    if not isinstance(out_h, int) or not isinstance(out_w, int):
+        out_h = out_w = None
+    signature = {
+        key: tf.TensorSpec([out_h, out_w, value.shape[-1]], value.dtype)
+        for key, value in data.items()}
+
+    def one(elems):
+        sample, sample_params = tf.nest.map_structure(
+            lambda t: t[None], elems)
+        out = forward(tree, sample, sample_params, tf.constant(True))
+        return {key: value[0] for key, value in out.items()}
+
+    return tf.map_fn(one, (data, params), fn_output_signature=signature)

@@ -1,0 +1,111 @@
+"""Runs a transform tree on a batch: formats, dtypes, seeds and XLA.
+
+`Runner(tree, per_sample, jit_compile)(batch, seed)` takes the batch as the
+data pipeline yields it (`{"images", "segmentation_masks", other keys}` or
+a bare image tensor) and returns the same structure; keys other than those
+two pass through untouched.
+
+Seeds: inside a model the caller passes the next value of a
+`keras.random.SeedGenerator`. In `tf.data` (placement "dataset") the runner
+keeps its own counter and reads it with `RngReadAndSkip`, which is atomic:
+parallel map calls never get the same seed (a Keras SeedGenerator's
+read-then-assign can hand two of them the same value). A hash of a
+subsample of the images is folded in as well. The same seed and the same
+call order give the same batches; parallel map calls may take the seeds in
+a different order.
+
+Example:
+
+>>> runner = Runner(tree, per_sample=True, jit_compile=True)
+>>> out = runner({"images": images, "segmentation_masks": masks}, seed)
+"""
+
+import random
+
+import tensorflow as tf
+
+from kaggle_tf.augment.ops import base
+from kaggle_tf.augment.ops import rng
+
+IMAGES = "images"
+MASKS = "segmentation_masks"
+
+
+def _content_key(images):
+    sample = images[:, ::16, ::16, :]
+    return tf.reduce_sum(tf.cast(tf.round(sample * 255.0), tf.int32))
+
+
+class Runner:
+    """Callable `(batch, seed) -> batch` for one tree.
+
+    Args:
+        tree: the root node, indices assigned.
+        per_sample: map over the batch with conds (CPU, tf.data) or
+            vectorize over it (accelerators).
+        jit_compile: compile with XLA (ignored when an op cannot be).
+        seed: initial value of the runner's own atomic counter (used when
+            a call passes no seed); None for a random one.
+    """
+
+    def __init__(self, tree, per_sample, jit_compile, seed=None):
+        self.tree = tree
+        if seed is None:
+            seed = random.randrange(2 ** 31)
+        self.counter = tf.Variable([seed, 0, 0], dtype=tf.int64,
+                                   trainable=False, name="augment_counter")
+        self.per_sample = per_sample
+        self.jit_compile = bool(jit_compile) and tree.xla_safe
+        self._core = self._run
+        if self.jit_compile:
+            self._core = tf.function(self._run, jit_compile=True,
+                                     reduce_retracing=True)
+
+    def _run(self, data, seed):
+        return base.run(self.tree, data, seed, self.per_sample)
+
+    def next_seed(self):
+        """A fresh seed from the atomic counter, int32 (2,)."""
+        state = tf.raw_ops.RngReadAndSkip(
+            resource=self.counter.handle, alg=1,
+            delta=tf.constant(1, tf.uint64))
+        return tf.cast(tf.math.floormod(state[:2], 2 ** 31 - 1), tf.int32)
+
+    def __call__(self, batch, seed=None):
+        if isinstance(batch, dict):
+            if IMAGES not in batch:
+                raise ValueError(
+                    "augment: a batch dict needs an 'images' key. Received "
+                    f"keys: {sorted(batch)}")
+            images = tf.convert_to_tensor(batch[IMAGES])
+            masks = batch.get(MASKS)
+        else:
+            images, masks = tf.convert_to_tensor(batch), None
+        if images.shape.rank != 4:
+            raise ValueError(
+                "augment: images must be (batch, height, width, channels). "
+                f"Received shape: {images.shape}")
+        data = {"images": tf.cast(images, tf.float32)}
+        if masks is not None:
+            masks = tf.convert_to_tensor(masks)
+            if masks.shape.rank != 4:
+                raise ValueError(
+                    "augment: segmentation_masks must be (batch, height, "
+                    f"width, classes). Received shape: {masks.shape}")
+            data["masks"] = tf.cast(masks, tf.float32)
+        if seed is None:
+            seed = self.next_seed()
+        else:
+            seed = tf.cast(tf.math.floormod(tf.cast(seed, tf.int64),
+                                            2 ** 31 - 1), tf.int32)
+        seed = tf.random.experimental.stateless_fold_in(
+            seed, _content_key(data["images"]), alg=rng.ALG)
+        out = self._core(data, seed)
+        new_images = tf.cast(out["images"], images.dtype)
+        if not isinstance(batch, dict):
+            return new_images
+        result = dict(batch)
+        result[IMAGES] = new_images
+        if masks is not None:
+            result[MASKS] = tf.cast(out["masks"], masks.dtype)
+        return result

@@ -1,0 +1,255 @@
+"""Resampling: the one primitive behind every geometric op.
+
+`remap(images, ys, xs)` reads `images` at source coordinates, as OpenCV's
+`cv2.remap` does: bilinear (`interpolation=1`) or nearest (`0`, round half
+up), with OpenCV's border modes (albumentations' `border_mode`):
+
+    0 constant    iiiiii|abcdefgh|iiiiiii  (i = `fill`)
+    1 replicate   aaaaaa|abcdefgh|hhhhhhh
+    2 reflect     fedcba|abcdefgh|hgfedcb
+    3 wrap        cdefgh|abcdefgh|abcdefg
+    4 reflect_101 gfedcb|abcdefgh|gfedcba
+
+The border is handled once: the coordinates are folded into the image
+(reflected, wrapped or clamped) and the image is padded by one pixel, after
+which every bilinear tap is inside and the four taps of a pixel are at fixed
+offsets of one flat index. For these modes this equals OpenCV's per-tap
+rule exactly. `warp_data` resamples images and masks (masks usually with
+nearest sampling, so they stay binary).
+
+Everything is `tf.gather` and arithmetic, so it compiles with XLA (unlike
+`ImageProjectiveTransformV3`, which Keras' affine layers use).
+`warp_data_separable` is the fast path for maps where the source row
+depends on the output row only and the source column on the output column
+only (grid distortion, crops, resizes): two 1-D gathers.
+
+Example:
+
+>>> ys, xs = grid(images)                  # identity
+>>> out = remap(images, ys + 0.5, xs, interpolation=1, border_mode=4)
+"""
+
+import tensorflow as tf
+
+NEAREST = 0
+LINEAR = 1
+BORDER_CONSTANT = 0
+BORDER_REPLICATE = 1
+BORDER_REFLECT = 2
+BORDER_WRAP = 3
+BORDER_REFLECT_101 = 4
+BORDER_MODES = {0: "constant", 1: "replicate", 2: "reflect", 3: "wrap",
+                4: "reflect_101"}
+
+
+def size_of(images, axis):
+    """A static dimension when known, else a scalar tensor."""
+    dim = images.shape[axis]
+    return dim if dim is not None else tf.shape(images)[axis]
+
+
+def grid(images, dtype=tf.float32):
+    """The identity map: (ys, xs) of shape (batch, height, width)."""
+    batch = tf.shape(images)[0]
+    h, w = size_of(images, 1), size_of(images, 2)
+    ys = tf.cast(tf.range(h), dtype)[:, None]
+    xs = tf.cast(tf.range(w), dtype)[None, :]
+    shape = tf.stack([batch, h, w])
+    return tf.broadcast_to(ys, shape), tf.broadcast_to(xs, shape)
+
+
+def _check(interpolation, border_mode):
+    if interpolation not in (NEAREST, LINEAR):
+        raise ValueError("interpolation must be 0 (nearest) or 1 (linear). "
+                         f"Received: {interpolation!r}")
+    if border_mode not in BORDER_MODES:
+        raise ValueError(f"border_mode must be one of {sorted(BORDER_MODES)}"
+                         f". Received: {border_mode!r}")
+
+
+# --- borders ---------------------------------------------------------------
+
+
+def _fold(c, n, mode):
+    """Continuous coordinates -> coordinates in the padded frame.
+
+    The padded axis has `n + 2` entries for constant and reflect (one pad
+    each side), `n + 1` otherwise (one pad at the end).
+    """
+    n = tf.cast(n, c.dtype)
+    if mode == BORDER_CONSTANT:
+        return tf.clip_by_value(c, -1.0, n) + 1.0
+    if mode == BORDER_REPLICATE:
+        return tf.clip_by_value(c, 0.0, n - 1.0)
+    if mode == BORDER_WRAP:
+        return tf.math.floormod(c, n)
+    if mode == BORDER_REFLECT_101:
+        period = tf.maximum(2.0 * n - 2.0, 1.0)
+        c = tf.math.floormod(c, period)
+        return tf.minimum(tf.where(c > n - 1.0, period - c, c), n - 1.0)
+    # BORDER_REFLECT: mirror about -0.5 and n - 0.5; the one-pixel pad
+    # repeats the edge, as OpenCV's per-tap rule does between -1 and 0.
+    c = tf.math.floormod(c + 0.5, 2.0 * n) - 0.5
+    return tf.where(c > n - 0.5, 2.0 * n - 1.0 - c, c) + 1.0
+
+
+def _slice_axis(x, axis, start, stop):
+    begin = [0, 0, 0, 0]
+    size = [-1, -1, -1, -1]
+    begin[axis] = start
+    size[axis] = stop - start
+    return tf.slice(x, begin, size)
+
+
+def _pad_axis(x, axis, mode, fill):
+    """Pads one axis of (batch, h, w, c) as `_fold` expects."""
+    n = tf.shape(x)[axis]
+    if mode == BORDER_CONSTANT:
+        paddings = [[0, 0], [0, 0], [0, 0], [0, 0]]
+        paddings[axis] = [1, 1]
+        return tf.pad(x - fill, paddings) + fill
+    if mode == BORDER_REPLICATE:
+        parts = [x, _slice_axis(x, axis, n - 1, n)]
+    elif mode == BORDER_WRAP:
+        parts = [x, _slice_axis(x, axis, 0, 1)]
+    elif mode == BORDER_REFLECT_101:
+        last = tf.maximum(n - 2, 0)
+        parts = [x, _slice_axis(x, axis, last, last + 1)]
+    else:  # reflect
+        parts = [_slice_axis(x, axis, 0, 1), x,
+                 _slice_axis(x, axis, n - 1, n)]
+    return tf.concat(parts, axis)
+
+
+def _pad(x, mode, fill):
+    if mode == BORDER_CONSTANT:
+        return tf.pad(x - fill, [[0, 0], [1, 1], [1, 1], [0, 0]]) + fill
+    return _pad_axis(_pad_axis(x, 1, mode, fill), 2, mode, fill)
+
+
+def _fill_vector(fill, channels, dtype):
+    fill = tf.cast(tf.convert_to_tensor(fill), dtype)
+    return tf.broadcast_to(tf.reshape(fill, [-1]), [channels])
+
+
+def _parts(data, interpolation, mask_interpolation, fill, fill_mask):
+    """(key, tensor, method, fill vector) for images and maybe masks."""
+    images = data["images"]
+    parts = [("images", images, interpolation,
+              _fill_vector(fill, images.shape[-1], images.dtype))]
+    if "masks" in data:
+        masks = data["masks"]
+        parts.append(("masks", masks, mask_interpolation,
+                      _fill_vector(fill_mask, masks.shape[-1],
+                                   masks.dtype)))
+    return parts
+
+
+# --- 2-D remap -----------------------------------------------------------
+
+
+def _remap_one(x, ys, xs, method, border_mode, fill_vec):
+    h, w = tf.shape(x)[1], tf.shape(x)[2]
+    padded = _pad(x, border_mode, fill_vec)
+    hp, wp = tf.shape(padded)[1], tf.shape(padded)[2]
+    ys = _fold(ys, h, border_mode)
+    xs = _fold(xs, w, border_mode)
+    flat = tf.reshape(padded, [-1, x.shape[-1]])
+    base = (tf.range(tf.shape(x)[0]) * hp * wp)[:, None, None]
+    if method == NEAREST:
+        yi = tf.minimum(tf.cast(tf.floor(ys + 0.5), tf.int32), hp - 1)
+        xi = tf.minimum(tf.cast(tf.floor(xs + 0.5), tf.int32), wp - 1)
+        return tf.gather(flat, base + yi * wp + xi)
+    y0f = tf.minimum(tf.floor(ys), tf.cast(hp - 2, ys.dtype))
+    x0f = tf.minimum(tf.floor(xs), tf.cast(wp - 2, xs.dtype))
+    wy = tf.cast(ys - y0f, x.dtype)[..., None]
+    wx = tf.cast(xs - x0f, x.dtype)[..., None]
+    index = base + tf.cast(y0f, tf.int32) * wp + tf.cast(x0f, tf.int32)
+    v00, v01, v10, v11 = [tf.gather(flat, index + offset)
+                          for offset in (0, 1, wp, wp + 1)]
+    top = v00 + (v01 - v00) * wx
+    bottom = v10 + (v11 - v10) * wx
+    return top + (bottom - top) * wy
+
+
+def warp_data(data, ys, xs, interpolation=LINEAR, mask_interpolation=NEAREST,
+              border_mode=BORDER_CONSTANT, fill=0.0, fill_mask=0.0):
+    """Resamples images (and masks) at (ys, xs).
+
+    Args:
+        data: {"images": (batch, H, W, C) float, "masks" optional}.
+        ys, xs: source rows and columns per output pixel, float32
+            (batch, out_height, out_width).
+        interpolation, mask_interpolation: 0 nearest, 1 bilinear.
+        border_mode: OpenCV border mode (see the module docstring).
+        fill, fill_mask: constant-border values (a number or one per
+            channel).
+
+    Returns:
+        `data` resampled to (batch, out_height, out_width, ...).
+    """
+    out = dict(data)
+    for key, x, method, fill_vec in _parts(data, interpolation,
+                                           mask_interpolation, fill,
+                                           fill_mask):
+        _check(method, border_mode)
+        out[key] = _remap_one(x, ys, xs, method, border_mode, fill_vec)
+    return out
+
+
+def remap(images, ys, xs, interpolation=LINEAR, border_mode=BORDER_CONSTANT,
+          fill=0.0):
+    """`warp_data` for one tensor (batch, H, W, C)."""
+    return warp_data({"images": images}, ys, xs, interpolation, NEAREST,
+                     border_mode, fill)["images"]
+
+
+# --- separable remap -----------------------------------------------------
+
+
+def _axis_taps(x, coords, axis, border_mode, fill_vec, need_pair):
+    """Gathers along `axis` at `coords` (batch, n_out); returns taps and
+    the weight (or the rounded taps when `need_pair` is False)."""
+    n = tf.shape(x)[axis]
+    padded = _pad_axis(x, axis, border_mode, fill_vec)
+    size = tf.shape(padded)[axis]
+    c = _fold(coords, n, border_mode)
+    shape = [-1, 1, 1, 1]
+    shape[axis] = tf.shape(coords)[1]
+    if not need_pair:
+        i = tf.minimum(tf.cast(tf.floor(c + 0.5), tf.int32), size - 1)
+        return tf.gather(padded, i, axis=axis, batch_dims=1), None, None
+    c0 = tf.minimum(tf.floor(c), tf.cast(size - 2, c.dtype))
+    weight = tf.reshape(tf.cast(c - c0, x.dtype), shape)
+    i0 = tf.cast(c0, tf.int32)
+    a = tf.gather(padded, i0, axis=axis, batch_dims=1)
+    b = tf.gather(padded, i0 + 1, axis=axis, batch_dims=1)
+    return a, b, weight
+
+
+def warp_data_separable(data, ys, xs, interpolation=LINEAR,
+                        mask_interpolation=NEAREST,
+                        border_mode=BORDER_CONSTANT, fill=0.0,
+                        fill_mask=0.0):
+    """`warp_data` for a map with ys (batch, h) per output row and xs
+    (batch, w) per output column; two 1-D passes."""
+    out = dict(data)
+    for key, x, method, fill_vec in _parts(data, interpolation,
+                                           mask_interpolation, fill,
+                                           fill_mask):
+        _check(method, border_mode)
+
+        def one_axis(x, coords, axis):
+            a, b, weight = _axis_taps(x, coords, axis, border_mode,
+                                      fill_vec, method == LINEAR)
+            return a if b is None else a + (b - a) * weight
+
+        out[key] = one_axis(one_axis(x, ys, 1), xs, 2)
+    return out
+
+
+def remap_separable(images, ys, xs, interpolation=LINEAR,
+                    border_mode=BORDER_CONSTANT, fill=0.0):
+    """`warp_data_separable` for one tensor (batch, H, W, C)."""
+    return warp_data_separable({"images": images}, ys, xs, interpolation,
+                               NEAREST, border_mode, fill)["images"]
