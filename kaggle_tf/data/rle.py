@@ -99,6 +99,8 @@ def decode_tf(rle, height, width, convention="severstal"):
     flat = tf.cast(tf.cumsum(delta[:-1]), tf.uint8)
     mask = tf.transpose(tf.reshape(flat, tf.stack(
         [tf.cast(width, tf.int64), tf.cast(height, tf.int64)])))
-    if isinstance(height, int) and isinstance(width, int):
-        mask = tf.ensure_shape(mask, (height, width))
+    static = [tf.get_static_value(v) if tf.is_tensor(v) else int(v)
+              for v in (height, width)]
+    if None not in static:
+        mask = tf.ensure_shape(mask, [int(v) for v in static])
     return mask

@@ -50,6 +50,8 @@ def test_under_tf_function_static_shape():
     out = fn(tf.constant(rle.encode(mask)))
     assert fn.get_concrete_function().structured_outputs.shape == (H, W)
     np.testing.assert_array_equal(out.numpy(), mask)
+    # numpy and constant-tensor sizes give a static shape too.
+    assert decode_tf("1 1", np.int64(H), tf.constant(W)).shape == (H, W)
 
 
 def test_empty_strings():
