@@ -1,9 +1,11 @@
-"""RSNA ICH records -> tensors: series parsing, HU decoding, windows.
+"""RSNA ICH records -> examples: slices of a series, windowed HU.
 
 A record holds one DICOM series in slice order (see
 `tfrecords_tools.competitions.rsna_ich`): T 16-bit PNGs of `HU + 32768`,
-the T slice ids, positions and T x 6 labels. The slice-level dataset
-unbatches the series; `kaggle_tf.data.series` keeps them whole.
+the T slice ids, positions and T x 6 labels. For
+`kaggle_tf.data.pipeline`, `expand` turns a series into its slices and
+`decode` gives each slice `images` (H, W, C), `labels` (6,), `id`,
+`fold`; `kaggle_tf.data.series` keeps series whole.
 
 Windows come from `cfg.data.windows` (`[[center, width], ...]`, one
 channel each); with none, one channel `clip((HU + 1024) / 4096, 0, 1)`.
@@ -19,9 +21,9 @@ array([0. , 0.5, 1. ], dtype=float32)
 import tensorflow as tf
 
 from tfrecords_tools import schema
+from tfrecords_tools.competitions.rsna_ich import CLASSES
 
-CLASSES = ("epidural", "intraparenchymal", "intraventricular",
-           "subarachnoid", "subdural", "any")
+KIND = "sequence"
 HU_OFFSET = 32768.0
 # Used when `cfg.data.windows` is empty: the full CT range in one channel.
 FULL_RANGE = ((1024.0, 4096.0),)
@@ -66,7 +68,12 @@ def parse_series(serialized):
         (T,) float32, `labels` (T, 6) float32 (zeros for test records),
         `series` and `group` scalar strings, `fold` int64, `length` int32.
     """
-    f = tf.io.parse_single_example(serialized, FEATURES)
+    return parse_dense(tf.io.parse_single_example(serialized, FEATURES))
+
+
+def parse_dense(f):
+    """`tf.io.parse_single_example(..., FEATURES)` output -> dense tensors
+    (see `parse_series`)."""
     pngs = tf.sparse.to_dense(f[schema.IMAGE], default_value="")
     length = tf.shape(pngs)[0]
     labels = tf.sparse.to_dense(f[schema.LABELS])
@@ -120,3 +127,48 @@ def to_slices(parsed):
         "index": tf.range(n),
         "length": tf.fill([n], n),
     })
+
+
+# --- kaggle_tf.data.pipeline contract ------------------------------------
+
+def features(split: str) -> dict:
+    """The parse spec of a series record (train and test alike)."""
+    return dict(FEATURES)
+
+
+def expand(parsed: dict, cfg, split: str):
+    """A parsed series -> a dataset of its slices (still encoded)."""
+    dense = parse_dense(parsed)
+    n = dense["length"]
+    return tf.data.Dataset.from_tensor_slices({
+        schema.IMAGE: dense["image_bytes"],
+        schema.ID: dense["id"],
+        schema.LABELS: dense["labels"],
+        schema.FOLD: tf.fill([n], dense["fold"]),
+    })
+
+
+def decode(parsed: dict, cfg, split: str, manifest: dict = None) -> dict:
+    """One slice -> `images` (H, W, C) windowed in [0, 1], `labels` (6,).
+
+    C is the number of `cfg.data.windows`; a single window (or none) is
+    repeated to `cfg.data.channels`.
+
+    Raises:
+        ValueError: several windows and `cfg.data.channels` differing.
+    """
+    windows = windows_of(cfg)
+    channels = cfg.data.channels
+    if len(windows) not in (1, channels):
+        raise ValueError(f"data.channels ({channels}) must equal the number "
+                         f"of data.windows ({len(windows)})")
+    image = decode_slice(parsed[schema.IMAGE], windows,
+                         tuple(cfg.data.image_size))
+    if len(windows) == 1 and channels > 1:
+        image = tf.tile(image, [1, 1, channels])
+    out = {"images": image, "id": parsed[schema.ID],
+           "fold": parsed[schema.FOLD]}
+    if split == "train":
+        out["labels"] = tf.ensure_shape(parsed[schema.LABELS],
+                                        (len(CLASSES),))
+    return out

@@ -1,0 +1,95 @@
+"""RSNA lumbar records -> examples: slice stacks as channels, severities.
+
+A record holds one study (see `tfrecords_tools.competitions.rsna_lumbar`):
+the Sagittal T1, Sagittal T2/STIR and Axial T2 stacks of
+`cfg.data.stack_slices` slices, stacked here as channels in that order,
+so `cfg.data.channels` must be their sum (40 by default).
+
+Examples (train):
+
+| key           | shape           | content                              |
+|---------------|-----------------|--------------------------------------|
+| `images`      | (H, W, C) float32 | the stacks, in [0, 1]              |
+| `labels`      | (25, 3) float32 | one-hot Normal/Mild, Moderate,       |
+|               |                 | Severe; all zero when missing        |
+| `severity`    | (25,) int32     | 0, 1, 2, or -1 when missing          |
+| `label_mask`  | (25,) float32   | 1 where the label exists             |
+| `coordinates` | (25, 3) float32 | (stack index, x / W, y / H), -1 when |
+|               |                 | there is no coordinate               |
+
+Rows follow train.csv's columns (condition-major, levels l1_l2..l5_s1).
+All-zero rows make a categorical cross-entropy ignore missing labels.
+
+Example:
+
+>>> sorted(features("train"))
+['fold', 'image/encoded', 'image/id', 'labels']
+"""
+
+import tensorflow as tf
+
+from kaggle_tf.data import records
+from tfrecords_tools import schema
+from tfrecords_tools.competitions.rsna_lumbar import CLASSES
+from tfrecords_tools.competitions.rsna_lumbar import SERIES_TYPES
+
+KIND = "classification"
+SEVERITIES = 3
+LABEL_WIDTH = len(CLASSES) * 4  # 25 severities + 25 x 3 coordinates
+
+
+def features(split: str) -> dict:
+    """The parse spec of a train or test record."""
+    spec = {
+        schema.ID: tf.io.FixedLenFeature([], tf.string),
+        schema.IMAGE: tf.io.VarLenFeature(tf.string),
+        schema.FOLD: tf.io.FixedLenFeature([], tf.int64,
+                                           default_value=schema.TEST_FOLD),
+    }
+    if split == "train":
+        spec[schema.LABELS] = tf.io.FixedLenFeature([LABEL_WIDTH],
+                                                    tf.float32)
+    return spec
+
+
+def stack_channels(cfg) -> int:
+    """Slices per study: the sum of `cfg.data.stack_slices`."""
+    return sum(int(cfg.data.stack_slices[kind]) for kind, _ in SERIES_TYPES)
+
+
+def split_labels(values):
+    """`labels` (100,) -> severity (25,) int32, one-hot (25, 3), mask (25,),
+    coordinates (25, 3)."""
+    n = len(CLASSES)
+    severity = tf.cast(tf.round(values[:n]), tf.int32)
+    valid = severity >= 0
+    onehot = tf.one_hot(tf.maximum(severity, 0), SEVERITIES)
+    onehot *= tf.cast(valid, tf.float32)[:, None]
+    coordinates = tf.reshape(values[n:], (n, 3))
+    return severity, onehot, tf.cast(valid, tf.float32), coordinates
+
+
+def decode(parsed: dict, cfg, split: str, manifest: dict = None) -> dict:
+    """A parsed record -> `images` (H, W, C), the label tensors, meta.
+
+    Raises:
+        ValueError: `cfg.data.channels` differs from the stacked slices.
+    """
+    count = stack_channels(cfg)
+    if cfg.data.channels != count:
+        raise ValueError(f"data.channels ({cfg.data.channels}) must equal "
+                         f"the slices of data.stack_slices ({count})")
+    encoded = tf.sparse.to_dense(parsed[schema.IMAGE], default_value="")
+    image = records.decode_images(encoded, count, 1)
+    out = {
+        "images": records.resize_image(image, cfg.data.image_size,
+                                       (manifest or {}).get("image_size")),
+        "id": parsed[schema.ID],
+        "fold": parsed[schema.FOLD],
+    }
+    if split == "train":
+        severity, onehot, mask, coordinates = split_labels(
+            parsed[schema.LABELS])
+        out.update(labels=onehot, severity=severity, label_mask=mask,
+                   coordinates=coordinates)
+    return out

@@ -1,0 +1,65 @@
+"""kaggle_tf.data.tasks.protein through the pipeline."""
+
+import csv
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from kaggle_tf import config
+from kaggle_tf.data import pipeline
+from tfrecords_tools import convert
+from tfrecords_tools.competitions import protein
+
+SIZE = 32
+COLORS = ("red", "green", "blue", "yellow")
+
+
+def _cfg(raw, out, **data):
+    return config.from_dict({
+        "task": "protein", "train": {"batch_size": 4},
+        "data": {"raw_dir": str(raw), "records_dir": str(out),
+                 "image_size": [SIZE, SIZE], "folds": 2, "shard_size": 8,
+                 "channels": 4, **data}})
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory):
+    root = tmp_path_factory.mktemp("protein_reader")
+    raw, out = root / "raw", root / "records"
+    protein.make_sample(str(raw), n=12, size=SIZE, seed=5)
+    convert.convert(_cfg(raw, out), progress=False)
+    with open(raw / "train.csv", encoding="utf-8") as f:
+        targets = {r["Id"]: r["Target"] for r in csv.DictReader(f)}
+    return raw, out, targets
+
+
+def _channels(raw, sample_id):
+    return np.stack([np.asarray(Image.open(
+        raw / "train" / f"{sample_id}_{c}.png")) for c in COLORS], -1)
+
+
+@pytest.mark.parametrize("channels", [4, 3])
+def test_batches_match_raw_files(sample, channels):
+    raw, out, targets = sample
+    cfg = _cfg(raw, out, channels=channels)
+    seen = set()
+    for batch in pipeline.make_dataset(cfg, [0, 1], training=False,
+                                       with_meta=True):
+        for b, raw_id in enumerate(batch["id"].numpy()):
+            sample_id = raw_id.decode()
+            seen.add(sample_id)
+            want = _channels(raw, sample_id)[..., :channels] / 255.0
+            np.testing.assert_allclose(batch["images"].numpy()[b], want,
+                                       atol=1e-6)
+            hot = np.zeros(28)
+            hot[[int(k) for k in targets[sample_id].split()]] = 1
+            np.testing.assert_array_equal(batch["labels"].numpy()[b], hot)
+    assert seen == set(targets)
+
+
+def test_bad_channel_count(sample):
+    raw, out, _ = sample
+    cfg = _cfg(raw, out, channels=2)
+    with pytest.raises(ValueError, match="data.channels must be 3 or 4"):
+        pipeline.make_dataset(cfg, [0], training=False)

@@ -1,0 +1,87 @@
+"""kaggle_tf.data.tasks.siim through the pipeline, against the raw files."""
+
+import glob
+import os
+
+import numpy as np
+import pydicom
+import pytest
+
+from kaggle_tf import config
+from kaggle_tf.data import pipeline
+from tfrecords_tools import convert
+from tfrecords_tools.competitions import siim
+
+SIZE = 32
+
+
+def _cfg(raw, out, **data):
+    return config.from_dict({
+        "task": "siim", "train": {"batch_size": 4},
+        "data": {"raw_dir": str(raw), "records_dir": str(out),
+                 "image_size": [SIZE, SIZE], "folds": 2, "shard_size": 4,
+                 "channels": 3, **data}})
+
+
+def _rle_decode(text, h, w):
+    flat = np.zeros(h * w, bool)
+    values = [int(v) for v in text.split()] if text.strip() != "-1" else []
+    pos = 0
+    for start, length in zip(values[0::2], values[1::2]):
+        pos += start
+        flat[pos:pos + length] = True
+        pos += length
+    return flat.reshape(w, h).T
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory):
+    root = tmp_path_factory.mktemp("siim_reader")
+    raw, out = root / "raw", root / "records"
+    siim.make_sample(str(raw), n=12, size=SIZE, seed=5)
+    cfg = _cfg(raw, out)
+    convert.convert(cfg, progress=False)
+    files = {os.path.basename(p)[:-4]: p for p in glob.glob(
+        str(raw / "dicom-images-*" / "*" / "*" / "*.dcm"))}
+    masks = {}
+    with open(raw / "train-rle.csv", encoding="utf-8") as f:
+        for line in f.read().splitlines()[1:]:
+            image_id, rle = line.split(", ")
+            masks[image_id] = masks.get(image_id, False) | _rle_decode(
+                rle, SIZE, SIZE)
+    return cfg, files, masks
+
+
+def test_batches_match_raw_files(sample):
+    cfg, files, masks = sample
+    seen = set()
+    for batch in pipeline.make_dataset(cfg, [0, 1], training=False,
+                                       with_meta=True):
+        for b, raw_id in enumerate(batch["id"].numpy()):
+            image_id = raw_id.decode()
+            seen.add(image_id)
+            pixels = pydicom.dcmread(files[image_id]).pixel_array / 255.0
+            image = batch["images"].numpy()[b]
+            for c in range(3):
+                np.testing.assert_allclose(image[..., c], pixels, atol=1e-6)
+            mask = batch["segmentation_masks"].numpy()[b, ..., 0]
+            np.testing.assert_array_equal(mask, masks[image_id])
+            assert batch["labels"].numpy()[b, 0] == masks[image_id].any()
+    assert seen == set(masks)
+
+
+def test_resized_training_batches(sample):
+    cfg, _, _ = sample
+    small = _cfg(cfg.data.raw_dir, cfg.data.records_dir, image_size=[16, 24])
+    batch = next(iter(pipeline.make_dataset(small, [0], training=True)))
+    assert batch["images"].shape == (4, 16, 24, 3)
+    assert batch["segmentation_masks"].shape == (4, 16, 24, 1)
+    assert set(np.unique(batch["segmentation_masks"].numpy())) <= {0.0, 1.0}
+
+
+def test_test_split_ids(sample):
+    cfg, files, masks = sample
+    ids = {v.decode() for b in pipeline.make_dataset(
+        cfg, None, training=False, split="test", with_meta=True)
+        for v in b["id"].numpy()}
+    assert ids == set(files) - set(masks) and ids
