@@ -31,40 +31,14 @@ Example:
 TensorShape([2, 64, 512, 512, 3])
 """
 
-import json
-import os
-
 import tensorflow as tf
 
+from kaggle_tf.data import records
 from kaggle_tf.data.tasks import rsna_ich
-from tfrecords_tools import schema
 
 PER_SLICE = ("image_bytes", "id", "labels", "position")
 # Series records are large (tens of slices): a smaller shuffle buffer.
 MAX_SERIES_SHUFFLE = 64
-
-
-def shard_files(records_dir, folds=None, split="train"):
-    """Shard paths of `split` whose fold is in `folds` (None: all).
-
-    Raises:
-        FileNotFoundError: no manifest.json in `records_dir`.
-        ValueError: no shard of those folds.
-    """
-    path = os.path.join(records_dir, schema.MANIFEST)
-    if not tf.io.gfile.exists(path):
-        raise FileNotFoundError(f"{path} not found: convert the records "
-                                "first (python -m tfrecords_tools.convert)")
-    with tf.io.gfile.GFile(path, "r") as f:
-        manifest = json.load(f)
-    shards = manifest["splits"][split]["shards"]
-    wanted = None if folds is None else {int(k) for k in folds}
-    files = [os.path.join(records_dir, s["file"]) for s in shards
-             if wanted is None or s["fold"] in wanted]
-    if not files:
-        raise ValueError(f"no {split} shards for folds {sorted(wanted)} in "
-                         f"{path}")
-    return files
 
 
 def _chunks(parsed, max_length, training, seed):
@@ -106,6 +80,10 @@ def make_series_dataset(cfg, folds, training, batch_size=None,
 
     Returns:
         The dataset of dict batches.
+
+    Raises:
+        FileNotFoundError: no manifest or a missing shard.
+        ValueError: another task, or no shard of `folds`.
     """
     if cfg.task != "rsna_ich":
         raise ValueError(f"make_series_dataset reads rsna_ich records. "
@@ -116,8 +94,13 @@ def make_series_dataset(cfg, folds, training, batch_size=None,
     drop_remainder = training if drop_remainder is None else drop_remainder
     windows = rsna_ich.windows_of(cfg)
     h, w = (int(v) for v in cfg.data.image_size)
-    files = shard_files(cfg.data.records_dir,
-                        None if split == "test" else folds, split)
+    manifest = records.read_manifest(cfg.data.records_dir)
+    records.check_manifest(manifest, cfg, cfg.data.records_dir)
+    files = records.shard_files(cfg.data.records_dir, manifest, split,
+                                None if split == "test" else folds)
+    if not files:
+        raise ValueError(f"no {split} records in folds {folds} of "
+                         f"{cfg.data.records_dir}")
     ds = tf.data.Dataset.from_tensor_slices(files)
     if training:
         ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
