@@ -542,12 +542,13 @@ def _write_series(rng, folder, study, series, kind, description, count,
             for y in _LEVEL_Y:  # discs
                 image[np.abs(yy - y * h) < 0.02 * h] = 60
             third = max(count // 3, 1)
+            canal = (xx > 0.55 * w) & (xx < 0.65 * w)
+            if kind == "sagittal_t2_stir":
+                image[canal] = 230  # CSF
             for level, y in enumerate(_LEVEL_Y):
                 cy = y * h
                 if kind == "sagittal_t2_stir":
                     cx = 0.6 * w
-                    canal = (xx > 0.55 * w) & (xx < 0.65 * w)
-                    image[canal] = 230
                     k = level
                     if third <= s < count - third:
                         image[canal & (np.abs(yy - cy) < 0.05 * h)] = \
