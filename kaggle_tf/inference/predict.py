@@ -1,10 +1,33 @@
 """Inference: fold/checkpoint ensemble under TTA, post-processing, submission.
 
-`predict(cfg)` loads the checkpoints of every trained fold, wraps each with
-in-graph TTA (`kaggle_tf.tta.wrap`), averages their probabilities over the
-test records, applies the post-processing of `<output_dir>/postprocess.json`
-(written by `kaggle_tf.tune`) or of `cfg.inference`, and writes
-`<output_dir>/submission.csv` in the competition's exact format.
+    checkpoints fold*/best.keras (or avg / top-k)
+      -> tta.wrap(member, mode)      transform, predict, invert, merge
+      -> ensemble_model              merge over checkpoints and folds
+      -> postprocess                 rules of postprocess.json at model
+                                     resolution, masks at Kaggle's size
+      -> submission.csv (+ test_probs.npz for stacking)
+
+Every member's TTA passes and every member are merged with
+`cfg.inference.merge`; groups are equal in size, so a mean of means (or a
+geometric mean of geometric means) is the mean over all TTA x checkpoint x
+fold passes. The exported SavedModel (`kaggle_tf.export`) replays exactly
+these steps in TensorFlow ops.
+
+Post-processing parameters (`thresholds`, `min_area`, `triplet`) are tuned
+on out-of-fold probabilities at the model's resolution
+(`cfg.data.image_size`), so the keep/drop rules run there. When Kaggle's
+masks are larger (the raw images' size: Severstal 256 x 1600, SIIM
+1024 x 1024) the probabilities are then resized bilinearly and a kept class's mask is
+`resized_probs > threshold` (or `> bottom_score_threshold`) at the
+original size; a dropped class stays empty. Bilinear values are convex
+combinations of their neighbours, so no pixel appears where the model
+resolution had none.
+
+Example:
+
+>>> cfg = config.load("configs/steel.json")
+>>> out = predict_images(cfg, images)          # images (B, H, W, C)
+>>> out["masks"].shape                         # (B, 256, 1600, 4)
 """
 
 import glob
@@ -17,36 +40,71 @@ import numpy as np
 from kaggle_tf import rle
 from kaggle_tf import submission
 from kaggle_tf import tta as tta_lib
-from kaggle_tf.data import pipeline
+from kaggle_tf.postprocess import gating as gating_lib
 from kaggle_tf.postprocess import thresholds as thresholds_lib
-from kaggle_tf.postprocess import triplet as triplet_lib
-from kaggle_tf.training import callbacks as cbs
+from kaggle_tf.postprocess.params import per_class
+from kaggle_tf.postprocess.triplet import triplet
 
+SEGMENTATION = ("unet", "fpn")
 # Original image sizes (H, W) where Kaggle's masks are fixed-size.
 ORIGINAL_SIZE = {"steel": (256, 1600), "siim": (1024, 1024)}
 RLE_CONVENTION = {"steel": "severstal", "siim": "siim"}
+LUMBAR_ROWS = 25
+
+
+def mask_size(cfg):
+    """`(H, W)` of the submitted masks, or None for classification.
+
+    The raw images' size as the records' `manifest.json` recorded it (one
+    size for the whole set), else Kaggle's fixed size for the task.
+    """
+    if cfg.model.arch not in SEGMENTATION:
+        return None
+    path = os.path.join(cfg.data.records_dir, "manifest.json")
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            size = json.load(f).get("image_size")
+        if size:
+            return tuple(int(v) for v in size)
+    return ORIGINAL_SIZE.get(cfg.task)
 
 
 def checkpoint_paths(cfg, folds=None):
-    """The checkpoints to ensemble: per fold, the best/average or top-k."""
+    """The checkpoints to ensemble, fold by fold.
+
+    Args:
+        cfg: a validated config.
+        folds: fold indices; defaults to `cfg.inference.folds`, else every
+            `<output_dir>/fold*` folder.
+
+    Returns:
+        Paths of `.keras` files: per fold `best.keras` (`avg.keras` when
+        `callbacks.average_top_k` made one), or every top-k checkpoint
+        listed in `checkpoints.json` when `inference.checkpoints="top_k"`.
+
+    Raises:
+        FileNotFoundError: no checkpoint, or a listed one is missing.
+    """
     if folds is None:
         folds = cfg.inference.folds
     if folds is None:
-        dirs = sorted(glob.glob(os.path.join(cfg.output_dir, "fold*")))
+        dirs = sorted(d for d in glob.glob(os.path.join(cfg.output_dir,
+                                                        "fold*"))
+                      if os.path.isdir(d))
     else:
         dirs = [os.path.join(cfg.output_dir, f"fold{k}") for k in folds]
     paths = []
     for d in dirs:
         if cfg.inference.checkpoints == "top_k":
+            from kaggle_tf.training import callbacks as cbs
+
             entries = cbs.read_checkpoints(d)
             paths.extend(os.path.join(d, e["file"]) for e in entries)
         else:
             avg = os.path.join(d, "avg.keras")
             best = os.path.join(d, "best.keras")
-            if cfg.callbacks.average_top_k and os.path.exists(avg):
-                paths.append(avg)
-            elif os.path.exists(best):
-                paths.append(best)
+            paths.append(avg if cfg.callbacks.average_top_k
+                         and os.path.exists(avg) else best)
     missing = [p for p in paths if not os.path.exists(p)]
     if not paths or missing:
         raise FileNotFoundError(
@@ -57,7 +115,12 @@ def checkpoint_paths(cfg, folds=None):
 
 
 def load_postprocess(cfg):
-    """Post-processing parameters: postprocess.json if tuned, else config."""
+    """Post-processing parameters: `postprocess.json` if tuned, else config.
+
+    Returns:
+        A dict with `thresholds`, `min_area`, `triplet` (or None) and
+        `source` (the file the values came from, or `"config"`).
+    """
     params = {"thresholds": list(cfg.inference.thresholds),
               "min_area": list(cfg.inference.min_area),
               "triplet": cfg.inference.triplet, "source": "config"}
@@ -72,89 +135,351 @@ def load_postprocess(cfg):
     return params
 
 
-def _per_class(values, classes, key):
-    values = list(values)
-    if len(values) == 1:
-        return values * classes
-    if len(values) != classes:
-        raise ValueError(f"`inference.{key}` needs 1 or {classes} values. "
-                         f"Received: {values}")
-    return values
+def class_params(params, classes):
+    """Per-class float32 thresholds / int64 min areas, triplet or None."""
+    out = {"thresholds": per_class(params["thresholds"], classes,
+                                   "inference.thresholds"),
+           "min_area": per_class(params["min_area"], classes,
+                                 "inference.min_area", np.int64),
+           "triplet": None}
+    if params.get("triplet"):
+        top, area, bottom = params["triplet"]
+        out["triplet"] = (
+            per_class(top, classes, "triplet top_score_threshold"),
+            per_class(area, classes, "triplet min_area", np.int64),
+            per_class(bottom, classes, "triplet bottom_score_threshold"))
+    return out
 
 
-def ensemble_model(cfg, paths, tta_mode):
-    """One Keras model: mean of the TTA-wrapped checkpoints' probabilities.
+# --- members ---
+
+def _free_spatial(obj):
+    """Replaces static heights and widths in a model config by None."""
+    if isinstance(obj, dict):
+        if obj.get("class_name") == "InputLayer":
+            shape = list(obj["config"]["batch_shape"])
+            obj["config"]["batch_shape"] = [shape[0], None, None, shape[-1]]
+        config = obj.get("config")
+        if isinstance(config, dict) and isinstance(
+                config.get("input_shape"), (list, tuple)) and len(
+                    config["input_shape"]) == 3:
+            config["input_shape"] = [None, None, config["input_shape"][-1]]
+        build = obj.get("build_config")
+        if isinstance(build, dict) and isinstance(
+                build.get("input_shape"), (list, tuple)) and len(
+                    build["input_shape"]) == 4:
+            shape = list(build["input_shape"])
+            build["input_shape"] = [shape[0], None, None, shape[-1]]
+        for value in obj.values():
+            _free_spatial(value)
+    elif isinstance(obj, (list, tuple)):
+        for value in obj:
+            _free_spatial(value)
+
+
+def any_size(model):
+    """The same model (same weights) taking images of any height/width.
+
+    D4 TTA transposes non-square images, so the members then need
+    `(None, None, channels)` inputs.
+    """
+    config = model.get_config()
+    _free_spatial(config)
+    clone = model.__class__.from_config(config)
+    clone.set_weights(model.get_weights())
+    return clone
+
+
+def load_members(cfg, paths, tta_mode):
+    """Loads the checkpoints, each wrapped with in-graph TTA.
+
+    Returns:
+        A list of Keras models mapping images to probabilities (dicts of
+        them for models with an auxiliary head).
     """
     members = []
     for i, path in enumerate(paths):
         model = keras.saving.load_model(path, compile=False)
+        shape = model.input_shape
+        if tta_mode == "d4" and len(shape) == 4 and shape[1] != shape[2]:
+            model = any_size(model)
         model.name = f"member_{i}"
         members.append(tta_lib.wrap(model, tta_mode,
                                     activation=cfg.model.activation,
                                     merge=cfg.inference.merge,
                                     name=f"member_{i}_tta"))
+    return members
+
+
+def ensemble_model(cfg, paths, tta_mode):
+    """One Keras model: the TTA-wrapped checkpoints, merged.
+
+    Args:
+        cfg: a validated config (`model.activation`, `inference.merge`).
+        paths: `.keras` checkpoints (`checkpoint_paths`).
+        tta_mode: `"none"`, `"hflip"`, `"vflip"` or `"d4"`.
+
+    Returns:
+        A `keras.Model` mapping images `(batch, height, width, channels)`
+        to probabilities: `(batch, height, width, classes)` for
+        segmentation (the `masks` output of models with an auxiliary
+        head), `(batch, classes)` for classifiers.
+    """
+    if cfg.model.arch == "sequence" and tta_mode != "none":
+        raise ValueError("TTA needs image models; model.arch='sequence' "
+                         f"takes tta='none'. Received: tta={tta_mode!r}")
+    members = load_members(cfg, paths, tta_mode)
     inputs = keras.Input(shape=members[0].input_shape[1:], name="images")
     outs = [m(inputs) for m in members]
     if isinstance(outs[0], dict):
-        outs = [o.get("masks", o.get("labels")) for o in outs]
+        key = "masks" if "masks" in outs[0] else "labels"
+        outs = [o[key] for o in outs]
     merged = (outs[0] if len(outs) == 1
               else tta_lib.Merge(cfg.inference.merge, name="ensemble")(outs))
-    return keras.Model(inputs, merged, name="ensemble")
+    model = keras.Model(inputs, merged, name="ensemble")
+    # Graph mode without XLA: the same kernels as the exported SavedModel.
+    model.jit_compile = False
+    return model
 
 
-def segmentation_masks(cfg, probs, params):
-    """(B, h, w, C) probabilities -> (B, H, W, C) uint8 masks at the
-    original resolution, post-processed."""
-    size = ORIGINAL_SIZE.get(cfg.task)
-    if size is not None and tuple(probs.shape[1:3]) != size:
-        probs = keras.ops.convert_to_numpy(keras.ops.image.resize(
-            probs, size, interpolation="bilinear"))
-    classes = probs.shape[-1]
-    if params.get("triplet"):
-        top, area, bottom = params["triplet"]
-        return triplet_lib.triplet(probs, top, int(area), bottom)
-    th = _per_class(params["thresholds"], classes, "thresholds")
-    areas = _per_class(params["min_area"], classes, "min_area")
-    return thresholds_lib.apply(probs, th, areas)
+def classifier_config(cfg):
+    """The gating classifier's config (`inference.classifier_config`).
+
+    A relative path is looked up from the working directory, then next to
+    the config file.
+    """
+    path = cfg.inference.classifier_config
+    if path is None:
+        return None
+    from kaggle_tf import config as config_lib
+
+    if not os.path.exists(path) and cfg.source:
+        near = os.path.join(os.path.dirname(cfg.source), path)
+        if os.path.exists(near):
+            path = near
+    return config_lib.load(path)
+
+
+# --- post-processing ---
+
+def _resize(x, size):
+    return keras.ops.convert_to_numpy(
+        keras.ops.image.resize(x, size, interpolation="bilinear"))
+
+
+def segmentation_masks(probs, params, class_probs=None,
+                       classifier_threshold=0.5, original_size=None):
+    """Probabilities -> post-processed masks, as `postprocess` does.
+
+    Args:
+        probs: `(batch, height, width, classes)` float32 at the model's
+            resolution.
+        params: `load_postprocess` output.
+        class_probs: `(batch, classes)` classifier probabilities that gate
+            each class (Severstal), or None.
+        classifier_threshold: one gate threshold or one per class.
+        original_size: `(H, W)` of Kaggle's masks, or None to keep the
+            model's.
+
+    Returns:
+        `(probs, masks)`: probabilities and uint8 0/1 masks at
+        `original_size` (or the model's size).
+    """
+    probs = np.asarray(probs, np.float32)
+    p = class_params(params, probs.shape[-1])
+    if p["triplet"] is not None:
+        top, area, bottom = p["triplet"]
+        masks = triplet(probs, top, area, bottom)
+        pixel = bottom
+    else:
+        masks = thresholds_lib.apply(probs, p["thresholds"], p["min_area"])
+        pixel = p["thresholds"]
+    if class_probs is not None:
+        masks = gating_lib.apply(masks, class_probs, classifier_threshold)
+    if original_size is not None and tuple(probs.shape[1:3]) != tuple(
+            original_size):
+        keep = masks.any(axis=(1, 2), keepdims=True)
+        probs = _resize(probs, original_size)
+        masks = ((probs > pixel) & keep).view(np.uint8)
+    return probs, masks
+
+
+def class_labels(probs, thresholds, at_least_one=False):
+    """`probs > thresholds` as uint8; with `at_least_one` an empty row gets
+    its most probable class (an empty HPA prediction scores 0)."""
+    probs = np.asarray(probs, np.float32)
+    th = per_class(thresholds, probs.shape[-1], "inference.thresholds")
+    labels = probs > th
+    if at_least_one:
+        empty = ~labels.any(axis=-1)
+        top = np.argmax(probs, axis=-1)
+        labels[empty, top[empty]] = True
+    return labels.view(np.uint8)
+
+
+def postprocess(cfg, probs, params, class_probs=None, size="auto"):
+    """Ensemble probabilities -> the outputs the SavedModel serves.
+
+    Args:
+        cfg: a validated config.
+        probs: the ensemble's probabilities at the model's resolution.
+        params: `load_postprocess(cfg)`.
+        class_probs: the gating classifier's `(batch, classes)`, or None.
+        size: `(H, W)` of the output masks; defaults to `mask_size(cfg)`.
+
+    Returns:
+        `{"probs", "masks"}` for segmentation (at Kaggle's mask size),
+        `{"probs", "labels"}` for classification.
+    """
+    if cfg.model.arch in SEGMENTATION:
+        probs, masks = segmentation_masks(
+            probs, params, class_probs,
+            list(cfg.inference.classifier_threshold),
+            mask_size(cfg) if size == "auto" else size)
+        return {"probs": probs, "masks": masks}
+    probs = np.asarray(probs, np.float32)
+    return {"probs": probs,
+            "labels": class_labels(probs, params["thresholds"],
+                                   at_least_one=cfg.task == "protein")}
+
+
+class Predictor:
+    """The ensemble, the gating classifier and the parameters, loaded once.
+
+    Args:
+        cfg: a validated config.
+        tta: TTA mode; defaults to `cfg.inference.tta`.
+        folds: fold indices; defaults to every trained fold.
+
+    Example:
+
+    >>> predictor = Predictor(cfg, tta="hflip")
+    >>> out = predictor(images)        # {"probs": ..., "masks": ...}
+    """
+
+    def __init__(self, cfg, tta=None, folds=None):
+        self.cfg = cfg
+        self.tta = tta or cfg.inference.tta
+        self.paths = checkpoint_paths(cfg, folds)
+        self.model = ensemble_model(cfg, self.paths, self.tta)
+        self.params = load_postprocess(cfg)
+        self.mask_size = mask_size(cfg)
+        self.classifier = None
+        clf_cfg = (classifier_config(cfg) if cfg.model.arch in SEGMENTATION
+                   else None)
+        if clf_cfg is not None:
+            self.classifier_cfg = clf_cfg
+            self.classifier = ensemble_model(
+                clf_cfg, checkpoint_paths(clf_cfg), clf_cfg.inference.tta)
+
+    def probs(self, images):
+        """The ensemble's probabilities, float32 numpy."""
+        return np.asarray(self.model.predict_on_batch(images), np.float32)
+
+    def class_probs(self, images):
+        """The gating classifier's `(batch, classes)` probabilities."""
+        if self.classifier is None:
+            return None
+        size = self.classifier.input_shape[1:3]
+        if None not in size and tuple(images.shape[1:3]) != tuple(size):
+            images = _resize(images, size)
+        return np.asarray(self.classifier.predict_on_batch(images),
+                          np.float32)
+
+    def __call__(self, images):
+        images = np.asarray(images, np.float32)
+        return postprocess(self.cfg, self.probs(images), self.params,
+                           self.class_probs(images), self.mask_size)
+
+
+def predict_images(cfg, images, tta=None, folds=None, batch_size=None):
+    """Predicts an array of images: what `kaggle_tf.predict` computes.
+
+    Args:
+        cfg: a validated config.
+        images: `(n, height, width, channels)` float32 in [0, 1] at
+            `cfg.data.image_size`, decoded as the data pipeline does.
+        tta: TTA mode; defaults to `cfg.inference.tta`.
+        folds: fold indices; defaults to every trained fold.
+        batch_size: defaults to `cfg.inference.batch_size`.
+
+    Returns:
+        `{"probs", "masks"}` or `{"probs", "labels"}` numpy arrays.
+    """
+    predictor = Predictor(cfg, tta, folds)
+    batch_size = batch_size or cfg.inference.batch_size
+    images = np.asarray(images, np.float32)
+    parts = [predictor(images[i:i + batch_size])
+             for i in range(0, len(images), batch_size)]
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+# --- submission ---
+
+def _flat_ids(batch):
+    ids = np.asarray(batch["id"])
+    return [v.decode() if isinstance(v, bytes) else str(v)
+            for v in ids.ravel()]
 
 
 def predict(cfg, tta=None, folds=None, save_probs=None):
-    """Writes `<output_dir>/submission.csv`; returns its path."""
-    mode = tta or cfg.inference.tta
-    paths = checkpoint_paths(cfg, folds)
-    model = ensemble_model(cfg, paths, mode)
-    params = load_postprocess(cfg)
+    """Predicts the test records; writes `<output_dir>/submission.csv`.
+
+    Args:
+        cfg: a validated config.
+        tta: TTA mode; defaults to `cfg.inference.tta`.
+        folds: fold indices; defaults to every trained fold.
+        save_probs: also write `<output_dir>/test_probs.npz` (`ids`,
+            float16 `probs` at the model's resolution) for stacking.
+            Defaults to True for classification, False for segmentation
+            (full-size masks are large).
+
+    Returns:
+        The path of `submission.csv`.
+    """
+    from kaggle_tf.data import pipeline
+
+    predictor = Predictor(cfg, tta, folds)
     ds = pipeline.make_dataset(cfg, None, training=False, split="test",
                                with_meta=True,
                                batch_size=cfg.inference.batch_size)
-    n = pipeline.count_records(cfg, None, split="test")
-    print(f"predicting {n} test images with {len(paths)} checkpoint(s), "
-          f"TTA {mode}; post-processing from {params['source']}", flush=True)
-    seg = cfg.model.arch in ("unet", "fpn")
+    seg = cfg.model.arch in SEGMENTATION
     if save_probs is None:
         save_probs = not seg
-    bar = keras.utils.Progbar(n, unit_name="image")
+    print(f"predicting the test set with {len(predictor.paths)} "
+          f"checkpoint(s), TTA {predictor.tta}, merge "
+          f"{cfg.inference.merge}; post-processing from "
+          f"{predictor.params['source']}", flush=True)
+    bar = keras.utils.Progbar(None, unit_name="image")
     predictions, all_ids, all_probs = {}, [], []
     for batch in ds:
-        probs = keras.ops.convert_to_numpy(model(batch["images"]))
-        ids = [v.decode() for v in np.asarray(batch["id"]).ravel()]
+        images = np.asarray(batch["images"], np.float32)
+        probs = predictor.probs(images)
+        ids = _flat_ids(batch)
+        if "mask" in batch:  # padded sequences: keep the real slices
+            keep = np.asarray(batch["mask"]).ravel() > 0
+            probs = probs.reshape(-1, probs.shape[-1])[keep]
+            ids = [i for i, k in zip(ids, keep) if k]
         all_ids.extend(ids)
         if save_probs:
             all_probs.append(probs.astype(np.float16))
+        out = postprocess(cfg, probs, predictor.params,
+                          predictor.class_probs(images) if seg else None,
+                          predictor.mask_size)
         if seg:
-            masks = segmentation_masks(cfg, probs, params)
-            _seg_rows(cfg, ids, masks, predictions)
+            _seg_rows(cfg, ids, out["masks"], predictions)
         else:
-            _cls_rows(cfg, ids, probs, params, predictions)
+            _cls_rows(cfg, ids, out, predictions)
         bar.add(len(ids))
-    out = os.path.join(cfg.output_dir, "submission.csv")
-    submission.write(cfg.task, cfg.data.raw_dir, predictions, out)
+    out_path = os.path.join(cfg.output_dir, "submission.csv")
+    submission.write(cfg.task, cfg.data.raw_dir, predictions, out_path)
     if save_probs and all_probs:
+        final = os.path.join(cfg.output_dir, "test_probs.npz")
         tmp = os.path.join(cfg.output_dir, f"test_probs.tmp-{os.getpid()}.npz")
         np.savez_compressed(tmp, ids=np.asarray(all_ids),
                             probs=np.concatenate(all_probs))
-        os.replace(tmp, os.path.join(cfg.output_dir, "test_probs.npz"))
-    return out
+        os.replace(tmp, final)
+    return out_path
 
 
 def _seg_rows(cfg, ids, masks, predictions):
@@ -169,16 +494,14 @@ def _seg_rows(cfg, ids, masks, predictions):
                                                convention=convention)
 
 
-def _cls_rows(cfg, ids, probs, params, predictions):
+def _cls_rows(cfg, ids, out, predictions):
+    probs = out["probs"]
     if cfg.task == "protein":
-        th = np.asarray(_per_class(params["thresholds"], probs.shape[-1],
-                                   "thresholds"))
+        for image_id, row in zip(ids, out["labels"]):
+            predictions[image_id] = np.flatnonzero(row)
+    elif cfg.task == "rsna_lumbar":
         for image_id, p in zip(ids, probs):
-            chosen = np.flatnonzero(p > th)
-            if chosen.size == 0:  # an empty prediction scores 0: take the top
-                chosen = [int(np.argmax(p))]
-            predictions[image_id] = chosen
+            predictions[image_id] = np.asarray(p).reshape(LUMBAR_ROWS, -1)
     else:
         for image_id, p in zip(ids, probs):
             predictions[image_id] = p
-
