@@ -2,8 +2,9 @@
 (`losses.functional`) and a thin, serializable `keras.losses.Loss` class.
 
 Classes: `BCE`, `Dice`, `Focal`, `Combo`, `LovaszHinge`, `LovaszSoftmax`,
-`LSEP`, `WeightedLogLoss`. Modes and shapes: `losses.constants`. Configs
-name losses through `build(loss_cfg)`; `names()` lists the choices.
+`LSEP`, `WeightedLogLoss`, `LumbarLogLoss`. Modes and shapes:
+`losses.constants`. Configs name losses through `build(loss_cfg)`;
+`names()` lists the choices.
 """
 
 from kaggle_tf.losses import constants
@@ -16,11 +17,12 @@ from kaggle_tf.losses.log_loss import WeightedLogLoss
 from kaggle_tf.losses.lovasz import LovaszHinge
 from kaggle_tf.losses.lovasz import LovaszSoftmax
 from kaggle_tf.losses.lsep import LSEP
+from kaggle_tf.losses.lumbar import LumbarLogLoss
 from kaggle_tf.losses.registry import LOSSES
 from kaggle_tf.losses.registry import build
 from kaggle_tf.losses.registry import names
 from kaggle_tf.losses.registry import register_loss
 
 __all__ = ["BCE", "Combo", "Dice", "Focal", "LOSSES", "LSEP", "LovaszHinge",
-           "LovaszSoftmax", "WeightedLogLoss", "build", "constants",
-           "functional", "names", "register_loss"]
+           "LovaszSoftmax", "LumbarLogLoss", "WeightedLogLoss", "build",
+           "constants", "functional", "names", "register_loss"]

@@ -59,7 +59,9 @@ def build(loss_cfg):
 
     `combo` reads `weights` as (bce, dice, focal); `weighted_log_loss` reads
     `class_weights` as per-label weights (RSNA ICH's 1,1,1,1,1,2 when
-    None); `categorical_crossentropy` is Keras' with `from_logits`.
+    None); `categorical_crossentropy` is Keras' with `from_logits`;
+    `lumbar_log_loss` reads `class_weights` as the severity weights
+    (1, 2, 4 when None).
 
     Args:
         loss_cfg: a `LossConfig`, a dict of its fields, or a loss name.
