@@ -237,7 +237,7 @@ class _Pool:
             ctx = multiprocessing.get_context("spawn")
             self.pool = ctx.Pool(self.workers, initializer=_init_worker,
                                  initargs=(self.cfg.task, self.cfg))
-        return self.pool.imap(_encode, items, chunksize=2)
+        return self.pool.imap(_encode, items, chunksize=8)
 
     def __enter__(self):
         return self

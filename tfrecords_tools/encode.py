@@ -33,8 +33,9 @@ def pack_mask(masks) -> bytes:
         raise ValueError(f"masks must be (height, width, classes). "
                          f"Received shape: {masks.shape}")
     dtype = schema.mask_dtype(masks.shape[-1])
-    weights = (1 << np.arange(masks.shape[-1])).astype(dtype)
-    packed = (masks.astype(dtype) * weights).sum(-1, dtype=dtype)
+    packed = np.zeros(masks.shape[:2], dtype)
+    for k in range(masks.shape[-1]):
+        packed[masks[..., k]] |= 1 << k
     buf = io.BytesIO()
     # A 2-D uint8 array becomes an "L" image, uint16 an "I;16" one.
     Image.fromarray(packed).save(buf, format="PNG")
