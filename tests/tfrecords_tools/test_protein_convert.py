@@ -85,12 +85,25 @@ def test_records_match_raw_files(converted):
         "records"] > 0
 
 
-def test_green_channel_carries_the_class_pattern(converted):
+def test_green_channel_carries_the_classes(converted):
     raw, _, _ = converted
-    for sample_id, target in list(_targets(raw).items())[:10]:
-        with Image.open(raw / "train" / f"{sample_id}_green.png") as im:
-            green = np.asarray(im, np.float32)
-        assert (green > 150).mean() > 0.02  # the bright grating patches
+    checked = set()
+    for sample_id, target in _targets(raw).items():
+        classes = {int(k) for k in target.split()}
+        channels = {}
+        for color in ("green", "blue"):
+            with Image.open(raw / "train" / f"{sample_id}_{color}.png") as im:
+                channels[color] = np.asarray(im, np.float32)
+        nuclei = channels["blue"] > 100
+        green = channels["green"]
+        if 0 in classes:   # nucleoplasm: bright nuclei
+            assert np.median(green[nuclei]) > 150
+        outside = np.median(green[~nuclei])
+        assert (outside > 60) == (25 in classes)  # cytosol
+        if classes - {0, 25}:  # grating patches
+            assert (green[~nuclei] > 200).mean() > 0.01
+        checked |= classes
+    assert {0, 25} <= checked
     patterns = {protein.pattern_of(k) for k in range(28)}
     assert len(patterns) == 28
 

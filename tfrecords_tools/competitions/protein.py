@@ -214,6 +214,7 @@ def draw(features: dict) -> np.ndarray:
 
 # --- sample --------------------------------------------------------------
 
+NUCLEOPLASM, CYTOSOL = 0, 25  # drawn as stains, not gratings
 _ORIENTATIONS = 7
 _PERIODS = (3.0, 4.0, 6.0, 8.0)  # in pixels at 64 x 64
 
@@ -249,10 +250,12 @@ def make_sample(out_dir: str, n: int = None, size=None,
         seed: same seed, same bytes.
 
     Labels follow HPA's imbalance (`FREQUENCIES`; class 0 in ~40%).
-    Class k adds to the green channel one or two round patches of a
-    grating with angle `(k mod 7) * 180 / 7` degrees and a period of
-    `(3, 4, 6, 8)[k // 7]` pixels per 64; blue holds nuclei, red and
-    yellow smooth cell texture.
+    Blue holds nuclei, red and yellow smooth cell texture, and the green
+    (protein) channel shows the classes: 0 (nucleoplasm) lights up the
+    nuclei, 25 (cytosol) the space around them, and every other class k
+    adds one or two round patches of a grating with angle
+    `(k mod 7) * 180 / 7` degrees and a period of `(3, 4, 6, 8)[k // 7]`
+    pixels per 64 (at least that many pixels in smaller images).
 
     Example:
 
@@ -317,20 +320,27 @@ def _cell_image(rng, h, w, labels):
     """[red, green, blue, yellow] uint8 (h, w) images of one field."""
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     scale = min(h, w) / 64.0
-    blue = np.zeros((h, w), np.float32)
+    nuclei = np.zeros((h, w), bool)
     for _ in range(int(rng.integers(3, 6))):
         cy, cx = rng.uniform(0, h), rng.uniform(0, w)
         r = rng.uniform(4, 7) * scale
-        blue = np.maximum(blue, 150 * (((yy - cy) ** 2 + (xx - cx) ** 2)
-                                       <= r * r))
+        nuclei |= ((yy - cy) ** 2 + (xx - cx) ** 2) <= r * r
+    blue = 150.0 * nuclei
     red = 25 + 70 * _smooth_noise(rng, h, w, 8)
     yellow = 20 + 60 * _smooth_noise(rng, h, w, 6)
     green = 8 + 6 * _smooth_noise(rng, h, w, 4)
-    radius = 9 * scale
+    if NUCLEOPLASM in labels:
+        green[nuclei] = 170
+    if CYTOSOL in labels:
+        green[~nuclei] += 70
+    # Below 64 x 64 gratings keep their 64-pixel size (no aliasing).
+    radius = 9 * max(scale, 0.7)
     taken = []
     for k in labels:
+        if k in (NUCLEOPLASM, CYTOSOL):
+            continue
         angle, period = pattern_of(int(k))
-        period *= scale
+        period *= max(scale, 1.0)
         for _ in range(int(rng.integers(1, 3))):
             for _ in range(20):  # a spot away from the other patches
                 cy = rng.uniform(radius, h - radius)
