@@ -97,10 +97,11 @@ def input_hash(cfg, items_by_split) -> str:
 
 def plan_hash(cfg, module, inputs) -> str:
     """sha256 of everything the records depend on (inputs and settings)."""
-    data = {k: v for k, v in dataclasses.asdict(cfg.data).items()
-            if k not in _READER_ONLY}
     keys = getattr(module, "CONFIG_KEYS", None)
-    if keys is not None:
+    data = dataclasses.asdict(cfg.data)
+    if keys is None:       # unknown: every key that can change a record
+        data = {k: v for k, v in data.items() if k not in _READER_ONLY}
+    else:
         data = {k: v for k, v in data.items()
                 if k in keys or k in ("folds", "fold_strategy",
                                       "shard_size")}

@@ -8,8 +8,8 @@ One record = one `tf.train.Example` per image (or per stacked sample):
 
 | key               | type        | content                                  |
 |-------------------|-------------|------------------------------------------|
-| `image/id`        | bytes       | the competition's id (e.g. `0002cc93b.jpg`) |
-| `image/encoded`   | bytes list  | encoded images as stored (JPEG or PNG); |
+| `image/id`        | bytes       | the competition's id (`0002cc93b.jpg`)   |
+| `image/encoded`   | bytes list  | encoded images as stored (JPEG or PNG);  |
 |                   |             | several = channels or slices stacked     |
 | `image/format`    | bytes       | `jpeg` or `png`                          |
 | `image/height`    | int64       | height of the stored image               |

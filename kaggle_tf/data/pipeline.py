@@ -176,7 +176,8 @@ def to_keras(ds, cfg):
 
     Example:
 
-    >>> model.fit(to_keras(make_dataset(cfg, [1, 2], True), cfg))  # doctest: +SKIP
+    >>> ds = make_dataset(cfg, [1, 2], training=True)   # doctest: +SKIP
+    >>> model.fit(to_keras(ds, cfg), steps_per_epoch=10)  # doctest: +SKIP
     """
     key = target_key(cfg)
     aux = key == "segmentation_masks" and cfg.model.aux_head

@@ -351,3 +351,22 @@ def test_duplicate_rows_and_bad_class(steel_raw, make_steel_config,
     cfg = make_steel_config(raw, tmp_path / "rec")
     with pytest.raises(BadInput, match=f"row {len(rows)}: ClassId must be"):
         convert.convert(cfg, progress=False)
+
+
+def test_reader_only_keys_keep_records_new_seed_changes_folds(
+        steel_records, make_steel_config, tmp_path):
+    cfg, manifest = steel_records
+    same = make_steel_config(cfg.data.raw_dir, cfg.data.records_dir,
+                             image_size=[32, 200], shuffle_buffer=8,
+                             channels=1)
+    assert convert.convert(same, progress=False) == manifest   # no rewrite
+    other = make_steel_config(cfg.data.raw_dir, tmp_path / "rec")
+    other.seed = 7
+    reseeded = convert.convert(other, progress=False)
+    assert reseeded["plan_hash"] != manifest["plan_hash"]
+    with open(os.path.join(cfg.data.records_dir, "folds.csv")) as f:
+        a = f.read()
+    with open(tmp_path / "rec" / "folds.csv") as f:
+        b = f.read()
+    ids = [{line.split(",")[0] for line in t.splitlines()} for t in (a, b)]
+    assert a != b and ids[0] == ids[1]

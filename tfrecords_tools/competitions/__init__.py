@@ -17,6 +17,11 @@ Constants:
   stratified when labels exist), "multilabel" (iterative stratification of
   `Item.labels`) or "random". See `tfrecords_tools.folds`.
 - `DEFAULT_SIZE`: `(height, width)` of the real images (for samples).
+- `CONFIG_KEYS` (optional): the `cfg.data` keys `encode_item` reads
+  (e.g. `("windows",)`); a change to one of them makes the converter write
+  the records again. Without it, every `cfg.data` key except `raw_dir`,
+  `records_dir`, `image_size`, `shuffle_buffer` and `cache` counts. List
+  `image_size` here if records are resized at conversion.
 
 Functions (no TensorFlow import at module level: workers stay light):
 

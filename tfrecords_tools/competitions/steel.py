@@ -43,6 +43,8 @@ KIND = "segmentation"
 FOLD_STRATEGY = "stratified"
 DEFAULT_SIZE = (256, 1600)
 DEFAULT_N = 64
+# Records depend on no `cfg.data` key besides the folds and shards.
+CONFIG_KEYS = ()
 TRAIN_CSV = "train.csv"
 SAMPLE_SUBMISSION = "sample_submission.csv"
 TRAIN_DIR = "train_images"

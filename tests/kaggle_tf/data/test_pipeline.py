@@ -230,3 +230,18 @@ def test_wrong_task_or_missing_records(steel_records, tmp_path):
         pipeline.make_dataset(_cfg(cfg, records_dir=str(tmp_path)), [0],
                               training=False)
     assert not glob.glob(os.path.join(str(tmp_path), "*"))
+
+
+def test_cache_gives_the_same_examples(steel_records):
+    cfg, _ = steel_records
+    plain = _collect(pipeline.make_dataset(cfg, [1], training=False,
+                                           with_meta=True))
+    cached = _collect(pipeline.make_dataset(_cfg(cfg, cache=True), [1],
+                                            training=False, with_meta=True))
+    np.testing.assert_array_equal(cached["id"], plain["id"])
+    np.testing.assert_array_equal(cached["segmentation_masks"],
+                                  plain["segmentation_masks"])
+    ds = pipeline.make_dataset(_cfg(cfg, cache=True), [1, 2], training=True,
+                               with_meta=True, batch_size=2)
+    ids = {i for b in ds.take(20) for i in b["id"].numpy()}
+    assert len(ids) == pipeline.count_records(cfg, [1, 2])
