@@ -390,9 +390,14 @@ def draw(features: dict) -> np.ndarray:
 
 # --- sample --------------------------------------------------------------
 
-# Severity frequencies (Normal/Mild, Moderate, Severe) and missing labels.
-_SEVERITY_P = (0.72, 0.18, 0.10)
+# Studies are healthy, moderately or severely degenerated (probabilities
+# _GRADE_P); each grade has its severity frequencies (Normal/Mild,
+# Moderate, Severe), so labels correlate within a study as in the real
+# data. Overall: ~70% Normal/Mild, ~20% Moderate, ~10% Severe.
+_GRADE_P = (0.6, 0.25, 0.15)
+_SEVERITY_P = ((0.92, 0.06, 0.02), (0.45, 0.45, 0.10), (0.25, 0.35, 0.40))
 _MISSING_P = 0.03
+_DISC_T2 = (200.0, 120.0, 50.0)  # disc intensity on T2 by study grade
 # Level y positions (fraction of the height) on sagittal images.
 _LEVEL_Y = (0.22, 0.36, 0.50, 0.64, 0.78)
 # Drawn intensity of a structure by severity: open, narrowed, blocked.
@@ -430,7 +435,9 @@ def make_sample(out_dir: str, n: int = None, size=None,
     T2/STIR slices, the left/right foramina in the first/last third of
     the Sagittal T1 slices, the left/right subarticular recesses in the
     level's fifth of the Axial T2 slices (patient left on image right).
-    About 3% of the labels are missing (empty, no coordinate row).
+    Severities correlate within a study (healthy, moderate and severe
+    studies), whose discs look bright, gray or dark on Sagittal T2/STIR. About 3% of the labels are missing (empty, no coordinate
+    row).
 
     Example:
 
@@ -450,7 +457,8 @@ def make_sample(out_dir: str, n: int = None, size=None,
     sub_rows = []
     for j, study in enumerate(studies):
         split = "train" if j < n else "test"
-        severity = rng.choice(3, size=len(CLASSES), p=_SEVERITY_P)
+        grade = int(rng.choice(3, p=_GRADE_P))
+        severity = rng.choice(3, size=len(CLASSES), p=_SEVERITY_P[grade])
         missing = rng.uniform(size=len(CLASSES)) < _MISSING_P
         for kind, description in SERIES_TYPES:
             series = int(rng.integers(100_000, 4_290_000_000))
@@ -462,7 +470,8 @@ def make_sample(out_dir: str, n: int = None, size=None,
                                   str(series))
             os.makedirs(folder, exist_ok=True)
             marks = _write_series(rng, folder, study, series, kind,
-                                  description, count, shape, severity)
+                                  description, count, shape, severity,
+                                  grade)
             series_rows[split].append(f"{study},{series},{description}")
             if split == "train":
                 for k, (instance, x, y) in sorted(marks.items()):
@@ -516,7 +525,7 @@ def _disk(yy, xx, cy, cx, ry, rx):
 
 
 def _write_series(rng, folder, study, series, kind, description, count,
-                  shape, severity):
+                  shape, severity, grade):
     """Writes one series; returns {class index: (instance, x, y)} of the
     slice and point where each of its conditions is drawn."""
     h, w = shape
@@ -539,8 +548,11 @@ def _write_series(rng, folder, study, series, kind, description, count,
                     marks[k] = (s + 1, cx, cy)
         else:
             image[(xx > 0.3 * w) & (xx < 0.5 * w)] = 110  # vertebral column
-            for y in _LEVEL_Y:  # discs
-                image[np.abs(yy - y * h) < 0.02 * h] = 60
+            # Discs: dark on T1; on T2 bright when healthy, darker in
+            # degenerated studies (disc desiccation).
+            disc = (_DISC_T2[grade] if kind == "sagittal_t2_stir" else 60)
+            for y in _LEVEL_Y:
+                image[np.abs(yy - y * h) < 0.02 * h] = disc
             third = max(count // 3, 1)
             canal = (xx > 0.55 * w) & (xx < 0.65 * w)
             if kind == "sagittal_t2_stir":
