@@ -436,8 +436,8 @@ def make_sample(out_dir: str, n: int = None, size=None,
     the Sagittal T1 slices, the left/right subarticular recesses in the
     level's fifth of the Axial T2 slices (patient left on image right).
     Severities correlate within a study (healthy, moderate and severe
-    studies), whose discs look bright, gray or dark on Sagittal T2/STIR. About 3% of the labels are missing (empty, no coordinate
-    row).
+    studies), whose discs look bright, gray or dark on Sagittal T2/STIR.
+    About 3% of the labels are missing (empty, no coordinate row).
 
     Example:
 
