@@ -74,6 +74,12 @@ def _position_table(h, w, size):
     return (cols * h + rows).reshape(-1, size)
 
 
+@functools.lru_cache(maxsize=4)
+def _column_tops(h, w):
+    """Kaggle's 0-based index of pixel (0, c) for c = 1 .. w - 1."""
+    return np.arange(1, w, dtype=np.int64) * h
+
+
 def _boundaries(mask):
     """Sorted 0-based column-major positions where runs start or end.
 
@@ -86,12 +92,14 @@ def _boundaries(mask):
     """
     h, w = mask.shape
     if mask.dtype == np.bool_ or mask.dtype == np.uint8:
-        m = np.ascontiguousarray(mask).view(np.uint8)
+        m = mask if mask.flags.c_contiguous else np.ascontiguousarray(mask)
+        m = m.view(np.uint8)
     else:
         m = np.not_equal(mask, 0).view(np.uint8)
     size = 8 if w % 8 == 0 else 4 if w % 4 == 0 else 2 if w % 2 == 0 else 1
-    words = m.view(_WORDS[size])
-    below, above = words[1:].ravel(), words[:-1].ravel()
+    words = m.reshape(-1).view(_WORDS[size])
+    row = w // size
+    below, above = words[row:], words[:-row]
     hit = np.flatnonzero(below != above)
     b, a = below[hit], above[hit]
     if mask.dtype == np.uint8 and (b | a).view(np.uint8).max(initial=0) > 1:
@@ -106,7 +114,7 @@ def _boundaries(mask):
         row = k // w
         below_pos = (k - row * w) * h + row + 1
     top = np.flatnonzero(np.logical_xor(m[0, 1:], m[h - 1, :-1]))
-    parts = [below_pos, (top + 1) * h]
+    parts = [below_pos, _column_tops(h, w)[top]]
     if m[0, 0]:
         parts.append(np.zeros(1, np.int64))
     if m[h - 1, w - 1]:
