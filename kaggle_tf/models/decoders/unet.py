@@ -97,6 +97,10 @@ def Unet(encoder="resnet34", classes=1, input_shape=(None, None, 3),
         raise ValueError(
             "decoder_attention must be None or 'scse'. Received: "
             f"decoder_attention={decoder_attention!r}")
+    if decoder_attention == "scse" and min(decoder_channels) < 16:
+        raise ValueError(
+            "scSE reduces channels 16x, so decoder_channels must be >= 16. "
+            f"Received: decoder_channels={decoder_channels!r}")
 
     # --- encoder ---
     backbone = base.build_encoder(encoder, input_shape, encoder_weights)

@@ -57,6 +57,8 @@ def test_activation_appends_sigmoid(builder):
     ({"activation": "relu"}, "activation='relu'"),
     ({"decoder_attention": "cbam"}, "decoder_attention='cbam'"),
     ({"decoder_channels": (8, 8)}, "decoder_channels"),
+    ({"decoder_attention": "scse", "decoder_channels": (32, 16, 8, 8, 8)},
+     "must be >= 16"),
     ({"encoder_weights": 3}, "encoder_weights=3"),
 ])
 def test_unet_bad_arguments_are_named(kwargs, match):
