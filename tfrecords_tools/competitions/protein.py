@@ -44,6 +44,8 @@ KIND = "classification"
 FOLD_STRATEGY = "multilabel"
 DEFAULT_SIZE = (512, 512)
 DEFAULT_N = 48
+# The records depend on no `cfg.data` key besides the folds and shards.
+CONFIG_KEYS = ()
 COLORS = ("red", "green", "blue", "yellow")
 TRAIN_CSV = "train.csv"
 SAMPLE_SUBMISSION = "sample_submission.csv"

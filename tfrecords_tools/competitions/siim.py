@@ -47,6 +47,8 @@ KIND = "segmentation"
 FOLD_STRATEGY = "grouped"
 DEFAULT_SIZE = (1024, 1024)
 DEFAULT_N = 40
+# The records depend on no `cfg.data` key besides the folds and shards.
+CONFIG_KEYS = ()
 TRAIN_CSV = "train-rle.csv"
 SAMPLE_SUBMISSION = "sample_submission.csv"
 TRAIN_DIR = "dicom-images-train"
