@@ -96,3 +96,16 @@ def test_diagonal_pixels_are_one_component():
     mask[0, 0, 0, 0] = mask[0, 1, 1, 0] = 1
     assert components.remove_small(mask, [2]).sum() == 2
     assert components.remove_small(mask, [3]).sum() == 0
+
+
+def test_components_without_opencv_uses_scipy(monkeypatch):
+    import sys
+
+    rng = np.random.default_rng(3)
+    masks = (rng.random((2, 24, 24, 1)) > 0.7).astype(np.uint8)
+    with_cv2 = components.remove_small(masks, [3])
+    monkeypatch.setitem(sys.modules, "cv2", None)  # import cv2 fails
+    np.testing.assert_array_equal(components.remove_small(masks, [3]),
+                                  with_cv2)
+    np.testing.assert_array_equal(with_cv2[1, ..., 0],
+                                  reference_components(masks[1, ..., 0], 3))
