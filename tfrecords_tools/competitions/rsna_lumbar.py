@@ -75,9 +75,8 @@ FOLD_STRATEGY = "grouped"
 DEFAULT_SIZE = (512, 512)
 DEFAULT_N = 12
 MISSING = -1
-# Records depend on these `cfg.data` keys (image_size is also used, but
-# the converter treats it as reader-only; the reader resizes if needed).
-CONFIG_KEYS = ("stack_slices",)
+# The `cfg.data` keys the records depend on (stacks resized at conversion).
+CONFIG_KEYS = ("stack_slices", "image_size")
 TRAIN_CSV = "train.csv"
 COORDINATES_CSV = "train_label_coordinates.csv"
 SAMPLE_SUBMISSION = "sample_submission.csv"
