@@ -177,3 +177,16 @@ def test_bad_target_names_row(tmp_path):
     (raw / "train.csv").write_text("\n".join(lines) + "\n")
     with pytest.raises(BadInput, match="train.csv: row 3: Target class"):
         protein.list_items(_cfg(raw, tmp_path / "rec", folds=2))
+
+
+def test_draw_composite_beside_green(converted):
+    _, out, _ = converted
+    rec = _records(out)[0]
+    rgby = np.stack([np.asarray(Image.open(io.BytesIO(d)))
+                     for d in rec[schema.IMAGE]], -1)
+    picture = protein.draw(rec)
+    assert picture.shape == (SIZE, 2 * SIZE, 3)
+    np.testing.assert_array_equal(picture[:, :SIZE],
+                                  protein.composite(rgby))
+    for c in range(3):
+        np.testing.assert_array_equal(picture[:, SIZE:, c], rgby[..., 1])

@@ -224,3 +224,18 @@ def test_bad_csv_rows(tmp_path):
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(BadInput, match="repeats with another Label"):
         rsna_ich.list_items(_cfg(raw, tmp_path / "rec"))
+
+
+def test_draw_windows_side_by_side(converted):
+    _, out, _ = converted
+    rec = _records(out)[0]
+    picture = rsna_ich.draw(rec)
+    mid = len(rec[schema.IMAGE]) // 2
+    hu = rsna_ich.png_hu(rec[schema.IMAGE][mid])
+    assert picture.shape[1] == 3 * SIZE and picture.dtype == np.uint8
+    top = 2  # a red bar may mark a bleeding slice
+    for k, (c, w) in enumerate(rsna_ich.WINDOWS):
+        want = (dicom.window(hu, c, w) * 255).astype(np.uint8)
+        np.testing.assert_array_equal(
+            picture[top:SIZE, k * SIZE:(k + 1) * SIZE, 0], want[top:])
+    assert picture.shape[0] > SIZE  # the strip of every slice below

@@ -229,3 +229,15 @@ def test_bad_inputs(tmp_path):
         errors = f.read()
     assert "no DICOM files" in errors
     assert os.path.basename(broken[0]) in errors
+
+
+def test_draw_one_strip_per_series_type(converted):
+    _, out, _ = converted
+    rec = _records(out)[0]
+    picture = rsna_lumbar.draw(rec)
+    assert picture.shape == (3 * OUT, max(STACKS.values()) * OUT, 3)
+    first = np.asarray(Image.open(io.BytesIO(rec[schema.IMAGE][0])))
+    tile = picture[:OUT, :OUT]
+    plain = (tile[..., 0] == tile[..., 1])  # not a red coordinate mark
+    np.testing.assert_array_equal(tile[..., 1][plain], first[plain])
+    assert (picture[OUT:2 * OUT, STACKS["sagittal_t2_stir"] * OUT:] == 0).all()

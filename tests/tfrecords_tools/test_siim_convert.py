@@ -203,3 +203,13 @@ def test_cli_exit_code_names_file(tmp_path):
          str(cfg_path), "--quiet"], capture_output=True, text=True, env=env)
     assert result.returncode == 1
     assert os.path.basename(path) in result.stderr
+
+
+def test_draw_overlays_the_mask(converted):
+    _, out, _ = converted
+    rec = next(r for r in _records(out) if r[schema.LABELS][0] > 0)
+    picture = siim.draw(rec)
+    mask = encode.unpack_mask(rec[schema.MASK][0], 1)[..., 0]
+    assert picture.shape == (SIZE, SIZE, 3) and picture.dtype == np.uint8
+    red = picture[..., 0].astype(int) - picture[..., 1]
+    assert (red[mask] > 50).all() and (red[~mask] == 0).all()
