@@ -254,9 +254,9 @@ def read_meta(path):
         `instance_number` (int or None), `z` (third ImagePositionPatient
         value or None), `window_center`, `window_width` (first values or
         None), `slope`, `intercept`, `rows`, `columns`, `bits_allocated`,
-        `bits_stored`,
-        `pixel_representation`, `photometric`, `patient_sex`,
-        `patient_age`, `view_position`.
+        `bits_stored`, `pixel_representation`, `photometric`,
+        `transfer_syntax`, `compressed`, `patient_sex`, `patient_age`,
+        `view_position`.
 
     Raises:
         DicomError: the file is missing or corrupt.
@@ -298,6 +298,8 @@ def _meta(ds, path):
             "bits_stored": int(ds.get("BitsStored", 0)),
             "pixel_representation": int(ds.get("PixelRepresentation", 0)),
             "photometric": _text(ds, "PhotometricInterpretation"),
+            "transfer_syntax": _text(ds.file_meta, "TransferSyntaxUID"),
+            "compressed": bool(ds.file_meta.TransferSyntaxUID.is_compressed),
             "patient_sex": _text(ds, "PatientSex"),
             "patient_age": _text(ds, "PatientAge"),
             "view_position": _text(ds, "ViewPosition"),
