@@ -197,6 +197,10 @@ def load_members(cfg, paths, tta_mode):
         A list of Keras models mapping images to probabilities (dicts of
         them for models with an auxiliary head).
     """
+    import kaggle_tf.models  # noqa: F401  (registers the custom layers)
+
+    if cfg.augment.placement == "model":
+        import kaggle_tf.augment  # noqa: F401
     members = []
     for i, path in enumerate(paths):
         model = keras.saving.load_model(path, compile=False)
