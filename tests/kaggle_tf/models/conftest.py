@@ -1,4 +1,7 @@
-"""Fixtures for model tests: timm / smp references with random weights."""
+"""Fixtures for model tests: timm / smp references with random weights.
+
+Slow tests run with `--run-slow` (the repository's conftest).
+"""
 
 import os
 import sys
@@ -13,21 +16,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # need triton, so make it unimportable (torch then reports no triton).
 if "triton" not in sys.modules:
     sys.modules["triton"] = None
-
-
-def pytest_collection_modifyitems(config, items):
-    run_slow = os.environ.get("RUN_SLOW") == "1"
-    try:
-        run_slow = run_slow or bool(config.getoption("--run-slow"))
-    except ValueError:
-        pass
-    if run_slow:
-        return
-    skip = pytest.mark.skip(reason="slow: use --run-slow or RUN_SLOW=1")
-    for item in items:
-        if "slow" in item.keywords and "tests/kaggle_tf/models" in str(
-                item.fspath).replace(os.sep, "/"):
-            item.add_marker(skip)
 
 
 def randomize_batch_norm(module, seed=0):
