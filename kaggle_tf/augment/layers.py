@@ -18,6 +18,8 @@ Example:
 >>> ds = ds.map(lambda b: augmenter(b, training=True))
 """
 
+import json
+
 import keras
 
 from kaggle_tf.augment import albumentations
@@ -42,7 +44,8 @@ class Augmenter(keras.layers.Layer):
         allow_cpu_fallback: run transforms we have no TF op for in
             albumentations on the CPU (never on a TPU). Defaults to `False`.
         jit_compile: compile the `"dataset"` form with XLA when every op
-            allows it. Defaults to `True`.
+            allows it (inside a model, the train step's `jit_compile`
+            decides). Defaults to `True`.
 
     Call arguments:
         data: a dict with "images" (batch, height, width, channels) in
@@ -88,8 +91,12 @@ class Augmenter(keras.layers.Layer):
             elif isinstance(leaf, ops.cpu_fallback.AlbumentationsCPU) \
                     and leaf_seed is not None:
                 leaf.transform.set_random_seed(leaf_seed)
-        self._runner = Runner(self.tree, per_sample=placement == "dataset",
-                              jit_compile=jit_compile, seed=seed)
+        # Inside a model the train step decides about XLA.
+        in_dataset = placement == "dataset"
+        self._runner = Runner(
+            self.tree, per_sample=in_dataset,
+            jit_compile=jit_compile and in_dataset, seed=seed,
+            cache_key=json.dumps(self.transforms, sort_keys=True))
 
     @property
     def xla_compatible(self):

@@ -199,6 +199,10 @@ def draw(node, seed, batch_size, height, width):
     node_seed = rng.fold(seed, node.index)
     params = {"gate": rng.bernoulli(node_seed, "gate", [batch_size],
                                     node.p)}
+    if isinstance(node, OneOrOther):
+        # Always applies one branch; `p` picks the first.
+        params["branch"] = params["gate"]
+        params["gate"] = tf.ones([batch_size], tf.bool)
     if isinstance(node, Op):
         params["args"] = node.sample(node_seed, batch_size, height, width)
         return params
@@ -261,10 +265,11 @@ def forward(node, data, params, active):
     children = params["children"]
     gate = _flag(params["gate"], active)
     if isinstance(node, OneOrOther):
-        # The gate picks the branch; the picked child is always applied.
-        data = forward(node.transforms[0], data, children[0], active & gate)
+        # The picked child is always applied.
+        first = _flag(params["branch"], active)
+        data = forward(node.transforms[0], data, children[0], active & first)
         return forward(node.transforms[1], data, children[1],
-                       active & ~gate)
+                       active & ~first)
     active = active & gate
     if isinstance(node, Compose):
         for t, cp in zip(node.transforms, children):

@@ -14,7 +14,7 @@ pixels (see tests/kaggle_tf/augment/test_parity.py for the tolerances):
 - `OpticalDistortion`: the maps of `cv2.initUndistortRectifyMap` (camera)
   or the fisheye formula, computed in closed form.
 - `ElasticTransform`: same field statistics, but the smooth noise is made
-  on a grid `sigma // 1.5` times coarser and upsampled bilinearly, which keeps
+  on a grid `sigma // 2.5` times coarser and upsampled bilinearly, which keeps
   the cost small (albumentations blurs a full-size field).
 - Flips, transpose, rot90 and D4 are exact permutations.
 """
@@ -458,13 +458,38 @@ def expected_max_abs_normal(count):
         + 0.5772156649 / a
 
 
+def _kernel(sigma, radius):
+    x = [float(k) for k in range(-radius, radius + 1)]
+    weights = [math.exp(-0.5 * (v / sigma) ** 2) for v in x]
+    total = sum(weights)
+    return [v / total for v in weights]
+
+
+def coarse_field_scale(sigma, radius, factor, coarse_sigma, coarse_radius):
+    """Std factor that gives a field blurred on the coarse grid and
+    upsampled bilinearly the std of the full-size blurred field."""
+    full = _kernel(sigma, radius)
+    coarse = _kernel(coarse_sigma, coarse_radius)
+    energy_full = sum(v * v for v in full)
+    energy_coarse = sum(v * v for v in coarse)
+    # Lag-1 correlation of blurred white noise on the coarse grid; linear
+    # interpolation between two such values keeps 2/3 + rho/3 of the
+    # variance on average (per axis).
+    rho = sum(a * b for a, b in zip(coarse, coarse[1:])) / energy_coarse
+    kept = 2.0 / 3.0 + rho / 3.0
+    if factor == 1:
+        kept = 1.0
+    # Two axes: variance ratios multiply, so the std ratio is their root.
+    return (energy_full / energy_coarse) / kept
+
+
 @register_op("ElasticTransform")
 class ElasticTransform(WarpOp):
     """Displaces every pixel by alpha * (Gaussian-smoothed noise).
 
     The noise is uniform in [-1, 1] or Gaussian scaled by its expected
     maximum, smoothed with `sigma` (radius 4 sigma, or 8 px with
-    `approximate=True`), drawn on a grid `max(1, sigma // 1.5)` times
+    `approximate=True`), drawn on a grid `max(1, sigma // 2.5)` times
     coarser than the image (scaled so the smoothed field keeps its
     variance) and upsampled bilinearly.
 
@@ -495,7 +520,7 @@ class ElasticTransform(WarpOp):
         self.approximate = bool(approximate)
         self.same_dxdy = bool(same_dxdy)
         self.noise_distribution = noise_distribution
-        self.factor = max(1, int(self.sigma // 1.5))
+        self.factor = max(1, int(self.sigma // 2.5))
 
     def _coarse_size(self, size):
         return (size - 1) // self.factor + 2
@@ -516,7 +541,9 @@ class ElasticTransform(WarpOp):
             round(self.sigma * 4.0))
         radius = int(math.ceil(radius_full / f))
         sigma = max(self.sigma / f, 1e-3)
-        field = _blur_replicate(noise, sigma, radius) * (self.alpha / f)
+        scale = coarse_field_scale(max(self.sigma, 1e-3), radius_full, f,
+                                   sigma, radius)
+        field = _blur_replicate(noise, sigma, radius) * (self.alpha * scale)
         if self.same_dxdy:
             field = tf.concat([field, field], axis=-1)
         return {"field": field}

@@ -31,6 +31,11 @@ IMAGES = "images"
 MASKS = "segmentation_masks"
 
 
+# XLA compiles of the same tree are shared between runners (compiling the
+# SIIM list takes seconds): key -> tf.function.
+_COMPILED = {}
+
+
 def _content_key(images):
     sample = images[:, ::16, ::16, :]
     return tf.reduce_sum(tf.cast(tf.round(sample * 255.0), tf.int32))
@@ -46,9 +51,12 @@ class Runner:
         jit_compile: compile with XLA (ignored when an op cannot be).
         seed: initial value of the runner's own atomic counter (used when
             a call passes no seed); None for a random one.
+        cache_key: a string naming the tree (its spec); runners with the
+            same key share one compiled function. None: no sharing.
     """
 
-    def __init__(self, tree, per_sample, jit_compile, seed=None):
+    def __init__(self, tree, per_sample, jit_compile, seed=None,
+                 cache_key=None):
         self.tree = tree
         if seed is None:
             seed = random.randrange(2 ** 31)
@@ -58,8 +66,19 @@ class Runner:
         self.jit_compile = bool(jit_compile) and tree.xla_safe
         self._core = self._run
         if self.jit_compile:
-            self._core = tf.function(self._run, jit_compile=True,
-                                     reduce_retracing=True)
+            stateless = all(not hasattr(leaf, "layer")
+                            for leaf in tree.leaves())
+            key = (cache_key, per_sample) if cache_key and stateless \
+                else None
+            if key not in _COMPILED:
+                compiled = tf.function(self._run, jit_compile=True,
+                                       reduce_retracing=True,
+                                       autograph=False)
+                if key is None:
+                    self._core = compiled
+                    return
+                _COMPILED[key] = compiled
+            self._core = _COMPILED[key]
 
     def _run(self, data, seed):
         return base.run(self.tree, data, seed, self.per_sample)

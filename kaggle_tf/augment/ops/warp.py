@@ -1,8 +1,8 @@
 """Resampling: the one primitive behind every geometric op.
 
 `remap(images, ys, xs)` reads `images` at source coordinates, as OpenCV's
-`cv2.remap` does: bilinear (`interpolation=1`) or nearest (`0`, round half
-up), with OpenCV's border modes (albumentations' `border_mode`):
+`cv2.remap` does: bilinear (`interpolation=1`) or nearest (`0`, rounding
+half to even), with OpenCV's border modes (albumentations' `border_mode`):
 
     0 constant    iiiiii|abcdefgh|iiiiiii  (i = `fill`)
     1 replicate   aaaaaa|abcdefgh|hhhhhhh
@@ -157,8 +157,9 @@ def _remap_one(x, ys, xs, method, border_mode, fill_vec):
     flat = tf.reshape(padded, [-1, x.shape[-1]])
     base = (tf.range(tf.shape(x)[0]) * hp * wp)[:, None, None]
     if method == NEAREST:
-        yi = tf.minimum(tf.cast(tf.floor(ys + 0.5), tf.int32), hp - 1)
-        xi = tf.minimum(tf.cast(tf.floor(xs + 0.5), tf.int32), wp - 1)
+        # Round half to even, as OpenCV's cvRound.
+        yi = tf.minimum(tf.cast(tf.round(ys), tf.int32), hp - 1)
+        xi = tf.minimum(tf.cast(tf.round(xs), tf.int32), wp - 1)
         return tf.gather(flat, base + yi * wp + xi)
     y0f = tf.minimum(tf.floor(ys), tf.cast(hp - 2, ys.dtype))
     x0f = tf.minimum(tf.floor(xs), tf.cast(wp - 2, xs.dtype))
@@ -217,7 +218,7 @@ def _axis_taps(x, coords, axis, border_mode, fill_vec, need_pair):
     shape = [-1, 1, 1, 1]
     shape[axis] = tf.shape(coords)[1]
     if not need_pair:
-        i = tf.minimum(tf.cast(tf.floor(c + 0.5), tf.int32), size - 1)
+        i = tf.minimum(tf.cast(tf.round(c), tf.int32), size - 1)
         return tf.gather(padded, i, axis=axis, batch_dims=1), None, None
     c0 = tf.minimum(tf.floor(c), tf.cast(size - 2, c.dtype))
     weight = tf.reshape(tf.cast(c - c0, x.dtype), shape)
