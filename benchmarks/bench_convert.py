@@ -10,11 +10,18 @@ and prints images/second (train + test images over the wall time of the
 whole conversion, process start-up of the workers included), and the
 ratio of each to the 1-worker speed. The best of `--repeats` runs counts
 (the machine may be shared: the load average is printed with the result).
+CPU ms per image (this process and its workers, spawn start-up included)
+measures the work independently of other load on the machine.
+
+Workers are spawned: each imports the main module again, so a script that
+calls `convert` with workers should keep `import tensorflow` out of its top
+level (as here: TensorFlow is imported inside `main`).
 """
 
 import argparse
 import json
 import os
+import resource
 import shutil
 import sys
 import tempfile
@@ -45,11 +52,22 @@ def run(raw, out, workers, shard_size):
         "data": {"raw_dir": raw, "records_dir": out, "folds": 5,
                  "shard_size": shard_size}})
     shutil.rmtree(out, ignore_errors=True)
+    cpu0 = _cpu_seconds()
     start = time.perf_counter()
     manifest = convert.convert(cfg, workers=workers, progress=False)
     seconds = time.perf_counter() - start
+    cpu = _cpu_seconds() - cpu0
     images = sum(s["records"] for s in manifest["splits"].values())
-    return images, seconds
+    return images, seconds, cpu
+
+
+def _cpu_seconds():
+    """CPU time of this process and its finished workers (user + sys)."""
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        usage = resource.getrusage(who)
+        total += usage.ru_utime + usage.ru_stime
+    return total
 
 
 def main(argv=None):
@@ -64,29 +82,34 @@ def main(argv=None):
         print(f"sample: {args.n} + {args.n // 4} images "
               f"{args.size[0]}x{args.size[1]} in "
               f"{time.perf_counter() - t:.1f} s", flush=True)
-        results = {}
+        results, cpu_ms = {}, {}
         for workers in args.workers:
             best = None
             for r in range(args.repeats):
-                images, seconds = run(raw, os.path.join(tmp, "rec"),
-                                      workers, args.shard_size)
+                images, seconds, cpu = run(raw, os.path.join(tmp, "rec"),
+                                           workers, args.shard_size)
                 rate = images / seconds
                 best = rate if best is None else max(best, rate)
+                cpu_ms[workers] = 1000 * cpu / images
                 print(f"  workers={workers} run {r + 1}: {images} images "
-                      f"in {seconds:.2f} s ({rate:.1f} images/s)",
-                      flush=True)
+                      f"in {seconds:.2f} s ({rate:.1f} images/s, "
+                      f"{cpu_ms[workers]:.1f} CPU ms/image)", flush=True)
             results[workers] = best
     base = results.get(1) or next(iter(results.values()))
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"\n{os.cpu_count()} CPUs, 1-minute load average {load:.1f} "
           "(a load above the CPU count means other work shares them)")
-    print(f"\n{'workers':>8} {'images/s':>10} {'vs 1':>6}")
+    print(f"\n{'workers':>8} {'images/s':>10} {'vs 1':>6} {'CPU ms/img':>11}")
     for workers, rate in results.items():
-        print(f"{workers:>8} {rate:>10.1f} {rate / base:>6.2f}")
+        print(f"{workers:>8} {rate:>10.1f} {rate / base:>6.2f} "
+              f"{cpu_ms[workers]:>11.1f}")
     print(json.dumps({"bench": "convert", "n": args.n,
                       "size": list(args.size), "cpus": os.cpu_count(),
+                      "load": round(load, 1),
                       "images_per_s": {str(k): round(v, 1)
-                                       for k, v in results.items()}}))
+                                       for k, v in results.items()},
+                      "cpu_ms_per_image": {str(k): round(v, 2)
+                                           for k, v in cpu_ms.items()}}))
     return 0
 
 

@@ -14,6 +14,11 @@ Reads `cfg.data.raw_dir` through the task's plugin
   skipped, and `manifest.json` last (schema, counts per split, fold and
   class, shards, input hash).
 
+`--workers N` encodes in N spawned processes (records are identical for
+any N). Spawned workers import the caller's main module again: a script
+calling `convert(cfg, workers=N)` should import TensorFlow inside a
+function, not at its top level, or every worker loads it.
+
 A rerun with the same inputs and settings writes nothing; a killed run
 resumes from its staged shards (see `tfrecords_tools.writer`). A bad input
 stops the run with exit code 1 and a message naming the file (and row),
