@@ -1,10 +1,14 @@
 """Repository-wide pytest options: `--run-slow` opts into slow tests."""
 
 import os
+import sys
 
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# torch (a parity reference) imports triton when present; triton loaded
+# after TensorFlow crashes the process. The CPU references never need it.
+sys.modules.setdefault("triton", None)
 
 
 def pytest_addoption(parser):

@@ -371,6 +371,12 @@ def _finalize(cfg, module, staging, items, fold_ids, shards, states,
 
 def _split_summary(module, kept, entries, skipped):
     per_fold = collections.Counter(str(f) for _, f in kept)
+    # Examples a record expands into (e.g. the slices of an ICH series).
+    examples = collections.Counter()
+    for item, fold in kept:
+        ids = (item.data or {}).get("ids") if isinstance(item.data, dict) \
+            else None
+        examples[str(fold)] += len(ids) if ids else 1
     per_class = collections.Counter()
     per_fold_class = collections.defaultdict(collections.Counter)
     empty = 0
@@ -384,6 +390,7 @@ def _split_summary(module, kept, entries, skipped):
         "skipped": skipped,
         "shards": entries,
         "records_per_fold": dict(sorted(per_fold.items())),
+        "examples_per_fold": dict(sorted(examples.items())),
         "records_per_class": {c: per_class[c] for c in module.CLASSES},
         "records_per_fold_class": {
             f: {c: per_fold_class[f][c] for c in module.CLASSES}

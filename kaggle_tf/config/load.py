@@ -159,6 +159,12 @@ def _check(value, tp, meta, key):
     if dataclasses.is_dataclass(tp):
         return _build(tp, value, key + ".")
     if tp is Any:
+        if "choices" in meta and not any(
+                value is c or (type(value) is type(c) and value == c)
+                for c in meta["choices"]):
+            choices = ", ".join(json.dumps(c) for c in meta["choices"])
+            raise ConfigError(
+                f"`{key}` must be one of {choices}. Received: {value!r}")
         return value
     if value is None:
         raise ConfigError(f"`{key}` must not be null")

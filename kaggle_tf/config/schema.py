@@ -167,7 +167,9 @@ class TrainConfig:
         None, choices=(None, "mixed_float16", "mixed_bfloat16"))
     strategy: str = _f("auto", choices=("auto", "default", "mirrored",
                                         "tpu", "multiworker"))
-    jit_compile: bool = True
+    # XLA: true, false or "auto" (Keras: on for GPU/TPU, off on CPU-only
+    # machines, where it is slower).
+    jit_compile: Any = _f("auto", choices=(True, False, "auto"))
     grad_accum_steps: int = _f(1, min=1)
     ema: Optional[float] = _f(None, min=0.0, max=1.0)
     verbose: int = _f(1, choices=(0, 1, 2))

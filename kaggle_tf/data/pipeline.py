@@ -52,8 +52,13 @@ def _manifest(cfg):
     return manifest
 
 
-def count_records(cfg, folds=None, split: str = "train") -> int:
-    """Records of `split` in `folds` (None = all), from the manifest.
+def count_records(cfg, folds=None, split: str = "train",
+                  unit: str = "examples") -> int:
+    """Examples (or records) of `split` in `folds` (None = all).
+
+    Counts come from the manifest. `unit="examples"` counts what
+    `make_dataset` yields (an ICH series record expands into its slices);
+    `unit="records"` counts the records themselves.
 
     Example:
 
@@ -61,7 +66,10 @@ def count_records(cfg, folds=None, split: str = "train") -> int:
     26
     """
     manifest = _manifest(cfg)
-    per_fold = manifest["splits"][split]["records_per_fold"]
+    summary = manifest["splits"][split]
+    per_fold = summary["records_per_fold"]
+    if unit == "examples":
+        per_fold = summary.get("examples_per_fold", per_fold)
     if folds is None:
         return int(sum(per_fold.values()))
     return int(sum(per_fold.get(str(int(f)), 0) for f in folds))

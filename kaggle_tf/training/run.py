@@ -79,7 +79,13 @@ def make_optimizer(cfg, lr):
 
 
 def build_model(cfg):
-    return models.build(cfg.model, input_shape(cfg))
+    """The config's model; RSNA lumbar logits come out as (25, 3)."""
+    model = models.build(cfg.model, input_shape(cfg))
+    if cfg.task == "rsna_lumbar" and model.output.shape[-1] == 75:
+        logits = keras.layers.Reshape((25, 3), name="severity_logits")(
+            model.output)
+        model = keras.Model(model.input, logits, name=model.name)
+    return model
 
 
 def set_encoder_trainable(model, trainable):
@@ -251,7 +257,7 @@ def train_fold(cfg, fold):
             validation_data=pipeline.to_keras(val_ds, cfg),
             epochs=stage.epochs, steps_per_epoch=steps,
             validation_steps=cfg.train.validation_steps,
-            callbacks=callbacks, verbose=cfg.train.verbose)
+            callbacks=callbacks, verbose=cfg.train.verbose, shuffle=False)
         nan = callbacks[0].message
         if nan:
             raise FloatingPointError(f"fold {fold} stage {s}: {nan}")

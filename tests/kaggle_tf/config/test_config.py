@@ -68,6 +68,7 @@ def test_extends_cycle_is_an_error(tmp_path):
     ("model.arch=unet3d", "model.arch"),
     ("loss.weights=[1,-1,0]", "loss.weights[1]"),
     ("train.jit_compile=1", "train.jit_compile"),
+    ("train.jit_compile=sometimes", "train.jit_compile"),
     ("schedule.stages=[{\"epochs\":1,\"lr\":\"fast\"}]",
      "schedule.stages[0].lr"),
 ])
