@@ -60,9 +60,13 @@ def register_albumentations(*names_):
     return wrap
 
 
+# Names we refuse with an explanation rather than "unsupported".
+REFUSED = ("CLAHE",)
+
+
 def names():
     """Every supported transform name (containers included), sorted."""
-    return sorted(set(CONVERTERS) | set(CONTAINERS))
+    return sorted((set(CONVERTERS) | set(CONTAINERS)) - set(REFUSED))
 
 
 # --- reading specs -------------------------------------------------------
@@ -574,9 +578,11 @@ def to_tree(spec, allow_cpu_fallback=False):
             return ops.cpu_fallback.AlbumentationsCPU(node)
         except ValueError as e:
             message = str(e)
-            if not message.startswith(name):
-                message = f"{name} ({where}): {message}"
-            raise ValueError(message) from None
+            for prefix in (f"{name}: ", f"{name.split('.')[-1]}: "):
+                if message.startswith(prefix):
+                    message = message[len(prefix):]
+                    break
+            raise ValueError(f"{name} ({where}): {message}") from None
 
     tree = convert(root, "transform")
     tree.assign_indices()

@@ -73,7 +73,9 @@ class Augmenter(keras.layers.Layer):
                                  or not isinstance(seed, int)):
             raise ValueError(f"Augmenter: `seed` must be an integer or "
                              f"None. Received: {seed!r}")
-        self.transforms = albumentations.load_spec(transforms)
+        # Kept as JSON text: Keras would wrap a dict attribute for tracking.
+        self._spec = json.dumps(albumentations.load_spec(transforms),
+                                sort_keys=True)
         self.seed = seed
         self.placement = placement
         self.allow_cpu_fallback = bool(allow_cpu_fallback)
@@ -96,7 +98,14 @@ class Augmenter(keras.layers.Layer):
         self._runner = Runner(
             self.tree, per_sample=in_dataset,
             jit_compile=jit_compile and in_dataset, seed=seed,
-            cache_key=json.dumps(self.transforms, sort_keys=True))
+            cache_key=self._spec)
+        # No weights depend on the input shape.
+        self.built = True
+
+    @property
+    def transforms(self):
+        """The spec in `A.to_dict` form (a new dict)."""
+        return json.loads(self._spec)
 
     @property
     def xla_compatible(self):

@@ -152,3 +152,7 @@ class SampleRateScheduler(keras.callbacks.Callback):
     def get_config(self):
         # The variable is runtime state; from_config makes a new one.
         return {"variable": None, "schedule": self.schedule}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
