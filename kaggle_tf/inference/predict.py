@@ -40,12 +40,15 @@ import numpy as np
 from kaggle_tf import rle
 from kaggle_tf import submission
 from kaggle_tf import tta as tta_lib
+from kaggle_tf.inference import fold as fold_lib
 from kaggle_tf.postprocess import gating as gating_lib
 from kaggle_tf.postprocess import thresholds as thresholds_lib
 from kaggle_tf.postprocess.params import per_class
 from kaggle_tf.postprocess.triplet import triplet
 
 SEGMENTATION = ("unet", "fpn")
+# Architectures whose BatchNormalization layers fold into their convs.
+FOLDABLE = ("unet", "fpn", "classifier")
 # Original image sizes (H, W) where Kaggle's masks are fixed-size.
 ORIGINAL_SIZE = {"steel": (256, 1600), "siim": (1024, 1024)}
 RLE_CONVENTION = {"steel": "severstal", "siim": "siim"}
@@ -193,6 +196,9 @@ def any_size(model):
 def load_members(cfg, paths, tta_mode):
     """Loads the checkpoints, each wrapped with in-graph TTA.
 
+    Image models get their BatchNormalization layers folded into the
+    convolutions (`kaggle_tf.inference.fold`): the same function, faster.
+
     Returns:
         A list of Keras models mapping images to probabilities (dicts of
         them for models with an auxiliary head).
@@ -207,6 +213,8 @@ def load_members(cfg, paths, tta_mode):
         shape = model.input_shape
         if tta_mode == "d4" and len(shape) == 4 and shape[1] != shape[2]:
             model = any_size(model)
+        if cfg.model.arch in FOLDABLE:
+            model = fold_lib.fold_batch_norms(model)
         model.name = f"member_{i}"
         members.append(tta_lib.wrap(model, tta_mode,
                                     activation=cfg.model.activation,
