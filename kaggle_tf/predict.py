@@ -45,7 +45,8 @@ def main(argv=None):
     ensure_records(cfg)
     path = predict_lib.predict(cfg, tta=args.tta, folds=folds,
                                save_probs=args.save_probs or None)
-    print(os.path.abspath(path))
+    # A progress bar may leave the cursor mid-line: the path gets its own.
+    print(f"\n{os.path.abspath(path)}")
     return 0
 
 
