@@ -117,6 +117,9 @@ def test_predict_images_equals_predictor(served, predictor, blobs):
     # The case is not trivial: kept, dropped and empty class masks.
     per_class = want["masks"].sum(axis=(1, 2))
     assert (per_class > 0).any() and (per_class == 0).any()
+    # The classifier gates class index 0 off although the U-Nets find it.
+    assert (predictor.probs(images)[..., 0] > 0.5).sum() > 100
+    assert not want["masks"][..., 0].any()
 
 
 def serve_grpc(served, wire):

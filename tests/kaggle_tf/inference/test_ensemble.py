@@ -170,3 +170,38 @@ def bilinear(x, size):
             + x[:, y1] * fy[None, :, None, None])
     return (rows[:, :, x0] * (1 - fx)[None, None, :, None]
             + rows[:, :, x1] * fx[None, None, :, None])
+
+
+def test_classifier_gates_masks(steel_run, x, tmp_path):
+    """Severstal: a class mask survives only where the classifier ensemble
+    gives the class a probability >= classifier_threshold."""
+    clf = tiny_runs.make_config(tmp_path / "cls", arch="classifier",
+                                classes=4)
+    tiny_runs.save_folds(clf, (0,), scale=3.0)
+    path = tmp_path / "cls.json"
+    data = clf.to_dict()
+    data.pop("source")
+    path.write_text(json.dumps(data))
+    model = reference_model(clf.model, 3, predict.checkpoint_paths(clf)[0])
+    class_probs = tiny_runs.sigmoid(keras.ops.convert_to_numpy(
+        model(x, training=False)))
+    # Per-class gates between the two images' probabilities: each class is
+    # kept for one image and gated for the other.
+    gates = class_probs.mean(axis=0)
+    assert (np.abs(class_probs - gates) > 1e-4).all()
+    cfg = copy.deepcopy(steel_run)
+    (tmp_path / "records").mkdir()
+    (tmp_path / "records" / "manifest.json").write_text(
+        json.dumps({"image_size": [64, 128]}))  # masks at the model's size
+    cfg.data.records_dir = str(tmp_path / "records")
+    cfg.inference.classifier_config = str(path)
+    cfg.inference.classifier_threshold = gates.tolist()
+    out = predict.Predictor(cfg, tta="none")(x)
+    probs = merge(reference_passes(cfg, x, "none"), "mean")
+    masks = probs > np.float32(0.5)
+    keep = class_probs >= gates.astype(np.float32)
+    assert keep.any() and not keep.all()
+    want = masks & keep[:, None, None, :]
+    assert want.any() and (masks & ~keep[:, None, None, :]).any()
+    sure = np.abs(probs - 0.5) > 1e-5
+    np.testing.assert_array_equal(out["masks"][sure], want[sure])

@@ -44,7 +44,10 @@ def make_config(output_dir, task="steel", arch="unet", classes=4,
 
 
 def save_folds(cfg, folds=(0, 1), scale=100.0):
-    """Writes `<output_dir>/fold<k>/best.keras`; returns the paths."""
+    """Writes `<output_dir>/fold<k>/best.keras`; returns the paths.
+
+    `scale` multiplies the last layer's weights (spreads the logits).
+    """
     from kaggle_tf import models
 
     paths = []
