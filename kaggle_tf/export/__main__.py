@@ -43,8 +43,12 @@ def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from kaggle_tf.export import saved_model
 
-    path = saved_model.export(cfg, args.out, tta=args.tta, folds=folds,
-                              version=args.version)
+    try:
+        path = saved_model.export(cfg, args.out, tta=args.tta, folds=folds,
+                                  version=args.version)
+    except (FileExistsError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     print(os.path.abspath(path))
     return 0
 

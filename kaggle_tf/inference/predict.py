@@ -17,9 +17,9 @@ Post-processing parameters (`thresholds`, `min_area`, `triplet`) are tuned
 on out-of-fold probabilities at the model's resolution
 (`cfg.data.image_size`), so the keep/drop rules run there. When Kaggle's
 masks are larger (the raw images' size: Severstal 256 x 1600, SIIM
-1024 x 1024) the probabilities are then resized bilinearly and a kept class's mask is
-`resized_probs > threshold` (or `> bottom_score_threshold`) at the
-original size; a dropped class stays empty. Bilinear values are convex
+1024 x 1024) the probabilities are then resized bilinearly and a kept
+class's mask is `resized_probs > threshold` (or `> bottom_score_threshold`)
+at the original size; a dropped class stays empty. Bilinear values are convex
 combinations of their neighbours, so no pixel appears where the model
 resolution had none.
 

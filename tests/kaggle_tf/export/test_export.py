@@ -258,3 +258,17 @@ def test_versions(steel_export, tmp_path):
     assert saved_model.next_version(str(tmp_path)) == 4
     with pytest.raises(FileExistsError, match="immutable"):
         saved_model.export(steel_export[0], str(tmp_path), version=3)
+
+
+def test_cli_without_checkpoints_writes_nothing(tmp_path, capsys):
+    from kaggle_tf.export import __main__ as cli
+
+    cfg = tiny_runs.make_config(tmp_path / "run")
+    data = cfg.to_dict()
+    data.pop("source")
+    (tmp_path / "c.json").write_text(json.dumps(data))
+    out = tmp_path / "exports"
+    assert cli.main(["--config", str(tmp_path / "c.json"), "--out",
+                     str(out)]) == 1
+    assert "no trained checkpoints" in capsys.readouterr().err
+    assert not out.exists()
