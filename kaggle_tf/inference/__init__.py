@@ -1,1 +1,11 @@
-"""Inference: TTA-wrapped fold/checkpoint ensembles -> submission.csv."""
+"""Inference: TTA-wrapped fold/checkpoint ensembles -> submission.csv.
+
+    predict.checkpoint_paths     fold*/best.keras (avg / top-k)
+    fold.fold_batch_norms        BatchNormalization folded into the convs
+    predict.ensemble_model       kaggle_tf.tta.wrap per checkpoint, merged
+    predict.postprocess          thresholds / triplet / gating, Kaggle's size
+    predict.predict              test records -> submission.csv (+ npz)
+
+`predict.Predictor` holds the loaded ensemble; `kaggle_tf.export` serves
+the same graph.
+"""
