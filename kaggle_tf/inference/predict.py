@@ -462,7 +462,10 @@ def predict(cfg, tta=None, folds=None, save_probs=None):
           f"checkpoint(s), TTA {predictor.tta}, merge "
           f"{cfg.inference.merge}; post-processing from "
           f"{predictor.params['source']}", flush=True)
-    bar = keras.utils.Progbar(None, unit_name="image")
+    # rsna_ich records hold whole series: count slices as they come.
+    total = (None if cfg.task == "rsna_ich"
+             else pipeline.count_records(cfg, None, split="test"))
+    bar = keras.utils.Progbar(total, unit_name="image")
     predictions, all_ids, all_probs = {}, [], []
     for batch in ds:
         images = np.asarray(batch["images"], np.float32)
