@@ -6,6 +6,8 @@ ports picked free), gets the strategy from `get_strategy("multiworker")`
 and reads its half of every global batch (Keras distributes the dataset).
 Keras divides each replica's loss by the replica count and the strategy
 sums the gradients, so the update is the one of the global-batch mean.
+Checked for plain SGD with momentum and for `EncoderLRAdam` (the
+per-variable encoder learning rate on mirrored variables).
 """
 
 import json
@@ -21,27 +23,58 @@ GLOBAL_BATCH = 8
 STEPS = 4
 TIMEOUT_S = 150
 
+# Shared by the workers and the single-worker reference.
+MODELS = textwrap.dedent("""
+    import keras
+
+    from kaggle_tf.training import optimizers
+
+
+    def data(global_batch, steps):
+        import numpy as np
+
+        rng = np.random.default_rng(0)
+        x = rng.normal(size=(global_batch * steps, 5)).astype("float32")
+        y = rng.normal(size=(global_batch * steps, 2)).astype("float32")
+        return x, y
+
+
+    def build(kind):
+        \"\"\"'plain': SGD with momentum; 'encoder_lr': EncoderLRAdam.\"\"\"
+        keras.utils.set_random_seed(0)
+        inputs = keras.Input((5,))
+        x = keras.layers.Dense(8, activation="tanh", name="encoder_dense")(
+            inputs)
+        model = keras.Model(inputs, keras.layers.Dense(2, name="head")(x))
+        if kind == "plain":
+            opt = keras.optimizers.SGD(0.1, momentum=0.9)
+        else:
+            opt = optimizers.EncoderLRAdam(
+                learning_rate=0.05, encoder_lr_mult=0.1,
+                encoder_variables=optimizers.encoder_variable_paths(model))
+        model.compile(optimizer=opt, loss="mse")
+        return model
+""")
+
 WORKER = textwrap.dedent("""
     import sys
 
-    import keras
     import numpy as np
     import tensorflow as tf
 
     from kaggle_tf.training.distribution import get_strategy
+    from mw_models import build, data
 
     out, global_batch, steps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(global_batch * steps, 5)).astype("float32")
-    y = rng.normal(size=(global_batch * steps, 2)).astype("float32")
-
+    x, y = data(global_batch, steps)
     strategy = get_strategy("multiworker")
     assert strategy.num_replicas_in_sync == 2, strategy.num_replicas_in_sync
 
     # Keras 3 `fit` calls `strategy.reduce` on the nested first batch and
     # on scalar logs with axis=0; MultiWorkerMirroredStrategy takes only
     # single values of rank >= 1 there. Reduce leaf by leaf, scalars
-    # without an axis (harmless when the strategy already does it).
+    # without an axis (a no-op once get_strategy returns a strategy that
+    # does this itself).
     _reduce = strategy.reduce
 
     def leaf_reduce(reduce_op, value, axis=None):
@@ -62,16 +95,16 @@ WORKER = textwrap.dedent("""
         tf.data.experimental.AutoShardPolicy.DATA)
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(
         global_batch).with_options(options)
-    with strategy.scope():
-        keras.utils.set_random_seed(0)
-        model = keras.Sequential([
-            keras.Input((5,)), keras.layers.Dense(8, activation="tanh"),
-            keras.layers.Dense(2)])
-        model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
-                      loss="mse")
-    initial = model.get_weights()
-    model.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0)
-    np.savez(out, *initial, *model.get_weights())
+    arrays = {}
+    for kind in ("plain", "encoder_lr"):
+        with strategy.scope():
+            model = build(kind)
+        for i, w in enumerate(model.get_weights()):
+            arrays[f"{kind}/initial/{i}"] = w
+        model.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0)
+        for i, w in enumerate(model.get_weights()):
+            arrays[f"{kind}/trained/{i}"] = w
+    np.savez(out, **arrays)
 """)
 
 
@@ -87,30 +120,31 @@ def _free_ports(n):
     return ports
 
 
-def _single_worker(initial, x, y):
-    import keras
-
-    model = keras.Sequential([
-        keras.Input((5,)), keras.layers.Dense(8, activation="tanh"),
-        keras.layers.Dense(2)])
+def _single_worker(build, kind, initial, x, y):
+    model = build(kind)
     model.set_weights(initial)
-    model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
-                  loss="mse")
     model.fit(x, y, batch_size=GLOBAL_BATCH, epochs=1, shuffle=False,
               verbose=0)
     return model.get_weights()
 
 
+def _weights(npz, kind, part):
+    n = len([k for k in npz.files if k.startswith(f"{kind}/{part}/")])
+    return [npz[f"{kind}/{part}/{i}"] for i in range(n)]
+
+
 def test_two_workers_equal_one_worker_at_the_global_batch(tmp_path):
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
+    (tmp_path / "mw_models.py").write_text(MODELS)
     workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
     repo = os.path.dirname(os.path.dirname(os.path.dirname(
         os.path.dirname(os.path.abspath(__file__)))))
     procs = []
     for index in range(2):
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2",
-                   CUDA_VISIBLE_DEVICES="", PYTHONPATH=repo,
+                   CUDA_VISIBLE_DEVICES="",
+                   PYTHONPATH=os.pathsep.join([repo, str(tmp_path)]),
                    TF_CONFIG=json.dumps({
                        "cluster": {"worker": workers},
                        "task": {"type": "worker", "index": index}}))
@@ -132,17 +166,18 @@ def test_two_workers_equal_one_worker_at_the_global_batch(tmp_path):
         assert proc.returncode == 0, f"worker {index}:\n{logs[index][-3000:]}"
 
     results = [np.load(tmp_path / f"w{i}.npz") for i in range(2)]
-    arrays = [[r[f"arr_{k}"] for k in range(len(r.files))] for r in results]
-    n = len(arrays[0]) // 2
-    initial, trained = arrays[0][:n], arrays[0][n:]
-    # Both workers hold the same (mirrored) weights.
-    for a, b in zip(trained, arrays[1][n:]):
-        np.testing.assert_array_equal(a, b)
-
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(GLOBAL_BATCH * STEPS, 5)).astype("float32")
-    y = rng.normal(size=(GLOBAL_BATCH * STEPS, 2)).astype("float32")
-    want = _single_worker(initial, x, y)
-    for got, ref, start in zip(trained, want, initial):
-        assert not np.allclose(got, start)      # training moved them
-        np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
+    models = {}
+    exec(MODELS, models)
+    build = models["build"]
+    x, y = models["data"](GLOBAL_BATCH, STEPS)
+    for kind in ("plain", "encoder_lr"):
+        initial = _weights(results[0], kind, "initial")
+        trained = _weights(results[0], kind, "trained")
+        # Both workers hold the same (mirrored) weights.
+        for a, b in zip(trained, _weights(results[1], kind, "trained")):
+            np.testing.assert_array_equal(a, b)
+        want = _single_worker(build, kind, initial, x, y)
+        for got, ref, start in zip(trained, want, initial):
+            assert not np.allclose(got, start)      # training moved them
+            np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6,
+                                       err_msg=kind)

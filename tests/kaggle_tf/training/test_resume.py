@@ -120,7 +120,7 @@ class EpochLog(cbs.NaNGuard):
             raise Interrupted(f"interrupted at epoch {epoch}")
 
 
-# run.train_fold calls fit without shuffle=False (see the report).
+# Keras warns while run.train_fold does not pass shuffle=False to fit.
 @pytest.mark.filterwarnings("ignore:`shuffle=True` was passed:UserWarning")
 def test_staged_run_resumes_in_stage_2_with_the_promised_lrs(
         tmp_path, records, monkeypatch):
