@@ -24,7 +24,10 @@ SEVERITIES = 3
 
 
 def _lumbar_targets(y_true):
-    """(batch, 25) ids (-1 missing) or one-hot -> (one-hot, valid)."""
+    """(batch, 25) ids or one-hot -> (one-hot, valid).
+
+    Ids outside 0..2 (-1, or 255 from a uint8 -1) are missing labels.
+    """
     y_true = ops.cast(y_true, _FLOAT)
     if len(y_true.shape) == 3:
         return y_true, ops.sum(y_true, axis=-1) > 0
@@ -32,8 +35,8 @@ def _lumbar_targets(y_true):
         raise ValueError(
             "`y_true` must be (batch, 25) severity ids or (batch, 25, 3) "
             f"one-hot. Received: y_true.shape={tuple(y_true.shape)}")
-    valid = y_true >= 0
-    ids = ops.cast(ops.maximum(y_true, 0.0), "int32")
+    valid = ops.logical_and(y_true >= 0, y_true < SEVERITIES)
+    ids = ops.cast(ops.where(valid, y_true, 0.0), "int32")
     onehot = ops.one_hot(ids, SEVERITIES, dtype=_FLOAT)
     return onehot * ops.cast(valid, _FLOAT)[..., None], valid
 

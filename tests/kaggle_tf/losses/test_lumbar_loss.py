@@ -118,6 +118,10 @@ def test_missing_labels_do_not_count():
                                float(loss(ids, logits)), rtol=1e-6)
     nothing = -np.ones((2, 25))
     assert float(loss(nothing, logits[:2])) == 0.0
+    # -1 stored as uint8 reads 255: missing as well.
+    as_uint8 = np.where(ids < 0, 255, ids).astype("uint8")
+    np.testing.assert_allclose(float(loss(as_uint8, logits)),
+                               float(loss(ids, logits)), rtol=1e-6)
 
 
 def test_gradient_weights_rows_by_severity():
