@@ -17,9 +17,8 @@ augmenter's RNG state and the optimizer) for `BackupAndRestore`.
 
 Example:
 
->>> aug = augment.build(cfg.augment)                    # placement "model"
->>> with strategy.scope():
-...     model = wrap(build_model(cfg), aug)
+>>> with strategy.scope():        # the augmenter's RNG state is a variable
+...     model = wrap(build_model(cfg), augment.build(cfg.augment))
 >>> model.compile(optimizer=..., loss=..., jit_compile=True)
 >>> model.fit(to_keras(train_ds, cfg), ...)
 >>> model.save("best.keras")                            # the plain model
