@@ -14,7 +14,7 @@ pixels (see tests/kaggle_tf/augment/test_parity.py for the tolerances):
 - `OpticalDistortion`: the maps of `cv2.initUndistortRectifyMap` (camera)
   or the fisheye formula, computed in closed form.
 - `ElasticTransform`: same field statistics, but the smooth noise is made
-  on a grid `sigma // 2.5` times coarser and upsampled bilinearly, which keeps
+  on a grid `sigma // 1.5` times coarser and upsampled bilinearly, which keeps
   the cost small (albumentations blurs a full-size field).
 - Flips, transpose, rot90 and D4 are exact permutations.
 """
@@ -489,7 +489,7 @@ class ElasticTransform(WarpOp):
 
     The noise is uniform in [-1, 1] or Gaussian scaled by its expected
     maximum, smoothed with `sigma` (radius 4 sigma, or 8 px with
-    `approximate=True`), drawn on a grid `max(1, sigma // 2.5)` times
+    `approximate=True`), drawn on a grid `max(1, sigma // 1.5)` times
     coarser than the image (scaled so the smoothed field keeps its
     variance) and upsampled bilinearly.
 
@@ -520,23 +520,33 @@ class ElasticTransform(WarpOp):
         self.approximate = bool(approximate)
         self.same_dxdy = bool(same_dxdy)
         self.noise_distribution = noise_distribution
-        self.factor = max(1, int(self.sigma // 2.5))
+        self.factor = max(1, int(self.sigma // 1.5))
 
     def _coarse_size(self, size):
         return (size - 1) // self.factor + 2
 
     def sample(self, seed, batch_size, height, width):
+        # The field is made in `apply`, for the samples that need it only.
+        return {"seed": rng.bits(seed, "field_seed", [batch_size, 2])}
+
+    def field(self, seeds, height, width):
+        """Smooth displacement on the coarse grid: (b, hc, wc, 2)."""
         f = self.factor
         hc, wc = self._coarse_size(height), self._coarse_size(width)
         fields = 1 if self.same_dxdy else 2
-        shape = [batch_size, hc, wc, fields]
+        shape = [hc, wc, fields]
         if self.noise_distribution == "uniform":
-            noise = rng.uniform(seed, "noise", shape, -1.0, 1.0)
+            def draw(s):
+                return rng.uniform(s, "noise", shape, -1.0, 1.0)
         else:
             count = _static_or(height, 512) * _static_or(width, 512) \
                 * fields
-            noise = rng.normal(seed, "noise", shape) \
-                / expected_max_abs_normal(count)
+
+            def draw(s):
+                return rng.normal(s, "noise", shape) \
+                    / expected_max_abs_normal(count)
+        noise = tf.map_fn(draw, seeds, fn_output_signature=tf.TensorSpec(
+            [None, None, fields], tf.float32))
         radius_full = 8 if self.approximate else int(
             round(self.sigma * 4.0))
         radius = int(math.ceil(radius_full / f))
@@ -546,7 +556,7 @@ class ElasticTransform(WarpOp):
         field = _blur_replicate(noise, sigma, radius) * (self.alpha * scale)
         if self.same_dxdy:
             field = tf.concat([field, field], axis=-1)
-        return {"field": field}
+        return field
 
     def coords(self, data, params):
         images = data["images"]
@@ -557,7 +567,8 @@ class ElasticTransform(WarpOp):
                              tf.stack([batch, h]))
         xs = tf.broadcast_to(tf.range(tf.cast(w, tf.float32)) / f,
                              tf.stack([batch, w]))
-        field = warp.remap_separable(params["field"], ys, xs, warp.LINEAR,
+        field = self.field(params["seed"], h, w)
+        field = warp.remap_separable(field, ys, xs, warp.LINEAR,
                                      warp.BORDER_REPLICATE)
         gy, gx = warp.grid(images)
         return gy + field[..., 1], gx + field[..., 0]

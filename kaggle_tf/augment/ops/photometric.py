@@ -101,5 +101,8 @@ class Gamma(Op):
         images = data["images"]
         gamma = tf.cast(params["gamma"], images.dtype)[:, None, None, None]
         out = dict(data)
-        out["images"] = tf.pow(tf.maximum(images, 0.0), gamma)
+        # exp(g log x) rather than pow: XLA's pow is several times slower
+        # on a CPU; the results agree to float rounding (0 stays ~1e-24).
+        out["images"] = tf.exp(gamma * tf.math.log(tf.maximum(images,
+                                                              1e-30)))
         return out

@@ -222,9 +222,9 @@ def test_elastic_field_statistics_match_albumentations():
                                 ("gaussian", 300.0, 10.0)):
         op = geometric.ElasticTransform(alpha=alpha, sigma=sigma,
                                         noise_distribution=noise)
-        field = op.sample(tf.constant([1, 2]), 4, h, w)["field"]
+        params = op.sample(tf.constant([1, 2]), 4, h, w)
         data = {"images": tf.zeros([4, h, w, 1])}
-        ys, xs = op.coords(data, {"field": field})
+        ys, xs = op.coords(data, params)
         gy, gx = np.mgrid[:h, :w]
         ours = np.stack([(xs - gx).numpy(), (ys - gy).numpy()])
         rng = np.random.default_rng(0)

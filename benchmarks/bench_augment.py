@@ -1,0 +1,221 @@
+"""Input-pipeline throughput with the SIIM 1st-place augmentation.
+
+    python benchmarks/bench_augment.py [--images 64] [--batches 12]
+                                       [--rounds 3] [--json out.json]
+
+The same 256 x 1600 JPEGs (a Severstal sample from `tfrecords_tools`) and
+class-id PNG masks (4 classes) feed three pipelines, batch 8:
+
+- ours: `tf.data` (parallel decode, batch) + `kaggle_tf.augment` with
+  `configs/transforms/siim_1st.json` in the "dataset" placement (per
+  sample, XLA-compiled), on float32 images in [0, 1] and one-hot masks;
+- the ceiling: the same `tf.data` pipeline without augmentation;
+- the peer: a PyTorch `DataLoader` (num_workers=2) whose dataset decodes
+  the same files with OpenCV and runs albumentations with the same JSON
+  (on uint8, as Kaggle kernels do, then float tensors in [0, 1]).
+
+Each round measures the three one after the other (warm-up batches first:
+XLA compiles, workers start); the figure is the median over rounds, in
+images per second. Run on an otherwise idle machine: all three share its
+cores.
+"""
+
+import argparse
+import glob
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+SPEC = os.path.join(ROOT, "configs", "transforms", "siim_1st.json")
+HEIGHT, WIDTH, CLASSES, BATCH = 256, 1600, 4, 8
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--images", type=int, default=64,
+                   help="distinct JPEGs written (default: 64)")
+    p.add_argument("--batches", type=int, default=12,
+                   help="timed batches per pipeline and round")
+    p.add_argument("--warmup", type=int, default=3,
+                   help="untimed batches first (default: 3)")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="rounds; the median is reported (default: 3)")
+    p.add_argument("--data", default=None,
+                   help="folder for the sample (default: a temp folder)")
+    p.add_argument("--json", default=None, help="also write the figures")
+    return p.parse_args(argv)
+
+
+# --- data --------------------------------------------------------------------
+def make_files(folder, n):
+    """JPEGs and class-id PNG masks; returns (jpegs, masks) paths."""
+    import cv2
+
+    from kaggle_tf import rle
+    from tfrecords_tools.competitions import steel
+
+    images = os.path.join(folder, "train_images")
+    if not os.path.isdir(images) or len(os.listdir(images)) < n:
+        steel.make_sample(folder, n=n, size=(HEIGHT, WIDTH), seed=0)
+    masks_dir = os.path.join(folder, "masks")
+    os.makedirs(masks_dir, exist_ok=True)
+    import csv
+
+    runs = {}
+    with open(os.path.join(folder, "train.csv")) as f:
+        for row in csv.DictReader(f):
+            runs.setdefault(row["ImageId"], []).append(
+                (int(row["ClassId"]), row["EncodedPixels"]))
+    jpegs = sorted(glob.glob(os.path.join(images, "*.jpg")))[:n]
+    pngs = []
+    for path in jpegs:
+        name = os.path.basename(path)
+        out = os.path.join(masks_dir, name.replace(".jpg", ".png"))
+        if not os.path.exists(out):
+            ids = np.zeros((HEIGHT, WIDTH), np.uint8)
+            for class_id, encoded in runs.get(name, []):
+                ids[rle.decode(encoded, (HEIGHT, WIDTH)) > 0] = class_id
+            cv2.imwrite(out, ids)
+        pngs.append(out)
+    return jpegs, pngs
+
+
+# --- ours ---------------------------------------------------------------------
+def tf_pipeline(jpegs, pngs, augmenter):
+    import tensorflow as tf
+
+    def load(jpeg, png):
+        image = tf.io.decode_jpeg(tf.io.read_file(jpeg), channels=3)
+        ids = tf.io.decode_png(tf.io.read_file(png), channels=1)[..., 0]
+        image = tf.cast(image, tf.float32) / 255.0
+        masks = tf.one_hot(tf.cast(ids, tf.int32) - 1, CLASSES)
+        image.set_shape([HEIGHT, WIDTH, 3])
+        masks.set_shape([HEIGHT, WIDTH, CLASSES])
+        return {"images": image, "segmentation_masks": masks}
+
+    ds = tf.data.Dataset.from_tensor_slices((jpegs, pngs))
+    ds = ds.shuffle(len(jpegs), seed=0).repeat()
+    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.batch(BATCH, drop_remainder=True)
+    if augmenter is not None:
+        ds = ds.map(lambda b: augmenter(b, training=True),
+                    num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def time_iterator(iterator, batches, warmup, touch):
+    for _ in range(warmup):
+        touch(next(iterator))
+    start = time.perf_counter()
+    for _ in range(batches):
+        touch(next(iterator))
+    return batches * BATCH / (time.perf_counter() - start)
+
+
+# --- the peer -----------------------------------------------------------------
+def torch_loader(jpegs, pngs):
+    import albumentations as A
+    import cv2
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with open(SPEC) as f:
+            transform = A.from_dict(json.load(f))
+
+    class Steel(torch.utils.data.Dataset):
+        def __len__(self):
+            return len(jpegs)
+
+        def __getitem__(self, i):
+            image = cv2.cvtColor(cv2.imread(jpegs[i]), cv2.COLOR_BGR2RGB)
+            ids = cv2.imread(pngs[i], cv2.IMREAD_GRAYSCALE)
+            masks = (ids[..., None] == np.arange(1, CLASSES + 1)).astype(
+                np.uint8)
+            out = transform(image=image, mask=masks)
+            image = torch.from_numpy(out["image"]).permute(2, 0, 1)
+            masks = torch.from_numpy(out["mask"]).permute(2, 0, 1)
+            return image.float() / 255.0, masks.float()
+
+    return torch.utils.data.DataLoader(
+        Steel(), batch_size=BATCH, shuffle=True, num_workers=2,
+        drop_last=True, persistent_workers=True)
+
+
+def endless(loader):
+    while True:
+        yield from loader
+
+
+# --- main ---------------------------------------------------------------------
+def main(argv=None):
+    args = parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    folder = args.data or tempfile.mkdtemp(prefix="bench_augment_")
+    jpegs, pngs = make_files(folder, args.images)
+    import tensorflow as tf
+
+    from kaggle_tf.augment import from_albumentations
+
+    augmenter = from_albumentations(SPEC, seed=0)
+    ours = iter(tf_pipeline(jpegs, pngs, augmenter))
+    ceiling = iter(tf_pipeline(jpegs, pngs, None))
+
+    def touch_tf(batch):
+        return float(tf.reduce_sum(batch["images"][:, 0, 0]))
+
+    try:
+        import torch
+
+        peer = endless(torch_loader(jpegs, pngs))
+
+        def touch_torch(batch):
+            return float(torch.sum(batch[0][:, :, 0, 0]))
+    except ImportError:
+        peer = None
+        print("peer skipped: PyTorch or albumentations is not installed")
+
+    figures = {"ours": [], "ceiling": [], "peer": []}
+    for r in range(args.rounds):
+        warm = args.warmup if r == 0 else 1
+        figures["ours"].append(time_iterator(ours, args.batches, warm,
+                                             touch_tf))
+        figures["ceiling"].append(time_iterator(ceiling, args.batches, warm,
+                                                touch_tf))
+        if peer is not None:
+            figures["peer"].append(time_iterator(peer, args.batches, warm,
+                                                 touch_torch))
+        print(f"round {r + 1}: " + ", ".join(
+            f"{k} {v[-1]:.1f}" for k, v in figures.items() if v),
+            flush=True)
+    result = {k: statistics.median(v) for k, v in figures.items() if v}
+    result["cpu_count"] = os.cpu_count()
+    print(f"\ninput pipeline, batch {BATCH}, {HEIGHT}x{WIDTH}, SIIM 1st-place"
+          f" list, images/s (median of {args.rounds} rounds):")
+    print(f"  ours (tf.data + kaggle_tf.augment): {result['ours']:8.1f}")
+    print(f"  ceiling (tf.data, no augmentation): {result['ceiling']:8.1f}")
+    if "peer" in result:
+        print(f"  peer (torch DataLoader x2 + albumentations): "
+              f"{result['peer']:8.1f}")
+        result["ours_over_peer"] = result["ours"] / result["peer"]
+        print(f"  ours / peer    = {result['ours_over_peer']:.2f}"
+              "  (goal >= 1.3)")
+    result["ours_over_ceiling"] = result["ours"] / result["ceiling"]
+    print(f"  ours / ceiling = {result['ours_over_ceiling']:.2f}"
+          "  (goal >= 0.8)")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
