@@ -119,6 +119,8 @@ class LossConfig:
     smooth: float = _f(1.0, min=0.0)
     # None: the loss's own default (Lovasz: per image; Dice: per batch).
     per_image: Optional[bool] = None
+    # RSNA lumbar: weight of the any-severe-spinal term in the loss.
+    any_severe_weight: float = _f(0.0, min=0.0)
 
 
 @dataclass
@@ -173,6 +175,8 @@ class TrainConfig:
     grad_accum_steps: int = _f(1, min=1)
     ema: Optional[float] = _f(None, min=0.0, max=1.0)
     verbose: int = _f(1, choices=(0, 1, 2))
+    # Bit-identical reruns on GPU (TF op determinism; slower).
+    deterministic: bool = False
 
 
 @dataclass

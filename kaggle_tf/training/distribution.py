@@ -8,6 +8,25 @@ strategy. "multiworker" reads the cluster from `TF_CONFIG`.
 import tensorflow as tf
 
 
+class MultiWorkerStrategy(tf.distribute.MultiWorkerMirroredStrategy):
+    """MultiWorkerMirroredStrategy whose `reduce` takes Keras' structures.
+
+    Keras 3's `fit` reduces nested logs and scalar values (with `axis=0`)
+    through `strategy.reduce`, which the multi-worker strategy rejects
+    (keras-team/keras#20585): reduce leaf by leaf, scalars without an axis.
+    """
+
+    def reduce(self, reduce_op, value, axis=None):
+        def one(v):
+            first = v.values[0] if isinstance(
+                v, tf.distribute.DistributedValues) else v
+            rank = getattr(getattr(first, "shape", None), "rank", None)
+            return super(MultiWorkerStrategy, self).reduce(
+                reduce_op, v, axis=None if rank == 0 else axis)
+
+        return tf.nest.map_structure(one, value)
+
+
 def _tpu_strategy():
     resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
     tf.config.experimental_connect_to_cluster(resolver)
@@ -26,7 +45,7 @@ def get_strategy(name="auto"):
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
     if name == "multiworker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        return MultiWorkerStrategy()
     if name == "default":
         return tf.distribute.get_strategy()
     if name != "auto":

@@ -71,7 +71,7 @@ def run(cfg, start_lr=1e-7, end_lr=1.0, steps=None):
     train_folds = list(range(1, cfg.data.folds))
     steps = steps or cfg.train.steps_per_epoch or 100
     model = run_lib.build_model(cfg)
-    model.compile(optimizer=run_lib.make_optimizer(cfg, start_lr),
+    model.compile(optimizer=run_lib.make_optimizer(cfg, start_lr, model),
                   loss=losses.build(cfg.loss),
                   jit_compile=cfg.train.jit_compile)
     ds = pipeline.make_dataset(cfg, train_folds, training=True,

@@ -15,6 +15,7 @@ With all folds done, `<output_dir>/oof.npz` and `metrics.json` gather them.
 
 import dataclasses
 import json
+import math
 import os
 import shutil
 import time
@@ -28,8 +29,10 @@ from kaggle_tf import metrics
 from kaggle_tf import models
 from kaggle_tf.data import pipeline
 from kaggle_tf.metrics import kaggle as kaggle_metrics
+from kaggle_tf.training import augmented
 from kaggle_tf.training import callbacks as cbs
 from kaggle_tf.training import oof as oof_lib
+from kaggle_tf.training import optimizers
 from kaggle_tf.training.distribution import get_strategy
 
 SEGMENTATION_TASKS = ("steel", "siim")
@@ -54,28 +57,14 @@ def resolve_stages(cfg):
                         scheduler="constant")]
 
 
-def make_optimizer(cfg, lr):
+def make_optimizer(cfg, lr, model=None):
     """The optimizer of `cfg.optimizer` at learning rate `lr`.
 
-    Gradient accumulation, EMA and clipping use Keras' built-in options.
+    Gradient accumulation, EMA and clipping use Keras' built-in options;
+    `optimizer.encoder_lr_mult` gives the encoder its own rate (see
+    `training.optimizers`).
     """
-    opt = cfg.optimizer
-    common = dict(learning_rate=lr)
-    if opt.clipnorm:
-        common["clipnorm"] = opt.clipnorm
-    if cfg.train.grad_accum_steps > 1:
-        common["gradient_accumulation_steps"] = cfg.train.grad_accum_steps
-    if cfg.train.ema:
-        common["use_ema"] = True
-        common["ema_momentum"] = cfg.train.ema
-    if opt.name == "adam":
-        return keras.optimizers.Adam(**common)
-    if opt.name == "adamw":
-        return keras.optimizers.AdamW(weight_decay=opt.weight_decay, **common)
-    if opt.name == "sgd":
-        return keras.optimizers.SGD(momentum=opt.momentum, nesterov=True,
-                                    **common)
-    return keras.optimizers.RMSprop(momentum=opt.momentum, **common)
+    return optimizers.make_optimizer(cfg, lr, model)
 
 
 def build_model(cfg):
@@ -91,7 +80,7 @@ def build_model(cfg):
 def set_encoder_trainable(model, trainable):
     """Freezes or unfreezes the layers of the model's encoder."""
     found = False
-    for layer in model.layers:
+    for layer in augmented.unwrap(model).layers:
         if layer.name == "encoder" or layer.name.startswith("encoder"):
             layer.trainable = trainable
             found = True
@@ -140,7 +129,7 @@ class HistoryLogger(keras.callbacks.Callback):
 
 def _copy_weights_from(model, path):
     source = keras.saving.load_model(path, compile=False)
-    model.set_weights(source.get_weights())
+    augmented.unwrap(model).set_weights(source.get_weights())
 
 
 def _sample_rate_setup(cfg, stage):
@@ -179,6 +168,10 @@ def train_fold(cfg, fold):
     fold_dir = os.path.join(cfg.output_dir, f"fold{fold}")
     os.makedirs(fold_dir, exist_ok=True)
     keras.utils.set_random_seed(cfg.seed)
+    if cfg.train.deterministic:
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
     if cfg.train.mixed_precision:
         keras.mixed_precision.set_global_policy(cfg.train.mixed_precision)
     strategy = get_strategy(cfg.train.strategy)
@@ -186,8 +179,11 @@ def train_fold(cfg, fold):
     train_folds = [f for f in range(cfg.data.folds) if f != fold]
     steps = _epoch_steps(cfg, train_folds, batch)
     augmenter = _augmenter(cfg)
+    in_model = augmenter is not None and cfg.augment.placement == "model"
     with strategy.scope():
         model = build_model(cfg)
+        if in_model:
+            model = augmented.wrap(model, augmenter)
     history_path = os.path.join(fold_dir, "history.csv")
     epoch_offset = 0
     stages = resolve_stages(cfg)
@@ -214,14 +210,13 @@ def train_fold(cfg, fold):
         rate, rate_callbacks = _sample_rate_setup(cfg, stage)
         with strategy.scope():
             model.compile(
-                optimizer=make_optimizer(cfg, lr),
+                optimizer=make_optimizer(cfg, lr, model),
                 loss=losses.build(loss_cfg),
                 metrics=metrics.build(cfg.task, cfg),
                 jit_compile=cfg.train.jit_compile)
         train_ds = pipeline.make_dataset(
             cfg, train_folds, training=True, sample_rate=rate,
-            augmenter=augmenter if cfg.augment.placement == "dataset"
-            else None, batch_size=batch)
+            augmenter=None if in_model else augmenter, batch_size=batch)
         val_ds = pipeline.make_dataset(cfg, [fold], training=False,
                                        batch_size=batch)
         callbacks = [
@@ -249,14 +244,16 @@ def train_fold(cfg, fold):
                 os.path.join(fold_dir, "logs")))
         if cfg.callbacks.backup:
             callbacks.append(keras.callbacks.BackupAndRestore(
-                os.path.join(fold_dir, "backup", f"stage{s}")))
+                os.path.join(fold_dir, "backup", f"stage{s}"),
+                double_checkpoint=True, delete_checkpoint=False))
         print(f"fold {fold} stage {s}: {stage.epochs} epoch(s) x {steps} "
               f"steps, lr {lr:g} ({stage.scheduler})", flush=True)
         model.fit(
             pipeline.to_keras(train_ds, cfg),
             validation_data=pipeline.to_keras(val_ds, cfg),
             epochs=stage.epochs, steps_per_epoch=steps,
-            validation_steps=cfg.train.validation_steps,
+            validation_steps=cfg.train.validation_steps or max(
+                math.ceil(pipeline.count_records(cfg, [fold]) / batch), 1),
             callbacks=callbacks, verbose=cfg.train.verbose, shuffle=False)
         nan = callbacks[0].message
         if nan:
@@ -265,6 +262,8 @@ def train_fold(cfg, fold):
         model.save_weights(tmp)
         os.replace(tmp, stage_weights)
         open(done_marker, "w").close()
+        shutil.rmtree(os.path.join(fold_dir, "backup", f"stage{s}"),
+                      ignore_errors=True)
         epoch_offset += stage.epochs
     if os.path.exists(history_path):
         cbs.plot_history(history_path,

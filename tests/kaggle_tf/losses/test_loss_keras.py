@@ -91,7 +91,8 @@ def test_saved_model_file_reloads_loss(tmp_path):
 def test_names_and_build():
     assert losses.names() == sorted(
         ["bce", "dice", "focal", "combo", "lovasz_hinge", "lovasz_softmax",
-         "lsep", "weighted_log_loss", "categorical_crossentropy"])
+         "lsep", "weighted_log_loss", "categorical_crossentropy",
+         "lumbar_log_loss"])
     combo = losses.build(LossConfig(name="combo", weights=[3.0, 1.0, 4.0],
                                     gamma=1.0, smooth=0.0))
     assert isinstance(combo, losses.Combo)
@@ -110,8 +111,8 @@ def test_names_and_build():
     focal = losses.build(LossConfig(name="focal", gamma=3.0, alpha=0.25,
                                     class_weights=[1.0, 2.0]))
     assert focal.get_config()["class_weights"] == [1.0, 2.0]
-    # The config's per_image (False by default) applies when it is set.
-    assert losses.build("lovasz_hinge").per_image is False
+    # per_image null (the default) keeps the loss's own: per image.
+    assert losses.build("lovasz_hinge").per_image is True
     hinge = losses.build(LossConfig(name="lovasz_hinge", per_image=True))
     assert hinge.per_image is True
     for name in losses.names():

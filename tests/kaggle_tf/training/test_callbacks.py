@@ -79,4 +79,5 @@ def test_plot_history_writes_png(tmp_path):
                    "val_kaggle_metric,lr\n1,0,1.0,1.1,0.2,0.3,0.001\n"
                    "2,0,0.8,0.9,0.4,0.5,0.0005\n")
     out = cbs.plot_history(str(csv), str(tmp_path / "history.png"))
-    assert open(out, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    with open(out, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"

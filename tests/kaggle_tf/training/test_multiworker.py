@@ -70,24 +70,6 @@ WORKER = textwrap.dedent("""
     strategy = get_strategy("multiworker")
     assert strategy.num_replicas_in_sync == 2, strategy.num_replicas_in_sync
 
-    # Keras 3 `fit` calls `strategy.reduce` on the nested first batch and
-    # on scalar logs with axis=0; MultiWorkerMirroredStrategy takes only
-    # single values of rank >= 1 there. Reduce leaf by leaf, scalars
-    # without an axis (a no-op once get_strategy returns a strategy that
-    # does this itself).
-    _reduce = strategy.reduce
-
-    def leaf_reduce(reduce_op, value, axis=None):
-        def one(v):
-            first = v.values[0] if isinstance(
-                v, tf.distribute.DistributedValues) else v
-            rank = getattr(getattr(first, "shape", None), "rank", None)
-            return _reduce(reduce_op, v, axis=None if rank == 0 else axis)
-
-        return tf.nest.map_structure(one, value)
-
-    strategy.reduce = leaf_reduce
-
     # Keras distributes the global batches: each step, each worker gets
     # its half of the global batch (DATA sharding after the rebatch).
     options = tf.data.Options()
