@@ -14,13 +14,17 @@ class-id PNG masks (4 classes) feed three pipelines, batch 8:
   the same files with OpenCV and runs albumentations with the same JSON
   (on uint8, as Kaggle kernels do, then float tensors in [0, 1]).
 
-Each round measures the three one after the other (warm-up batches first:
-XLA compiles, workers start); the figure is the median over rounds, in
-images per second. Run on an otherwise idle machine: all three share its
-cores.
+Each round runs the three one after the other, each alone: a fresh
+iterator (or DataLoader), warm-up batches (XLA compiles once per process,
+workers start), then the prefetch buffers are drained untimed and a
+window of batches is timed; the iterator is closed before the next one
+starts, so no pipeline works in the background of another. The figure of
+a pipeline is its best window, in images per second (other processes on
+the machine can only slow a window down); the median is printed too.
 """
 
 import argparse
+import gc
 import glob
 import json
 import os
@@ -42,12 +46,17 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--images", type=int, default=64,
                    help="distinct JPEGs written (default: 64)")
-    p.add_argument("--batches", type=int, default=12,
-                   help="timed batches per pipeline and round")
+    p.add_argument("--batches", type=int, default=10,
+                   help="timed batches per window (default: 10)")
     p.add_argument("--warmup", type=int, default=3,
                    help="untimed batches first (default: 3)")
-    p.add_argument("--rounds", type=int, default=3,
-                   help="rounds; the median is reported (default: 3)")
+    p.add_argument("--drain", type=int, default=6,
+                   help="untimed batches taken from the prefetch buffers "
+                        "before timing (default: 6)")
+    p.add_argument("--rounds", type=int, default=5,
+                   help="windows per pipeline (default: 5)")
+    p.add_argument("--spec", default=SPEC,
+                   help="albumentations JSON (default: the SIIM list)")
     p.add_argument("--data", default=None,
                    help="folder for the sample (default: a temp folder)")
     p.add_argument("--json", default=None, help="also write the figures")
@@ -121,15 +130,16 @@ def time_iterator(iterator, batches, warmup, touch):
 
 
 # --- the peer -----------------------------------------------------------------
-def torch_loader(jpegs, pngs):
+def torch_loader(jpegs, pngs, spec):
     import albumentations as A
     import cv2
     import torch
 
+    from kaggle_tf.augment import load_spec
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        with open(SPEC) as f:
-            transform = A.from_dict(json.load(f))
+        transform = A.from_dict(load_spec(spec))
 
     class Steel(torch.utils.data.Dataset):
         def __len__(self):
@@ -147,7 +157,7 @@ def torch_loader(jpegs, pngs):
 
     return torch.utils.data.DataLoader(
         Steel(), batch_size=BATCH, shuffle=True, num_workers=2,
-        drop_last=True, persistent_workers=True)
+        drop_last=True)
 
 
 def endless(loader):
@@ -165,46 +175,53 @@ def main(argv=None):
 
     from kaggle_tf.augment import from_albumentations
 
-    augmenter = from_albumentations(SPEC, seed=0)
-    ours = iter(tf_pipeline(jpegs, pngs, augmenter))
-    ceiling = iter(tf_pipeline(jpegs, pngs, None))
+    augmenter = from_albumentations(args.spec, seed=0)
 
     def touch_tf(batch):
         return float(tf.reduce_sum(batch["images"][:, 0, 0]))
 
+    makers = {
+        "ours": lambda: (iter(tf_pipeline(jpegs, pngs, augmenter)),
+                         touch_tf),
+        "ceiling": lambda: (iter(tf_pipeline(jpegs, pngs, None)), touch_tf),
+    }
     try:
         import torch
 
-        peer = endless(torch_loader(jpegs, pngs))
-
         def touch_torch(batch):
             return float(torch.sum(batch[0][:, :, 0, 0]))
+
+        makers["peer"] = lambda: (
+            endless(torch_loader(jpegs, pngs, args.spec)), touch_torch)
     except ImportError:
-        peer = None
         print("peer skipped: PyTorch or albumentations is not installed")
 
-    figures = {"ours": [], "ceiling": [], "peer": []}
+    figures = {k: [] for k in makers}
     for r in range(args.rounds):
-        warm = args.warmup if r == 0 else 1
-        figures["ours"].append(time_iterator(ours, args.batches, warm,
-                                             touch_tf))
-        figures["ceiling"].append(time_iterator(ceiling, args.batches, warm,
-                                                touch_tf))
-        if peer is not None:
-            figures["peer"].append(time_iterator(peer, args.batches, warm,
-                                                 touch_torch))
+        for key, make in makers.items():
+            iterator, touch = make()
+            figures[key].append(time_iterator(
+                iterator, args.batches, args.warmup + args.drain, touch))
+            if hasattr(iterator, "close"):
+                iterator.close()
+            del iterator
+            gc.collect()
         print(f"round {r + 1}: " + ", ".join(
-            f"{k} {v[-1]:.1f}" for k, v in figures.items() if v),
-            flush=True)
-    result = {k: statistics.median(v) for k, v in figures.items() if v}
+            f"{k} {v[-1]:.1f}" for k, v in figures.items()), flush=True)
+    result = {k: max(v) for k, v in figures.items() if v}
+    medians = {k: statistics.median(v) for k, v in figures.items() if v}
+    result["median"] = medians
     result["cpu_count"] = os.cpu_count()
-    print(f"\ninput pipeline, batch {BATCH}, {HEIGHT}x{WIDTH}, SIIM 1st-place"
-          f" list, images/s (median of {args.rounds} rounds):")
-    print(f"  ours (tf.data + kaggle_tf.augment): {result['ours']:8.1f}")
-    print(f"  ceiling (tf.data, no augmentation): {result['ceiling']:8.1f}")
+    print(f"\ninput pipeline, batch {BATCH}, {HEIGHT}x{WIDTH}, "
+          f"{os.path.basename(args.spec)}, images/s (best of {args.rounds} "
+          "windows; median):")
+    rows = [("ours", "ours (tf.data + kaggle_tf.augment)"),
+            ("ceiling", "ceiling (tf.data, no augmentation)"),
+            ("peer", "peer (torch DataLoader x2 + albumentations)")]
+    for key, label in rows:
+        if key in result:
+            print(f"  {label:44s} {result[key]:7.1f}  ({medians[key]:.1f})")
     if "peer" in result:
-        print(f"  peer (torch DataLoader x2 + albumentations): "
-              f"{result['peer']:8.1f}")
         result["ours_over_peer"] = result["ours"] / result["peer"]
         print(f"  ours / peer    = {result['ours_over_peer']:.2f}"
               "  (goal >= 1.3)")
