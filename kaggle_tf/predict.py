@@ -43,8 +43,12 @@ def main(argv=None):
     from kaggle_tf.inference import predict as predict_lib
 
     ensure_records(cfg)
-    path = predict_lib.predict(cfg, tta=args.tta, folds=folds,
-                               save_probs=args.save_probs or None)
+    try:
+        path = predict_lib.predict(cfg, tta=args.tta, folds=folds,
+                                   save_probs=args.save_probs or None)
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     # A progress bar may leave the cursor mid-line: the path gets its own.
     print(f"\n{os.path.abspath(path)}")
     return 0
