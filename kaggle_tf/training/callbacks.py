@@ -176,7 +176,7 @@ def plot_history(csv_path, png_path):
     if df.empty:
         return None
     names = [c for c in df.columns
-             if c not in ("epoch", "lr") and not c.startswith("val_")]
+             if c not in ("epoch", "stage", "lr") and not c.startswith("val_")]
     cols = len(names) + ("lr" in df.columns)
     fig, axes = plt.subplots(1, cols, figsize=(4 * cols, 3.2), squeeze=False)
     x = np.arange(1, len(df) + 1)
