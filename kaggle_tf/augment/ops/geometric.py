@@ -554,6 +554,7 @@ class ElasticTransform(WarpOp):
         scale = coarse_field_scale(max(self.sigma, 1e-3), radius_full, f,
                                    sigma, radius)
         field = _blur_replicate(noise, sigma, radius) * (self.alpha * scale)
+        field.set_shape([None, None, None, fields])
         if self.same_dxdy:
             field = tf.concat([field, field], axis=-1)
         return field
