@@ -19,8 +19,8 @@ import tensorflow as tf
 from kaggle_tf.augment import Augmenter
 from kaggle_tf.augment import from_albumentations
 
-from conftest import blob_mask  # noqa: E402
-from conftest import smooth_image  # noqa: E402
+from augment_helpers import blob_mask
+from augment_helpers import smooth_image
 
 SIIM = "configs/transforms/siim_1st.json"
 PY_OPS = {"PyFunc", "PyFuncStateless", "EagerPyFunc"}

@@ -9,8 +9,8 @@ import tensorflow as tf
 from kaggle_tf.augment import ops
 from kaggle_tf.augment.ops.keras_layers import XLA_SAFE
 
-from conftest import blob_mask  # noqa: E402
-from conftest import smooth_image  # noqa: E402
+from augment_helpers import blob_mask
+from augment_helpers import smooth_image
 
 CONFIGS = {
     "RandomFlip": {"mode": "horizontal"},

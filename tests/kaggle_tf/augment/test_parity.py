@@ -26,7 +26,9 @@ from kaggle_tf.augment.ops import geometric
 from kaggle_tf.augment.ops import photometric
 from kaggle_tf.augment.ops import warp
 
-from conftest import albumentations_compose  # noqa: E402
+from augment_helpers import albumentations_compose
+from augment_helpers import blob_mask
+from augment_helpers import smooth_image
 
 A = pytest.importorskip("albumentations")
 cv2 = pytest.importorskip("cv2")
@@ -86,9 +88,6 @@ def test_separable_remap_equals_remap(image):
 
 @pytest.mark.parametrize("element", list(geometric.D4_ELEMENTS))
 def test_d4_elements_exact(element):
-    from conftest import blob_mask
-    from conftest import smooth_image
-
     image, mask = smooth_image(40, 40), blob_mask(40, 40)
     bits = tf.constant([geometric.D4_ELEMENTS[element]]) > 0
     out = ops.Dihedral().apply(_data(image, mask), {"ops": bits})
@@ -102,8 +101,6 @@ def test_d4_elements_exact(element):
 
 @pytest.mark.parametrize("factor", [0, 1, 2, 3])
 def test_rot90_matches(factor):
-    from conftest import smooth_image
-
     image = smooth_image(40, 40)
     table = {0: "e", 1: "r90", 2: "r180", 3: "r270"}
     bits = tf.constant([geometric.D4_ELEMENTS[table[factor]]]) > 0
@@ -123,9 +120,6 @@ def test_flips_exact(image, mask, name):
 
 
 def test_transpose_exact():
-    from conftest import blob_mask
-    from conftest import smooth_image
-
     image, mask = smooth_image(40, 40), blob_mask(40, 40)
     spec = {"__class_fullname__": "Transpose", "p": 1.0}
     got, got_mask = _ours(spec, image, mask)

@@ -10,8 +10,8 @@ from kaggle_tf.augment import from_albumentations
 from kaggle_tf.augment.ops import geometric
 from kaggle_tf.augment.ops.runner import Runner
 
-from conftest import blob_mask  # noqa: E402
-from conftest import smooth_image  # noqa: E402
+from augment_helpers import blob_mask
+from augment_helpers import smooth_image
 
 SIIM = "configs/transforms/siim_1st.json"
 N = 4000

@@ -16,8 +16,8 @@ from kaggle_tf.augment import names
 from kaggle_tf.augment import ops
 from kaggle_tf.config.schema import AugmentConfig
 
-from conftest import blob_mask  # noqa: E402
-from conftest import smooth_image  # noqa: E402
+from augment_helpers import blob_mask
+from augment_helpers import smooth_image
 
 A = pytest.importorskip("albumentations")
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
