@@ -81,6 +81,12 @@ def load_spec(spec):
 
     Returns:
         A new dict whose "transform" is a Compose dict.
+
+    Example:
+
+    >>> load_spec([{"__class_fullname__": "HorizontalFlip", "p": 0.5}])
+    {'transform': {'__class_fullname__': 'Compose', 'p': 1.0, 'transforms':
+    [{'__class_fullname__': 'HorizontalFlip', 'p': 0.5}]}}
     """
     source = None
     if isinstance(spec, (str, os.PathLike)):
@@ -120,7 +126,13 @@ def load_spec(spec):
 
 def short_name(fullname):
     """`albumentations.augmentations.transforms.HorizontalFlip` ->
-    `HorizontalFlip`; Keras layers keep a `keras.layers.` prefix."""
+    `HorizontalFlip`; Keras layers keep a `keras.layers.` prefix.
+
+    Example:
+
+    >>> short_name("keras.src.layers.RandomFlip")
+    'keras.layers.RandomFlip'
+    """
     if not isinstance(fullname, str):
         raise UnsupportedError(f"`__class_fullname__` must be a string. "
                                f"Received: {fullname!r}")
@@ -542,6 +554,11 @@ def to_tree(spec, allow_cpu_fallback=False):
 
     Raises:
         UnsupportedError: naming the transform and argument.
+
+    Example:
+
+    >>> to_tree({"__class_fullname__": "D4", "p": 1.0})
+    Compose([Dihedral(p=1.0)], p=1.0)
     """
     root = load_spec(spec)["transform"]
 

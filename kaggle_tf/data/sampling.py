@@ -40,6 +40,11 @@ def is_positive(example):
 
     Returns:
         A scalar bool tensor.
+
+    Example:
+
+    >>> is_positive({"labels": tf.constant([0.0, 1.0])}).numpy()
+    True
     """
     for key in ("segmentation_masks", "labels"):
         if key in example:
@@ -103,7 +108,13 @@ def with_sample_rate(ds, rate, seed=None, is_positive=None):
 
 
 def rate_at(schedule, epoch):
-    """The scheduled rate of `epoch` (0-based); the last one repeats."""
+    """The scheduled rate of `epoch` (0-based); the last one repeats.
+
+    Example:
+
+    >>> rate_at([0.8, 0.6, 0.4], 7)
+    0.4
+    """
     if callable(schedule):
         return _check_rate(schedule(epoch), "schedule(epoch)")
     return schedule[min(epoch, len(schedule) - 1)]

@@ -188,6 +188,11 @@ def warp_data(data, ys, xs, interpolation=LINEAR, mask_interpolation=NEAREST,
 
     Returns:
         `data` resampled to (batch, out_height, out_width, ...).
+
+    Example:
+
+    >>> ys, xs = grid(data["images"])
+    >>> flipped = warp_data(data, ys, float(width - 1) - xs)
     """
     out = dict(data)
     for key, x, method, fill_vec in _parts(data, interpolation,
