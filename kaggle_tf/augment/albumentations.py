@@ -602,5 +602,21 @@ def to_tree(spec, allow_cpu_fallback=False):
             raise ValueError(f"{name} ({where}): {message}") from None
 
     tree = convert(root, "transform")
+    _check_sizes(tree, "transform")
     tree.assign_indices()
     return tree
+
+
+def _check_sizes(node, where, always=True):
+    """Ops that set the output size must always apply: a batch has one
+    shape, so they cannot sit under a OneOf/SomeOf or a p < 1 Compose."""
+    if isinstance(node, ops.Op):
+        if node.changes_size() and not always:
+            raise ValueError(
+                f"{node.name} ({where}): sets the output size, so it must "
+                "always apply; it cannot be inside OneOf, SomeOf, "
+                "OneOrOther or a Compose/Sequential with p < 1")
+        return
+    keeps = isinstance(node, ops.Compose) and node.p == 1.0 and always
+    for i, child in enumerate(node.transforms):
+        _check_sizes(child, f"{where}.transforms[{i}]", keeps)

@@ -137,6 +137,9 @@ def test_converted_arguments_match_albumentations():
      ["CoarseDropout", "fill"]),
     ({"__class_fullname__": "Resize", "height": 8, "width": 8, "p": 0.5},
      ["Resize", "p=1"]),
+    ({"__class_fullname__": "OneOf", "transforms": [
+        {"__class_fullname__": "Resize", "height": 8, "width": 8}]},
+     ["Resize", "OneOf"]),
     ({"__class_fullname__": "keras.layers.RandomNope"}, ["RandomNope"]),
     ({"__class_fullname__": "keras.layers.RandomRotation"},
      ["RandomRotation", "factor"]),
