@@ -153,7 +153,8 @@ def _augmenter(cfg):
         return None
     from kaggle_tf import augment
 
-    return augment.build(cfg.augment)
+    base = os.path.dirname(cfg.source) if cfg.source else None
+    return augment.build(cfg.augment, base_dir=base)
 
 
 def monitor_mode(cfg):
@@ -161,6 +162,18 @@ def monitor_mode(cfg):
     if cfg.callbacks.mode is not None:
         return cfg.callbacks.mode
     return "max" if kaggle_metrics.higher_is_better(cfg.task) else "min"
+
+
+def _jit(cfg, in_model_augmenter=None):
+    """`train.jit_compile`, off when an in-model augmenter cannot compile."""
+    jit = cfg.train.jit_compile
+    if in_model_augmenter is not None and jit is not False and not getattr(
+            in_model_augmenter, "xla_compatible", True):
+        if jit is True:
+            print("train.jit_compile: the in-model augmenter has ops XLA "
+                  "cannot compile; training without XLA", flush=True)
+        return False
+    return jit
 
 
 def train_fold(cfg, fold):
@@ -213,7 +226,7 @@ def train_fold(cfg, fold):
                 optimizer=make_optimizer(cfg, lr, model),
                 loss=losses.build(loss_cfg),
                 metrics=metrics.build(cfg.task, cfg),
-                jit_compile=cfg.train.jit_compile)
+                jit_compile=_jit(cfg, augmenter if in_model else None))
         train_ds = pipeline.make_dataset(
             cfg, train_folds, training=True, sample_rate=rate,
             augmenter=None if in_model else augmenter, batch_size=batch)
