@@ -56,11 +56,28 @@ def trained(tmp_path_factory):
     fit = run("kaggle_tf.fit", "--config", steel, "--fold", "0", *sets)
     pred = run("kaggle_tf.predict", "--config", steel, *sets)
     cfg = config.load(steel, overrides)
-    return cfg, fit, pred
+    return cfg, fit, pred, sets
+
+
+def test_lr_finder_writes_a_plot_and_a_suggestion(trained):
+    cfg, _, _, sets = trained
+    steel = os.path.join(ROOT, "configs", "steel.json")
+    out = os.path.join(os.path.dirname(cfg.output_dir), "lr_find")
+    proc = run("kaggle_tf.fit", "--config", steel, "--lr-find", *sets,
+               "--set", f"output_dir={out}", "--set",
+               "train.steps_per_epoch=12")
+    with open(os.path.join(out, "lr_find.json")) as f:
+        result = json.load(f)
+    assert len(result["lrs"]) >= 3
+    assert np.all(np.diff(result["lrs"]) > 0)
+    assert result["lrs"][0] <= result["suggested_lr"] <= result["lrs"][-1]
+    assert "suggested learning rate" in proc.stdout
+    with open(os.path.join(out, "lr_find.png"), "rb") as f:
+        assert f.read(4) == b"\x89PNG"
 
 
 def test_fit_writes_every_promised_file(trained):
-    cfg, _, _ = trained
+    cfg, _, _, _ = trained
     fold = os.path.join(cfg.output_dir, "fold0")
     for name in ("best.keras", "history.csv", "history.png", "oof.npz",
                  "metrics.json", "checkpoints.json"):
@@ -78,7 +95,7 @@ def test_fit_writes_every_promised_file(trained):
 
 
 def test_oof_and_metrics_agree_with_the_kaggle_metric(trained):
-    cfg, _, _ = trained
+    cfg, _, _, _ = trained
     fold = os.path.join(cfg.output_dir, "fold0")
     with np.load(os.path.join(fold, "oof.npz")) as f:
         oof = dict(f)
@@ -92,7 +109,7 @@ def test_oof_and_metrics_agree_with_the_kaggle_metric(trained):
 
 
 def test_model_learned_beyond_the_all_empty_prediction(trained):
-    cfg, _, _ = trained
+    cfg, _, _, _ = trained
     model = keras.saving.load_model(
         os.path.join(cfg.output_dir, "fold0", "best.keras"), compile=False)
     ds = pipeline.make_dataset(cfg, [1, 2, 3], training=False, batch_size=8)
@@ -116,7 +133,7 @@ def test_model_learned_beyond_the_all_empty_prediction(trained):
 
 
 def test_submission_matches_the_sample_and_decodes(trained):
-    cfg, _, pred = trained
+    cfg, _, pred, _ = trained
     path = pred.stdout.strip().splitlines()[-1]
     assert path == os.path.join(os.path.abspath(cfg.output_dir),
                                 "submission.csv")

@@ -81,3 +81,15 @@ def test_plot_history_writes_png(tmp_path):
     out = cbs.plot_history(str(csv), str(tmp_path / "history.png"))
     with open(out, "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_nan_guard_stops_with_a_message():
+    model = tiny_model(0)
+    guard = cbs.NaNGuard()
+    guard.set_model(model)
+    model.stop_training = False
+    guard.on_train_batch_end(0, {"loss": 0.5})
+    assert not model.stop_training and guard.message is None
+    guard.on_train_batch_end(3, {"loss": float("nan")})
+    assert model.stop_training
+    assert "batch 3" in guard.message and "optimizer.lr" in guard.message
