@@ -20,16 +20,18 @@ from tfrecords_tools import competitions
 
 
 def parse_size(text: str) -> tuple:
-    """"64x400" -> (64, 400) (height x width).
+    """"64x400" -> (64, 400) (height x width); "256" -> (256, 256).
 
     Raises:
         argparse.ArgumentTypeError: not two positive integers.
     """
     try:
-        h, w = (int(v) for v in text.lower().split("x"))
+        parts = [int(v) for v in text.lower().split("x")]
+        h, w = parts * 2 if len(parts) == 1 else parts
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"--size must be HxW, e.g. 64x400. Received: {text!r}") from None
+            f"--size must be HxW or S, e.g. 64x400 or 256. "
+            f"Received: {text!r}") from None
     if h < 1 or w < 1:
         raise argparse.ArgumentTypeError(
             f"--size must be positive. Received: {text!r}")
@@ -46,7 +48,8 @@ def parse_args(argv=None):
                    help="training samples (default: the task's, 64 for "
                         "steel)")
     p.add_argument("--size", type=parse_size, default=None,
-                   help="image size HxW (default: the competition's)")
+                   help="image size HxW, or S for S x S (default: the "
+                        "competition's)")
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args(argv)
 
