@@ -47,6 +47,8 @@ from tfrecords_tools.items import BadInput
 from tfrecords_tools.items import Item
 from tfrecords_tools.readers import csv_table
 from tfrecords_tools.readers import dicom as dicom_reader
+from tfrecords_tools.competitions.sampling import random_hex
+from tfrecords_tools.competitions.sampling import sample_size
 
 CLASSES = ("epidural", "intraparenchymal", "intraventricular",
            "subarachnoid", "subdural", "any")
@@ -297,16 +299,10 @@ def draw(features: dict) -> np.ndarray:
 # --- sample --------------------------------------------------------------
 
 def _size(size):
-    if size is None:
-        return DEFAULT_SIZE
-    if np.ndim(size) == 0:
-        return int(size), int(size)
-    h, w = (int(v) for v in size)
-    return h, w
+    return sample_size(size, DEFAULT_SIZE)
 
 
-def _hex(rng, n):
-    return "".join(rng.choice(list("0123456789abcdef"), n))
+_hex = random_hex
 
 
 def make_sample(out_dir: str, n: int = None, size=None,

@@ -52,6 +52,7 @@ from tfrecords_tools.items import BadInput
 from tfrecords_tools.items import Item
 from tfrecords_tools.readers import csv_table
 from tfrecords_tools.readers import dicom as dicom_reader
+from tfrecords_tools.competitions.sampling import sample_size
 
 CONDITIONS = ("spinal_canal_stenosis", "left_neural_foraminal_narrowing",
               "right_neural_foraminal_narrowing",
@@ -406,12 +407,7 @@ _SLICE_RANGE = {"sagittal_t1": (8, 18), "sagittal_t2_stir": (8, 18),
 
 
 def _size(size):
-    if size is None:
-        return DEFAULT_SIZE
-    if np.ndim(size) == 0:
-        return int(size), int(size)
-    h, w = (int(v) for v in size)
-    return h, w
+    return sample_size(size, DEFAULT_SIZE)
 
 
 def make_sample(out_dir: str, n: int = None, size=None,

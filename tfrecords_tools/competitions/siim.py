@@ -41,6 +41,7 @@ from tfrecords_tools.items import Item
 from tfrecords_tools.readers import csv_table
 from tfrecords_tools.readers import dicom as dicom_reader
 from tfrecords_tools.readers import rle_text
+from tfrecords_tools.competitions.sampling import sample_size
 
 CLASSES = ("pneumothorax",)
 KIND = "segmentation"
@@ -236,12 +237,7 @@ def relative_rle(mask) -> str:
 
 
 def _size(size):
-    if size is None:
-        return DEFAULT_SIZE
-    if np.ndim(size) == 0:
-        return int(size), int(size)
-    h, w = (int(v) for v in size)
-    return h, w
+    return sample_size(size, DEFAULT_SIZE)
 
 
 def _uid(kind, patient, image, stamp):
