@@ -69,6 +69,9 @@ def main(argv=None):
         print(f"config error: {e} ({os.path.basename(args.config)})",
               file=sys.stderr)
         return 2
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -46,6 +46,10 @@ def main(argv=None):
     try:
         path = predict_lib.predict(cfg, tta=args.tta, folds=folds,
                                    save_probs=args.save_probs or None)
+    except config_lib.ConfigError as e:
+        print(f"config error: {e} ({os.path.basename(args.config)})",
+              file=sys.stderr)
+        return 2
     except FileNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -153,11 +153,21 @@ def wrap(model, mode="none", activation=None, merge="mean", name=None):
 
 @keras.saving.register_keras_serializable(package="kaggle_tf")
 class Merge(keras.layers.Layer):
-    """Mean, geometric mean or max over a list of same-shape tensors."""
+    """Mean, geometric mean or max over a list of same-shape tensors.
+
+    Masked inputs (per-slice outputs of sequence models) share one mask,
+    which the output keeps.
+    """
 
     def __init__(self, mode="mean", **kwargs):
         super().__init__(dtype="float32", **kwargs)
         self.mode = mode
+        self.supports_masking = True
+
+    def compute_mask(self, inputs, mask=None):
+        if isinstance(mask, (list, tuple)):
+            return mask[0]
+        return mask
 
     def call(self, xs):
         x = ops.stack([ops.cast(v, "float32") for v in xs], axis=0)

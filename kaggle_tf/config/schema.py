@@ -97,6 +97,8 @@ class ModelConfig:
     rnn_units: int = _f(128, min=1)
     rnn_layers: int = _f(2, min=1)
     bidirectional: bool = True
+    # The slice classifier's output_dir whose fold<K> checkpoints embed
+    # the slices for fold K of the sequence model.
     embedding_model: Optional[str] = None
 
 

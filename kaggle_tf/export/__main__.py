@@ -46,6 +46,10 @@ def main(argv=None):
     try:
         path = saved_model.export(cfg, args.out, tta=args.tta, folds=folds,
                                   version=args.version)
+    except config_lib.ConfigError as e:
+        print(f"config error: {e} ({os.path.basename(args.config)})",
+              file=sys.stderr)
+        return 2
     except (FileExistsError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

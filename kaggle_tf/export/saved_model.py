@@ -178,6 +178,13 @@ def export(cfg, out_dir, tta=None, folds=None, version=None):
         FileExistsError: the version folder exists (versions are immutable).
         FileNotFoundError: no trained checkpoints.
     """
+    if cfg.model.arch == "sequence":
+        from kaggle_tf.export import sequence
+
+        if tta not in (None, "none"):
+            raise ValueError("--tta must be 'none' for model.arch="
+                             f"'sequence'. Received: {tta!r}")
+        return sequence.export(cfg, out_dir, folds=folds, version=version)
     version = version or next_version(out_dir)
     final = os.path.join(out_dir, str(version))
     if tf.io.gfile.exists(final):
@@ -198,17 +205,29 @@ def export(cfg, out_dir, tta=None, folds=None, version=None):
     def predict_images(images):
         return graph.outputs(images)
 
+    return save(graph.variables,
+                {"serving_default": serving_default,
+                 "predict_images": predict_images}, out_dir, version)
+
+
+def save(variables, signatures, out_dir, version):
+    """Saves the signatures (and the variables they read) as
+    `out_dir/<version>/`, under a temporary name renamed when complete.
+
+    Raises:
+        FileExistsError: the version folder exists.
+    """
+    final = os.path.join(out_dir, str(version))
+    if tf.io.gfile.exists(final):
+        raise FileExistsError(f"{final} exists; versions are immutable")
     root = tf.Module()
-    root.ensemble_variables = graph.variables
-    root.serving_default = serving_default
-    root.predict_images = predict_images
+    root.ensemble_variables = variables
+    for name, fn in signatures.items():
+        setattr(root, name, fn)
     tmp = os.path.join(out_dir, f".tmp-{version}-{os.getpid()}")
     tf.io.gfile.makedirs(out_dir)
     try:
-        tf.saved_model.save(
-            root, tmp,
-            signatures={"serving_default": serving_default,
-                        "predict_images": predict_images})
+        tf.saved_model.save(root, tmp, signatures=signatures)
         tf.io.gfile.rename(tmp, final)
     finally:
         if tf.io.gfile.exists(tmp):

@@ -451,6 +451,13 @@ def predict(cfg, tta=None, folds=None, save_probs=None):
     """
     from kaggle_tf.data import pipeline
 
+    if cfg.model.arch == "sequence":
+        from kaggle_tf.inference import sequence
+
+        if tta not in (None, "none"):
+            raise ValueError("--tta must be 'none' for model.arch="
+                             f"'sequence'. Received: {tta!r}")
+        return sequence.predict(cfg, folds, save_probs is not False)
     predictor = Predictor(cfg, tta, folds)
     ds = pipeline.make_dataset(cfg, None, training=False, split="test",
                                with_meta=True,

@@ -355,8 +355,13 @@ def run(cfg, folds="all"):
                   f"(kaggle_metric {results[fold]['kaggle_metric']:.5f})")
             continue
         start = time.time()
-        train_fold(cfg, fold)
-        results[fold] = evaluate_fold(cfg, fold, fold_dir)
+        train, evaluate = train_fold, evaluate_fold
+        if cfg.model.arch == "sequence":
+            from kaggle_tf.training import sequence
+
+            train, evaluate = sequence.train_fold, sequence.evaluate_fold
+        train(cfg, fold)
+        results[fold] = evaluate(cfg, fold, fold_dir)
         print(f"fold {fold}: kaggle_metric "
               f"{results[fold]['kaggle_metric']:.5f} "
               f"({time.time() - start:.0f} s)", flush=True)
