@@ -418,7 +418,9 @@ def score(task, truth, probs, cfg=None) -> float:
     Segmentation and HPA predictions are binarized first: `probs > t`
     with `t` per class from `cfg.inference.thresholds` (1 value or one per
     class; 0.5 without a config). Post-processing such as min area or the
-    SIIM triplet is not applied here.
+    SIIM triplet is not applied here. A classifier trained on a
+    segmentation task (Severstal's gate, `(N, classes)` presence labels)
+    has no Kaggle metric of its own: it gets the macro F1 of presence.
 
     Args:
         task: "steel", "siim", "protein", "rsna_ich" or "rsna_lumbar".
@@ -444,6 +446,8 @@ def score(task, truth, probs, cfg=None) -> float:
         if task == "siim" and probs.ndim == 3:
             probs = probs[..., None]
         pred = probs > thresholds_for(cfg, probs.shape[-1])
+        if probs.ndim == 2:  # presence labels, whatever the task
+            return f1_macro(np.asarray(truth) >= 0.5, pred)
         if task == "steel":
             return mean_dice(np.asarray(truth) >= 0.5, pred)
         if task == "siim":

@@ -14,6 +14,8 @@ import keras
 from kaggle_tf.metrics import streaming
 
 KAGGLE_METRIC = "kaggle_metric"
+# Tasks scored on masks; a classifier there predicts per-class presence.
+SEGMENTATION_TASKS = ("steel", "siim")
 
 METRICS: Dict[str, Callable[..., keras.metrics.Metric]] = {}
 
@@ -82,12 +84,23 @@ def _rsna_lumbar(cfg):
                                        name=KAGGLE_METRIC)
 
 
+def _presence(cfg):
+    """Macro F1 of per-class presence labels (a gate's classifier)."""
+    return streaming.F1Macro(num_classes=int(cfg.model.classes),
+                             threshold=_threshold(cfg),
+                             from_logits=_from_logits(cfg),
+                             name=KAGGLE_METRIC)
+
+
 def build(task, cfg=None):
     """The metrics to compile for `task`; the first is "kaggle_metric".
 
     Thresholds come from `cfg.inference.thresholds` and `from_logits` from
     `cfg.loss.from_logits` (0.5 and True without a config); HPA's number
-    of classes from `cfg.model.classes` (28).
+    of classes from `cfg.model.classes` (28). A classifier on a
+    segmentation task (Severstal's empty/non-empty gate) learns presence
+    labels: its "kaggle_metric" is their macro F1, as
+    `kaggle.score` computes it.
 
     Args:
         task: "steel", "siim", "protein", "rsna_ich" or "rsna_lumbar".
@@ -104,4 +117,7 @@ def build(task, cfg=None):
     if task not in METRICS:
         raise ValueError(f"Unknown task {task!r}; the choices are "
                          f"{', '.join(names())}. Received: task={task!r}")
+    if cfg is not None and task in SEGMENTATION_TASKS and (
+            cfg.model.arch == "classifier"):
+        return [_presence(cfg)]
     return [METRICS[task](cfg)]

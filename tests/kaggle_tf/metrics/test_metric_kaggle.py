@@ -259,6 +259,17 @@ def test_score_binarizes_with_config_thresholds():
         kaggle.siim_dice(truth[..., 0], probs[..., 0] > 0.5))
 
 
+def test_score_presence_labels_of_a_segmentation_task():
+    """A classifier's OOF on steel/siim, (N, classes): macro F1."""
+    rng = np.random.default_rng(9)
+    truth = (rng.random((12, 4)) > 0.5).astype(np.int8)
+    probs = rng.random((12, 4)).astype(np.float16)
+    want = f1_score(truth, probs > 0.5, average="macro", zero_division=0)
+    assert kaggle.score("steel", truth, probs) == pytest.approx(want)
+    assert kaggle.score("siim", truth[:, :1], probs[:, :1]) == \
+        pytest.approx(f1_score(truth[:, 0], probs[:, 0] > 0.5))
+
+
 def test_score_other_tasks():
     rng = np.random.default_rng(10)
     truth = (rng.random((9, 28)) > 0.7).astype(np.uint8)

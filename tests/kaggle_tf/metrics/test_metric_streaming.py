@@ -211,6 +211,24 @@ def test_build_reads_the_config():
         metrics.build("mnist")
 
 
+def test_classifier_on_a_segmentation_task_gets_presence_f1():
+    """Severstal's gate (steel_cls.json) learns (batch, 4) presence labels.
+    """
+    cfg = Config(task="steel")
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(
+        cfg.model, arch="classifier", classes=4))
+    (metric,) = metrics.build("steel", cfg)
+    assert isinstance(metric, metrics.F1Macro)
+    assert metric.num_classes == 4 and metric.name == "kaggle_metric"
+    truth = np.array([[1, 0, 0, 1], [0, 0, 1, 1], [1, 0, 0, 0]], "float32")
+    logits = np.array([[2, -1, 1, 3], [-2, -1, 2, 1], [-1, -3, -2, -1]],
+                      "float32")
+    metric.update_state(truth, logits)
+    assert float(metric.result()) == pytest.approx(
+        kaggle.f1_macro(truth, logits > 0), abs=1e-6)
+    assert isinstance(metrics.build("steel", Config())[0], metrics.MeanDice)
+
+
 def test_bad_arguments_raise():
     with pytest.raises(ValueError, match="threshold"):
         metrics.MeanDice(threshold=1.5)
