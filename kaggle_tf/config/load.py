@@ -122,7 +122,38 @@ def from_dict(data):
     """Validates a plain dict against the schema; returns a `Config`."""
     data = dict(data)
     data.pop("source", None)
-    return _build(Config, data, "")
+    cfg = _build(Config, data, "")
+    _check_series_channels(cfg)
+    return cfg
+
+
+def _check_series_channels(cfg):
+    """A `series_classifier`'s series must add up to `data.channels`."""
+    if cfg.model.arch != "series_classifier":
+        return
+    key, channels = "`model.series_channels`", cfg.model.series_channels
+    if channels is None:
+        if cfg.task != "rsna_lumbar":
+            raise ConfigError(
+                f"{key} must be set for model.arch 'series_classifier' "
+                "(null takes data.stack_slices, for rsna_lumbar). "
+                f"Received: null (task {cfg.task!r})")
+        stacks = cfg.data.stack_slices
+        if any(isinstance(v, bool) or not isinstance(v, int) or v < 1
+               for v in stacks.values()):
+            raise ConfigError(
+                "`data.stack_slices` must map series types to positive "
+                f"slice counts. Received: {stacks!r}")
+        key = f"{key} (null: `data.stack_slices`)"
+        channels = list(stacks.values())
+    if sum(channels) != cfg.data.channels:
+        raise ConfigError(
+            f"{key} must sum to data.channels ({cfg.data.channels}). "
+            f"Received: {channels!r}")
+    if cfg.model.shared_encoder and len(set(channels)) > 1:
+        raise ConfigError(
+            f"`model.shared_encoder` needs equal channels in {key}. "
+            f"Received: {channels!r}")
 
 
 def _build(cls, data, prefix):

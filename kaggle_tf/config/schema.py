@@ -81,7 +81,7 @@ class ModelConfig:
     """What `kaggle_tf.models.build` builds; keys are constructor args."""
 
     arch: str = _f("unet", choices=("unet", "fpn", "classifier",
-                                    "sequence"))
+                                    "series_classifier", "sequence"))
     encoder: str = "resnet34"
     encoder_weights: Optional[str] = None
     classes: int = _f(4, min=1)
@@ -92,6 +92,10 @@ class ModelConfig:
     head: str = _f("concat_pool", choices=("concat_pool", "avg"))
     dropout: float = _f(0.0, min=0.0, max=1.0)
     activation: str = _f("sigmoid", choices=("sigmoid", "softmax"))
+    # series_classifier: input channels of each series' encoder, in input
+    # order; null = rsna_lumbar's `data.stack_slices`.
+    series_channels: Optional[list] = _f(None, item=int, min=1)
+    shared_encoder: bool = False
     # sequence model
     rnn: str = _f("lstm", choices=("lstm", "gru"))
     rnn_units: int = _f(128, min=1)

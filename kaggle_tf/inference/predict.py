@@ -41,6 +41,7 @@ from kaggle_tf import rle
 from kaggle_tf import submission
 from kaggle_tf import tta as tta_lib
 from kaggle_tf.inference import fold as fold_lib
+from kaggle_tf.models.build import CLASSIFIERS
 from kaggle_tf.postprocess import gating as gating_lib
 from kaggle_tf.postprocess import thresholds as thresholds_lib
 from kaggle_tf.postprocess.params import per_class
@@ -48,7 +49,7 @@ from kaggle_tf.postprocess.triplet import triplet
 
 SEGMENTATION = ("unet", "fpn")
 # Architectures whose BatchNormalization layers fold into their convs.
-FOLDABLE = ("unet", "fpn", "classifier")
+FOLDABLE = SEGMENTATION + CLASSIFIERS
 # Original image sizes (H, W) where Kaggle's masks are fixed-size.
 ORIGINAL_SIZE = {"steel": (256, 1600), "siim": (1024, 1024)}
 RLE_CONVENTION = {"steel": "severstal", "siim": "siim"}

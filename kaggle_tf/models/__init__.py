@@ -4,6 +4,8 @@
       -> encoders.build(name)        feature pyramid {"P1".."P5"}
       -> Unet / FPN decoder          masks logits (B, H, W, classes)
       -> Classifier head             labels logits (B, classes)
+      -> SeriesClassifier            one encoder per slice stack (channel
+                                     groups), pooled, concatenated, logits
       -> SequenceModel               per-slice labels logits (B, T, classes)
 
 Every model outputs logits (float32, also under mixed precision) unless an
@@ -29,6 +31,7 @@ from kaggle_tf.models.decoders import Unet
 # `import kaggle_tf.models`.
 _LAZY = {
     "Classifier": ("kaggle_tf.models.classifier", "Classifier"),
+    "SeriesClassifier": ("kaggle_tf.models.classifier", "SeriesClassifier"),
     "SequenceModel": ("kaggle_tf.models.sequence", "SequenceModel"),
 }
 
@@ -45,5 +48,5 @@ def __dir__():
     return sorted(list(globals()) + list(_LAZY))
 
 
-__all__ = ["Classifier", "FPN", "SequenceModel", "Unet", "build",
-           "encoders", "weights"]
+__all__ = ["Classifier", "FPN", "SequenceModel", "SeriesClassifier", "Unet",
+           "build", "encoders", "weights"]

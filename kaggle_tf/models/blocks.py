@@ -237,6 +237,61 @@ class Upsample(layers.Layer):
         return config
 
 
+@keras.saving.register_keras_serializable(package="kaggle_tf")
+class SplitChannels(layers.Layer):
+    """Splits the channels into consecutive groups of given sizes.
+
+    `(batch, height, width, sum(sizes))` -> a list of `(batch, height,
+    width, sizes[i])`, group `i` being channels `sum(sizes[:i])` up to
+    `sum(sizes[:i + 1])` (e.g. the slice stacks of one MRI study).
+
+    Args:
+        sizes: the channels of each group, positive ints.
+        **kwargs: base layer args (`name`, `dtype`).
+
+    Example:
+
+    >>> parts = SplitChannels((1, 2))(np.zeros((2, 8, 8, 3), "float32"))
+    >>> [tuple(p.shape) for p in parts]
+    [(2, 8, 8, 1), (2, 8, 8, 2)]
+    """
+
+    def __init__(self, sizes, **kwargs):
+        super().__init__(**kwargs)
+        sizes = tuple(sizes)
+        try:
+            valid = bool(sizes) and all(
+                not isinstance(s, bool) and int(s) == s and s >= 1
+                for s in sizes)
+        except (TypeError, ValueError):
+            valid = False
+        if not valid:
+            raise ValueError(
+                "sizes must be positive ints. Received: "
+                f"sizes={list(sizes)!r}")
+        self.sizes = tuple(int(s) for s in sizes)
+
+    def call(self, inputs):
+        parts, start = [], 0
+        for size in self.sizes:
+            parts.append(inputs[..., start:start + size])
+            start += size
+        return parts
+
+    def compute_output_shape(self, input_shape):
+        channels = input_shape[-1]
+        if channels is not None and channels != sum(self.sizes):
+            raise ValueError(
+                f"the input has {channels} channels but sizes sum to "
+                f"{sum(self.sizes)}. Received: sizes={list(self.sizes)}")
+        return [tuple(input_shape[:-1]) + (size,) for size in self.sizes]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(sizes=list(self.sizes))
+        return config
+
+
 def float32_output(x, activation=None, name=None):
     """The model's final activation in float32 (mixed precision safe).
 
@@ -271,6 +326,7 @@ __all__ = [
     "max_pool_3x3_s2",
     "scse",
     "squeeze_excite",
+    "SplitChannels",
     "Upsample",
 ]
 

@@ -1,7 +1,9 @@
 """`build(model_cfg, input_shape)`: the `model` config section -> a model.
 
-Dispatches on `model_cfg.arch` (`unet`, `fpn`, `classifier`, `sequence`);
-the config keys are the builders' arguments.
+Dispatches on `model_cfg.arch` (`unet`, `fpn`, `classifier`,
+`series_classifier`, `sequence`); the config keys are the builders'
+arguments. `is_classifier(arch)` says which archs are image classifiers
+(one image -> `(batch, classes)`), for code that treats them alike.
 """
 
 import importlib
@@ -11,6 +13,7 @@ ARCHITECTURES = {
     "unet": ("kaggle_tf.models.decoders.unet", "Unet"),
     "fpn": ("kaggle_tf.models.decoders.fpn", "FPN"),
     "classifier": ("kaggle_tf.models.classifier", "Classifier"),
+    "series_classifier": ("kaggle_tf.models.classifier", "SeriesClassifier"),
     "sequence": ("kaggle_tf.models.sequence", "SequenceModel"),
 }
 
@@ -21,7 +24,23 @@ _KEYS = {
     "fpn": ("encoder", "classes", "encoder_weights", "aux_head"),
     "classifier": ("encoder", "classes", "head", "dropout",
                    "encoder_weights"),
+    "series_classifier": ("encoder", "series_channels", "shared_encoder",
+                          "classes", "head", "dropout", "encoder_weights"),
 }
+
+# Image classifiers: one image in, `(batch, classes)` logits out.
+CLASSIFIERS = ("classifier", "series_classifier")
+
+
+def is_classifier(arch):
+    """Whether `arch` (a `model.arch` value) is an image classifier.
+
+    Example:
+
+    >>> is_classifier("series_classifier"), is_classifier("unet")
+    (True, False)
+    """
+    return arch in CLASSIFIERS
 
 
 def build(model_cfg, input_shape, activation=None):
@@ -64,6 +83,13 @@ def build(model_cfg, input_shape, activation=None):
     kwargs = {k: getattr(model_cfg, k) for k in keys}
     if "decoder_channels" in kwargs:
         kwargs["decoder_channels"] = tuple(kwargs["decoder_channels"])
+    if "series_channels" in kwargs:
+        if kwargs["series_channels"] is None:
+            raise ValueError(
+                "model.series_channels is null; `training.run.build_model` "
+                "fills it from data.stack_slices (rsna_lumbar), else set "
+                "it. Received: series_channels=None")
+        kwargs["series_channels"] = tuple(kwargs["series_channels"])
     kwargs["input_shape"] = tuple(input_shape)
     if activation is not None:
         if "activation" not in params:

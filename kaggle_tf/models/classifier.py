@@ -5,6 +5,12 @@
       -> heads.classification_head     concat pool -> BN -> "embedding"
                                        -> Dropout -> Dense -> "logits"
 
+    SeriesClassifier: one encoder per series (slice stack)
+    images (batch, height, width, sum(series_channels))
+      -> blocks.SplitChannels          one stack per series
+      -> encoders.build(encoder) x N   nested layers "encoder_series<i>", P5
+      -> heads.global_pool each        concatenated -> heads.pooled_head
+
 The HPA seed's head (fastai's): AdaptiveConcatPool (global max + global
 average) -> BatchNorm -> Dropout -> Dense. `embedding_model(classifier)`
 returns the pre-logit embedding, e.g. the per-slice features that the
@@ -23,6 +29,7 @@ Example:
 
 import keras
 
+from kaggle_tf.models import blocks
 from kaggle_tf.models import encoders
 from kaggle_tf.models import heads
 
@@ -89,6 +96,123 @@ def Classifier(encoder="seresnext50_32x4d", classes=28,
     return keras.Model(images, logits, name=name or f"classifier_{encoder}")
 
 
+def _check_series_channels(series_channels):
+    try:
+        channels = tuple(series_channels)
+        valid = bool(channels) and all(
+            not isinstance(c, bool) and int(c) == c and c >= 1
+            for c in channels)
+    except (TypeError, ValueError):
+        valid = False
+    if not valid:
+        raise ValueError(
+            "series_channels must be positive ints, one per series. "
+            f"Received: series_channels={series_channels!r}")
+    return tuple(int(c) for c in channels)
+
+
+def SeriesClassifier(encoder="convnext_tiny", series_channels=(10, 10, 20),
+                     classes=75, head="avg", dropout=0.0,
+                     encoder_weights=None, input_shape=(None, None, 40),
+                     shared_encoder=False, activation=None, name=None):
+    """A classifier with one encoder per series type (slice stack).
+
+    The input's channels are consecutive slice stacks, e.g. an RSNA lumbar
+    study: Sagittal T1 (10 slices), Sagittal T2/STIR (10), Axial T2 (20).
+    Each stack goes through its own encoder (the RSNA 2024 lumbar
+    solutions' per-series-type models), whose P5 is pooled as
+    `Classifier`'s head pools it; the pooled vectors are concatenated into
+    the embedding, then Dropout and one Dense give the logits.
+
+    Args:
+        encoder: a name from `encoders.names()`, used for every series.
+            Defaults to `"convnext_tiny"`.
+        series_channels: channels of each series, in input order; their sum
+            is the input's channel count. Defaults to `(10, 10, 20)`.
+        classes: output units (75 = 25 RSNA lumbar rows x 3 severities).
+            Defaults to `75`.
+        head: `"avg"` (global average per series) or `"concat_pool"`
+            (global max + average per series, then BatchNorm). Defaults to
+            `"avg"`.
+        dropout: dropout rate before the dense layer, in [0, 1). Defaults
+            to `0.0`.
+        encoder_weights: None, or a local timm checkpoint (`.pth` /
+            `.safetensors`) loaded into every series' encoder, its stem
+            conv adapted to that series' channels. Defaults to `None`.
+        input_shape: `(height, width, channels)` with `channels ==
+            sum(series_channels)`. Defaults to `(None, None, 40)`.
+        shared_encoder: one encoder (layer `"encoder"`) for all series;
+            they must then have equal channels. Defaults to `False`.
+        activation: None (logits, for training), `"sigmoid"` or
+            `"softmax"` (export). Defaults to `None`.
+        name: the model name. Defaults to
+            `"series_classifier_<encoder>"`.
+
+    Returns:
+        A functional `keras.Model`: input `"images"`, output `(batch,
+        classes)` float32 (also under mixed precision). Series `i`'s
+        encoder is the nested layer `"encoder_series<i>"` and its pooled
+        features the layer `"series<i>_pool"`; the concatenated embedding
+        is the layer `"embedding"` (as in `Classifier`, so
+        `embedding_model` works).
+
+    Example:
+
+    >>> model = SeriesClassifier("test_resnet", series_channels=(2, 2, 4),
+    ...                          classes=75, input_shape=(64, 64, 8))
+    >>> model.output.shape
+    (None, 75)
+    >>> model.get_layer("encoder_series2").input_shape
+    (None, 64, 64, 4)
+    """
+    _check_classes(classes)
+    heads.check_head(head)
+    heads.check_dropout(dropout)
+    series_channels = _check_series_channels(series_channels)
+    shape = tuple(input_shape)
+    if len(shape) != 3 or shape[-1] != sum(series_channels):
+        raise ValueError(
+            f"input_shape must be (height, width, {sum(series_channels)}), "
+            "its channels the sum of series_channels="
+            f"{list(series_channels)}. Received: input_shape={input_shape!r}")
+    if shared_encoder and len(set(series_channels)) > 1:
+        raise ValueError(
+            "shared_encoder=True needs series of equal channels. Received: "
+            f"series_channels={list(series_channels)}")
+    if isinstance(encoder_weights, (str, bytes)) or hasattr(
+            encoder_weights, "__fspath__"):
+        from kaggle_tf.models import weights
+
+        # Read once, loaded (and adapted) into every series' encoder.
+        encoder_weights = weights.read_state_dict(encoder_weights)
+
+    images = keras.Input(shape=shape, name="images")
+    stacks = blocks.SplitChannels(series_channels, name="series_split")(
+        images)
+
+    # --- encoders ---
+    pooled = []
+    backbone = None
+    for i, (stack, channels) in enumerate(zip(stacks, series_channels)):
+        if backbone is None or not shared_encoder:
+            backbone = encoders.build(
+                encoder, input_shape=shape[:2] + (channels,),
+                weights=encoder_weights,
+                model_name="encoder" if shared_encoder
+                else f"encoder_series{i}")
+        pooled.append(heads.global_pool(backbone(stack)["P5"], head,
+                                        name=f"series{i}_pool"))
+
+    # --- head ---
+    features = (pooled[0] if len(pooled) == 1 else
+                keras.layers.Concatenate(name="head_pool")(pooled))
+    _, logits = heads.pooled_head(features, classes, head=head,
+                                  dropout=dropout, activation=activation,
+                                  name="head")
+    return keras.Model(images, logits,
+                       name=name or f"series_classifier_{encoder}")
+
+
 def embedding_model(classifier, name=None):
     """The classifier cut at its pre-logit embedding (weights shared).
 
@@ -119,4 +243,4 @@ def embedding_model(classifier, name=None):
                        name=name or f"{classifier.name}_embedding")
 
 
-__all__ = ["Classifier", "embedding_model"]
+__all__ = ["Classifier", "SeriesClassifier", "embedding_model"]

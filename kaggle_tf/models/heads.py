@@ -3,6 +3,7 @@
     P5 (batch, h, w, c)
       -> global_pool           "avg": (batch, c); "concat_pool": (batch, 2c)
       -> classification_head   [BatchNorm] -> "embedding" -> Dropout -> Dense
+         (pooled_head: the same after a pooling done elsewhere)
     slices (batch, time, ...)
       -> TimeFold / TimeUnfold run a per-image model on every slice at once
     padding mask (batch, time)
@@ -109,6 +110,41 @@ def classification_head(x, classes, head="concat_pool", dropout=0.0,
     check_head(head)
     check_dropout(dropout)
     x = global_pool(x, head, name=f"{name}_pool")
+    return pooled_head(x, classes, head=head, dropout=dropout,
+                       activation=activation, name=name)
+
+
+def pooled_head(x, classes, head="concat_pool", dropout=0.0,
+                activation=None, name="head"):
+    """Embedding and logits on top of already pooled features.
+
+    The part of `classification_head` after its pooling, for models that
+    pool several feature maps themselves (`SeriesClassifier` concatenates
+    one pooled vector per series): `"concat_pool"` adds BatchNorm
+    (`{name}_bn`), then embedding -> Dropout -> Dense as above.
+
+    Args:
+        x: `(batch, features)` pooled features.
+        classes: output units.
+        head: `"concat_pool"` or `"avg"`. Defaults to `"concat_pool"`.
+        dropout: dropout rate before the Dense layer. Defaults to `0.0`.
+        activation: None (logits), `"sigmoid"` or `"softmax"`. Defaults to
+            `None`.
+        name: layer name prefix (`{name}_bn`, `{name}_dropout`,
+            `{name}_fc`).
+
+    Returns:
+        `(embedding, logits)` as `classification_head`.
+
+    Example:
+
+    >>> pooled = keras.Input((96,))
+    >>> embedding, logits = pooled_head(pooled, 5, head="avg")
+    >>> logits.shape
+    (None, 5)
+    """
+    check_head(head)
+    check_dropout(dropout)
     if head == "concat_pool":
         x = blocks.batch_norm(x, name=f"{name}_bn")
     embedding = layers.Identity(dtype="float32", name="embedding")(x)
@@ -231,4 +267,5 @@ __all__ = [
     "check_head",
     "classification_head",
     "global_pool",
+    "pooled_head",
 ]

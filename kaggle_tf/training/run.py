@@ -67,9 +67,21 @@ def make_optimizer(cfg, lr, model=None):
     return optimizers.make_optimizer(cfg, lr, model)
 
 
+def model_config(cfg):
+    """`cfg.model`, with a `series_classifier`'s null `series_channels`
+    filled from `data.stack_slices` in channel order (rsna_lumbar)."""
+    if (cfg.model.arch == "series_classifier"
+            and cfg.model.series_channels is None):
+        from kaggle_tf.data.tasks import rsna_lumbar
+
+        return dataclasses.replace(cfg.model,
+                                   series_channels=rsna_lumbar.stack_sizes(cfg))
+    return cfg.model
+
+
 def build_model(cfg):
     """The config's model; RSNA lumbar logits come out as (25, 3)."""
-    model = models.build(cfg.model, input_shape(cfg))
+    model = models.build(model_config(cfg), input_shape(cfg))
     if cfg.task == "rsna_lumbar" and model.output.shape[-1] == 75:
         logits = keras.layers.Reshape((25, 3), name="severity_logits")(
             model.output)

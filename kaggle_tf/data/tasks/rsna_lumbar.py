@@ -52,9 +52,15 @@ def features(split: str) -> dict:
     return spec
 
 
+def stack_sizes(cfg) -> list:
+    """Slices of each stack, in channel order (`SERIES_TYPES`): e.g.
+    `[10, 10, 20]`, what a `series_classifier`'s `series_channels` is."""
+    return [int(cfg.data.stack_slices[kind]) for kind, _ in SERIES_TYPES]
+
+
 def stack_channels(cfg) -> int:
     """Slices per study: the sum of `cfg.data.stack_slices`."""
-    return sum(int(cfg.data.stack_slices[kind]) for kind, _ in SERIES_TYPES)
+    return sum(stack_sizes(cfg))
 
 
 def split_labels(values):
