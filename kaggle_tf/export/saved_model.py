@@ -99,7 +99,9 @@ class ServingGraph:
         self.segmentation = cfg.model.arch in predict_lib.SEGMENTATION
         self.at_least_one = cfg.task == "protein"
         self.original = predict_lib.mask_size(cfg)
-        classes = cfg.model.classes
+        # The output's last axis: RSNA lumbar's 75 logits come out as
+        # (25, 3), thresholded per severity as predict does.
+        classes = model.output_shape[-1]
         p = predict_lib.class_params(params, classes)
         self.thresholds = p["thresholds"]
         self.min_area = p["min_area"]
