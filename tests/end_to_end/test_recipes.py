@@ -25,8 +25,6 @@ Scores of a run are printed (`-s`) for the record.
 import dataclasses
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -35,9 +33,10 @@ import pytest
 from kaggle_tf import config
 from kaggle_tf import rle
 from kaggle_tf.metrics import kaggle as kaggle_metrics
+from e2e_commands import ROOT
+from e2e_commands import run
+from e2e_commands import sets
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))
 RECIPES = ("steel", "siim", "protein", "rsna_ich", "rsna_lumbar")
 # Every recipe: 2 folds, the tiny timm test encoder, no XLA, one log line
 # per epoch, no per-epoch backups.
@@ -104,19 +103,6 @@ RECIPE = {
             '"scheduler": "cosine", "min_lr": 1e-05}]',
             "train.steps_per_epoch=24", "train.batch_size=4"]),
 }
-
-
-def run(module, *args):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    proc = subprocess.run([sys.executable, "-m", module, *args],
-                          capture_output=True, text=True, cwd=ROOT, env=env,
-                          timeout=900)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc
-
-
-def sets(overrides):
-    return [a for o in overrides for a in ("--set", o)]
 
 
 @dataclasses.dataclass

@@ -10,8 +10,6 @@ SavedModel against predict.
 
 import glob
 import os
-import subprocess
-import sys
 import warnings
 
 import keras
@@ -29,25 +27,12 @@ from kaggle_tf.metrics import kaggle as kaggle_metrics
 from kaggle_tf.models import classifier as classifier_lib
 from tfrecords_tools import dicom
 from tfrecords_tools.competitions.rsna_ich import CLASSES
+from e2e_commands import ROOT
+from e2e_commands import run
+from e2e_commands import sets
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))
 CLS = os.path.join(ROOT, "configs", "rsna_ich.json")
 SEQ = os.path.join(ROOT, "configs", "rsna_ich_seq.json")
-
-
-def run(module, *args, expect=0):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    proc = subprocess.run([sys.executable, "-m", module, *args],
-                          capture_output=True, text=True, cwd=ROOT, env=env,
-                          timeout=900)
-    assert proc.returncode == expect, (proc.stdout[-3000:]
-                                       + proc.stderr[-3000:])
-    return proc
-
-
-def sets(overrides):
-    return [a for o in overrides for a in ("--set", o)]
 
 
 @pytest.fixture(scope="module")

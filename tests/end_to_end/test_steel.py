@@ -7,8 +7,6 @@ Dice clearly above the all-empty prediction's), and the submission.
 
 import json
 import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -22,18 +20,8 @@ from kaggle_tf import submission
 from kaggle_tf.data import pipeline
 from kaggle_tf.metrics import kaggle as kaggle_metrics
 from kaggle_tf.postprocess import thresholds
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))
-
-
-def run(module, *args):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    proc = subprocess.run([sys.executable, "-m", module, *args],
-                          capture_output=True, text=True, cwd=ROOT, env=env,
-                          timeout=900)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc
+from e2e_commands import ROOT
+from e2e_commands import run
 
 
 @pytest.fixture(scope="module")
