@@ -470,9 +470,8 @@ def predict(cfg, tta=None, folds=None, save_probs=None):
           f"checkpoint(s), TTA {predictor.tta}, merge "
           f"{cfg.inference.merge}; post-processing from "
           f"{predictor.params['source']}", flush=True)
-    # rsna_ich records hold whole series: count slices as they come.
-    total = (None if cfg.task == "rsna_ich"
-             else pipeline.count_records(cfg, None, split="test"))
+    # Examples, not records: an rsna_ich series counts as its slices.
+    total = pipeline.count_records(cfg, None, split="test")
     bar = keras.utils.Progbar(total, unit_name="image")
     predictions, all_ids, all_probs = {}, [], []
     for batch in ds:
