@@ -115,3 +115,15 @@ def images(shape, seed=0, batch=2):
 @pytest.fixture
 def random_images():
     return images
+
+
+@pytest.fixture
+def mixed_precision():
+    """Runs the test under the mixed_float16 policy, then float32 again."""
+    import keras
+
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy("float32")

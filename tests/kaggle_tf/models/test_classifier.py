@@ -15,23 +15,11 @@ from kaggle_tf.models import heads
 from kaggle_tf.models import weights
 from kaggle_tf.models.classifier import Classifier
 from kaggle_tf.models.classifier import embedding_model
+from model_helpers import randomize
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))))
 ENCODER = "test_resnet"  # timm's test_resnet: P5 has 96 channels
-
-
-def randomize(model, seed=0):
-    """Random values for every variable (BN variances positive)."""
-    rng = np.random.RandomState(seed)
-    for variable in model.weights:
-        shape = tuple(variable.shape)
-        if "variance" in variable.path:
-            value = rng.uniform(0.5, 1.5, shape)
-        else:
-            value = rng.normal(0.0, 0.2, shape)
-        variable.assign(value.astype(variable.dtype))
-    return model
 
 
 def images(batch=2, size=64, channels=3, seed=1):

@@ -71,15 +71,6 @@ def test_config_round_trip_keeps_encoder_name():
                                                 encoder.weights]
 
 
-@pytest.fixture
-def mixed_precision():
-    keras.mixed_precision.set_global_policy("mixed_float16")
-    try:
-        yield
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
-
-
 @pytest.mark.parametrize("builder", [Unet, FPN])
 def test_mixed_precision_outputs_float32(builder, mixed_precision):
     model = builder("test_resnet", classes=2, input_shape=(64, 64, 3),

@@ -1,5 +1,6 @@
 """SequenceModel: numpy LSTM/GRU references, padding, end to end, saving."""
 
+import functools
 import os
 import subprocess
 import sys
@@ -13,23 +14,13 @@ from kaggle_tf.models import heads
 from kaggle_tf.models.classifier import Classifier
 from kaggle_tf.models.classifier import embedding_model
 from kaggle_tf.models.sequence import SequenceModel
+import model_helpers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))))
 ATOL = 1e-5
 
-
-def randomize(model, seed=0):
-    """Random values for every variable (BN variances positive)."""
-    rng = np.random.RandomState(seed)
-    for variable in model.weights:
-        shape = tuple(variable.shape)
-        if "variance" in variable.path:
-            value = rng.uniform(0.5, 1.5, shape)
-        else:
-            value = rng.normal(0.0, 0.4, shape)
-        variable.assign(value.astype(variable.dtype))
-    return model
+randomize = functools.partial(model_helpers.randomize, std=0.4)
 
 
 def sigmoid(x):

@@ -22,6 +22,7 @@ from kaggle_tf.models.classifier import SeriesClassifier
 from kaggle_tf.models.classifier import embedding_model
 from kaggle_tf.training import optimizers
 from kaggle_tf.training import run
+from model_helpers import randomize
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))))
@@ -35,19 +36,6 @@ SMALL = [f"model.encoder={ENCODER}", f"data.image_size=[{SIZE},{SIZE}]",
          "data.channels=10",
          'data.stack_slices={"axial_t2": 5, "sagittal_t1": 2, '
          '"sagittal_t2_stir": 3}']
-
-
-def randomize(model, seed=0):
-    """Random values for every variable (BN variances positive)."""
-    rng = np.random.RandomState(seed)
-    for variable in model.weights:
-        shape = tuple(variable.shape)
-        if "variance" in variable.path:
-            value = rng.uniform(0.5, 1.5, shape)
-        else:
-            value = rng.normal(0.0, 0.2, shape)
-        variable.assign(value.astype(variable.dtype))
-    return model
 
 
 def images(batch=2, size=SIZE, channels=sum(SERIES), seed=1):
@@ -361,15 +349,6 @@ def test_freeze_encoder_freezes_every_series():
         "head_fc/kernel", "head_fc/bias"]
     run.set_encoder_trainable(model, True)
     assert len(model.trainable_weights) > 2
-
-
-@pytest.fixture
-def mixed_precision():
-    keras.mixed_precision.set_global_policy("mixed_float16")
-    try:
-        yield
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
 
 
 def test_mixed_float16_outputs_float32(mixed_precision):
