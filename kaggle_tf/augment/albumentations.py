@@ -14,7 +14,7 @@ honour: an unknown transform, an unknown argument, or a value without a TF
 equivalent raises `UnsupportedError` (a `ValueError`) naming the transform,
 the argument and where it sits in the spec. With `allow_cpu_fallback=True`
 such a transform runs in albumentations on the CPU instead
-(`ops.cpu_fallback`).
+(`kaggle_tf.augment.cpu_fallback`).
 
 Supported (albumentations 2.x names; old 1.x names and arguments where
 noted): HorizontalFlip, VerticalFlip, Transpose, RandomRotate90, D4,
@@ -592,7 +592,9 @@ def to_tree(spec, allow_cpu_fallback=False):
                 raise UnsupportedError(
                     f"{e}. Pass allow_cpu_fallback=True to run it in "
                     "albumentations on the CPU (not on a TPU).") from None
-            return ops.cpu_fallback.AlbumentationsCPU(node)
+            from kaggle_tf.augment import cpu_fallback
+
+            return cpu_fallback.AlbumentationsCPU(node)
         except ValueError as e:
             message = str(e)
             for prefix in (f"{name}: ", f"{name.split('.')[-1]}: "):

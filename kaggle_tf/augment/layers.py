@@ -69,6 +69,12 @@ class Augmenter(keras.layers.Layer):
         if placement not in PLACEMENTS:
             raise ValueError(f"Augmenter: `placement` must be one of "
                              f"{PLACEMENTS}. Received: {placement!r}")
+        if allow_cpu_fallback and placement == "model":
+            raise ValueError(
+                "Augmenter: allow_cpu_fallback runs albumentations on the "
+                "host CPU, so it needs placement='dataset' (inside the model "
+                "it would run on the accelerator). Received: "
+                "placement='model'")
         if seed is not None and (isinstance(seed, bool)
                                  or not isinstance(seed, int)):
             raise ValueError(f"Augmenter: `seed` must be an integer or "
@@ -90,9 +96,11 @@ class Augmenter(keras.layers.Layer):
             leaf_seed = None if seed is None else seed * 7919 + leaf.index
             if isinstance(leaf, ops.KerasLayer):
                 self._keras_layers.append(leaf.make_layer(leaf_seed))
-            elif isinstance(leaf, ops.cpu_fallback.AlbumentationsCPU) \
-                    and leaf_seed is not None:
-                leaf.transform.set_random_seed(leaf_seed)
+            elif self.allow_cpu_fallback and leaf_seed is not None:
+                from kaggle_tf.augment import cpu_fallback
+
+                if isinstance(leaf, cpu_fallback.AlbumentationsCPU):
+                    leaf.transform.set_random_seed(leaf_seed)
         # Inside a model the train step decides about XLA.
         in_dataset = placement == "dataset"
         self._runner = Runner(

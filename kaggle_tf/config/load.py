@@ -124,7 +124,24 @@ def from_dict(data):
     data.pop("source", None)
     cfg = _build(Config, data, "")
     _check_series_channels(cfg)
+    _check_cpu_fallback(cfg)
     return cfg
+
+
+def _check_cpu_fallback(cfg):
+    """The albumentations fallback runs on the host CPU only."""
+    if not cfg.augment.allow_cpu_fallback:
+        return
+    if cfg.augment.placement == "model":
+        raise ConfigError(
+            "`augment.allow_cpu_fallback` runs albumentations on the host "
+            "CPU; it needs `augment.placement` \"dataset\". Received: "
+            "\"model\"")
+    if cfg.train.strategy == "tpu":
+        raise ConfigError(
+            "`augment.allow_cpu_fallback` cannot run on a TPU (a Python "
+            "op in tf.data); use TF transforms or `train.strategy` other "
+            "than \"tpu\"")
 
 
 def _check_series_channels(cfg):

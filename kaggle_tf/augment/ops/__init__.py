@@ -2,8 +2,9 @@
 
 Each op draws its parameters once per batch (per sample, from a stateless
 seed) and applies them to images and masks; containers combine them. See
-`base` for how a tree runs, `warp` for the resampling primitive, and
-`cpu_fallback` for the one CPU-only escape hatch.
+`base` for how a tree runs and `warp` for the resampling primitive. No op
+here calls Python at run time (the CPU-only albumentations fallback is
+`kaggle_tf.augment.cpu_fallback`, imported only when asked for).
 
 Example:
 
@@ -11,7 +12,7 @@ Example:
 >>> tree = ops.Compose([ops.Flip("horizontal", p=0.5),
 ...                     ops.Gamma((80, 120), p=0.3)])
 >>> ops.names()[:3]
-['Affine', 'AlbumentationsCPU', 'BrightnessContrast']
+['Affine', 'BrightnessContrast', 'CenterCrop']
 """
 
 from kaggle_tf.augment.ops.base import Compose
@@ -41,10 +42,6 @@ from kaggle_tf.augment.ops.registry import OPS
 from kaggle_tf.augment.ops.registry import get
 from kaggle_tf.augment.ops.registry import names
 from kaggle_tf.augment.ops.registry import register_op
-
-# The CPU-only op registers itself on import; it needs no TF beyond
-# tf.numpy_function, and it is imported here so that `names()` lists it.
-from kaggle_tf.augment.ops import cpu_fallback  # noqa: E402,F401
 
 __all__ = [
     "OPS", "Affine", "BrightnessContrast", "CenterCrop", "CoarseDropout",

@@ -11,6 +11,7 @@ from kaggle_tf.augment import Augmenter
 from kaggle_tf.augment import UnsupportedError
 from kaggle_tf.augment import albumentations as alb
 from kaggle_tf.augment import build
+from kaggle_tf.augment import cpu_fallback
 from kaggle_tf.augment import from_albumentations
 from kaggle_tf.augment import names
 from kaggle_tf.augment import ops
@@ -185,7 +186,7 @@ def test_cpu_fallback_runs_albumentations_with_masks():
     assert not aug.xla_compatible
     leaves = aug.tree.leaves()
     assert isinstance(leaves[0], ops.Flip)
-    assert isinstance(leaves[1], ops.cpu_fallback.AlbumentationsCPU)
+    assert isinstance(leaves[1], cpu_fallback.AlbumentationsCPU)
     images = smooth_image()[None]
     masks = blob_mask()[None, ..., None]
     out = aug({"images": images, "segmentation_masks": masks})
@@ -235,7 +236,9 @@ def test_names_lists_supported_transforms():
                  "GridDistortion", "OpticalDistortion", "D4", "OneOf",
                  "CoarseDropout", "RandomResizedCrop"):
         assert name in supported
-    assert "Flip" in ops.names() and "AlbumentationsCPU" in ops.names()
+    assert "Flip" in ops.names()
+    # The CPU fallback is not one of the pure-TF ops.
+    assert "AlbumentationsCPU" not in ops.names()
     with pytest.raises(ValueError, match="known"):
         ops.get("Nope")
 
@@ -251,3 +254,40 @@ def test_shape_changing_transforms_set_the_output_shape():
     assert out["images"].shape == (2, 16, 20, 3)
     assert out["segmentation_masks"].shape == (2, 16, 20, 1)
     assert aug.compute_output_shape((None, 48, 64, 3)) == (None, 16, 20, 3)
+
+
+def test_cpu_fallback_is_never_imported_unless_asked_for():
+    code = (
+        "import sys\n"
+        "import kaggle_tf.augment, kaggle_tf.training.run, "
+        "kaggle_tf.inference.predict\n"
+        "from kaggle_tf.augment import from_albumentations\n"
+        "from_albumentations([{'__class_fullname__': 'HorizontalFlip', "
+        "'p': 0.5}], allow_cpu_fallback=True)\n"
+        "print('kaggle_tf.augment.cpu_fallback' in sys.modules)\n")
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                         text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_cpu_fallback_is_refused_where_it_would_run_on_the_device():
+    spec = [{"__class_fullname__": "Blur", "p": 1.0, "blur_limit": [3, 3]}]
+    with pytest.raises(ValueError, match="placement='dataset'"):
+        from_albumentations(spec, placement="model",
+                            allow_cpu_fallback=True)
+    from kaggle_tf import config
+
+    base = {"task": "steel", "augment": {"transforms": spec,
+                                         "allow_cpu_fallback": True}}
+    config.from_dict(base)  # dataset placement on CPU/GPU: allowed
+    for key, value, named in (("augment", {"placement": "model"},
+                               "augment.placement"),
+                              ("train", {"strategy": "tpu"},
+                               "train.strategy")):
+        data = json.loads(json.dumps(base))
+        data.setdefault(key, {}).update(value)
+        with pytest.raises(config.ConfigError, match=named):
+            config.from_dict(data)

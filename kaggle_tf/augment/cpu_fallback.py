@@ -1,6 +1,11 @@
 """CPU ONLY: albumentations itself, for transforms we have no TF op for.
 
-This is the one module where `tf.numpy_function` appears. An op built here
+This is the one module where `tf.numpy_function` appears, and it lives
+outside `augment.ops` (the pure-TF ops) on purpose: nothing imports it
+unless a spec asks for `allow_cpu_fallback=True` and has a transform
+without a TF op. The config refuses the option with
+`augment.placement="model"` or `train.strategy="tpu"`, where the op would
+have to run on the accelerator. An op built here
 runs albumentations in Python on the host CPU, sample by sample: it does
 not run on a TPU, cannot be part of an XLA-compiled step, blocks the
 `tf.data` worker on the GIL and needs albumentations installed. It is used
@@ -19,10 +24,8 @@ import numpy as np
 import tensorflow as tf
 
 from kaggle_tf.augment.ops.base import Op
-from kaggle_tf.augment.ops.registry import register_op
 
 
-@register_op("AlbumentationsCPU")
 class AlbumentationsCPU(Op):
     """One albumentations transform run through `tf.numpy_function`.
 
