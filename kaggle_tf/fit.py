@@ -65,13 +65,8 @@ def main(argv=None):
 
     try:
         run.run(cfg, args.fold)
-    except config_lib.ConfigError as e:
-        print(f"config error: {e} ({os.path.basename(args.config)})",
-              file=sys.stderr)
-        return 2
-    except FileNotFoundError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    except (config_lib.ConfigError, FileNotFoundError) as e:
+        return config_lib.report(e, args.config)
     return 0
 
 

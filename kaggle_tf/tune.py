@@ -301,13 +301,8 @@ def main(argv=None):
               f"out-of-fold predictions from {len(paths)} file(s)",
               flush=True)
         result = tune(cfg, probs, truth, thresholds, min_areas, bottoms)
-    except config_lib.ConfigError as e:
-        print(f"config error: {e} ({os.path.basename(args.config)})",
-              file=sys.stderr)
-        return 2
-    except (OofError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    except (OofError, ValueError) as e:  # ConfigError is a ValueError
+        return config_lib.report(e, args.config)
     name = result["metric"]
     print(f"{name} before: {result['metric_before']:.5f} "
           f"({_describe(cfg, result, True)})")

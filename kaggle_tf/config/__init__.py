@@ -8,8 +8,10 @@ from kaggle_tf.config.load import ConfigError
 from kaggle_tf.config.load import from_dict
 from kaggle_tf.config.load import load
 from kaggle_tf.config.load import load_or_exit
+from kaggle_tf.config.load import parse_folds
+from kaggle_tf.config.load import report
 from kaggle_tf.config.load import save
 from kaggle_tf.config.schema import Config
 
 __all__ = ["Config", "ConfigError", "from_dict", "load", "load_or_exit",
-           "save"]
+           "parse_folds", "report", "save"]

@@ -268,6 +268,35 @@ def _check(value, tp, meta, key):
     return value
 
 
+def parse_folds(text):
+    """A `--folds` value: "0,2" -> [0, 2]; None or "" -> None.
+
+    Raises:
+        ConfigError: not comma-separated integers.
+    """
+    if not text:
+        return None
+    try:
+        return [int(k) for k in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"--folds takes integers like 0,1,2. Received: "
+                          f"{text!r}") from None
+
+
+def report(error, config_path=None):
+    """Prints a command's error in one line; returns its exit code.
+
+    A `ConfigError` is "config error: ..." (naming the config file when
+    given) and exits 2; anything else is "error: ..." and exits 1.
+    """
+    if isinstance(error, ConfigError):
+        where = f" ({os.path.basename(config_path)})" if config_path else ""
+        print(f"config error: {error}{where}", file=sys.stderr)
+        return 2
+    print(f"error: {error}", file=sys.stderr)
+    return 1
+
+
 def save(cfg, path):
     """Writes the resolved config as JSON (atomically)."""
     tmp = f"{path}.tmp-{os.getpid()}"

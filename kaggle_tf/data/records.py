@@ -120,3 +120,45 @@ def resize_mask(mask, size, stored_size=None):
     if stored_size is None or tuple(stored_size) != (h, w):
         mask = tf.image.resize(mask, (h, w), method="nearest")
     return tf.ensure_shape(mask, (h, w, mask.shape[-1]))
+
+
+# --- segmentation records (steel, siim) -------------------------------------
+
+def segmentation_features(split: str, classes: int) -> dict:
+    """The parse spec of a segmentation record: one encoded image, id and
+    fold; train records add the bit-packed mask and per-class presence."""
+    spec = {
+        schema.ID: tf.io.FixedLenFeature([], tf.string),
+        schema.IMAGE: tf.io.FixedLenFeature([1], tf.string),
+        schema.FOLD: tf.io.FixedLenFeature([], tf.int64,
+                                           default_value=schema.TEST_FOLD),
+    }
+    if split == "train":
+        spec[schema.MASK] = tf.io.FixedLenFeature([], tf.string)
+        spec[schema.LABELS] = tf.io.FixedLenFeature([classes], tf.float32)
+    return spec
+
+
+def segmentation_example(parsed: dict, cfg, split: str, manifest: dict,
+                         classes: int, stored_channels: int) -> dict:
+    """A parsed segmentation record -> `images`, `segmentation_masks`,
+    `labels`, `id`, `fold` at `cfg.data.image_size`.
+
+    The image is decoded with `stored_channels` and resized; a grayscale
+    image (1 stored channel) is then repeated to `cfg.data.channels`.
+    """
+    size = cfg.data.image_size
+    stored = (manifest or {}).get("image_size")
+    image = decode_image(parsed[schema.IMAGE][0], stored_channels)
+    image = resize_image(image, size, stored)
+    if stored_channels != cfg.data.channels:
+        image = tf.tile(image, [1, 1, cfg.data.channels])
+    out = {"images": image, "id": parsed[schema.ID],
+           "fold": parsed[schema.FOLD]}
+    if split == "train":
+        mask = resize_mask(decode_mask(parsed[schema.MASK], classes), size,
+                           stored)
+        out["segmentation_masks"] = tf.cast(mask, tf.float32)
+        out["labels"] = tf.ensure_shape(parsed[schema.LABELS], (classes,))
+    return out
+

@@ -32,27 +32,19 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     cfg = config_lib.load_or_exit(args.config, args.overrides)
-    folds = None
-    if args.folds:
-        try:
-            folds = [int(k) for k in args.folds.split(",")]
-        except ValueError:
-            print(f"config error: --folds takes integers like 0,1,2. "
-                  f"Received: {args.folds!r}", file=sys.stderr)
-            return 2
+    try:
+        folds = config_lib.parse_folds(args.folds)
+    except config_lib.ConfigError as e:
+        return config_lib.report(e)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from kaggle_tf.export import saved_model
 
     try:
         path = saved_model.export(cfg, args.out, tta=args.tta, folds=folds,
                                   version=args.version)
-    except config_lib.ConfigError as e:
-        print(f"config error: {e} ({os.path.basename(args.config)})",
-              file=sys.stderr)
-        return 2
-    except (FileExistsError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    except (config_lib.ConfigError, FileExistsError,
+            FileNotFoundError) as e:
+        return config_lib.report(e, args.config)
     print(os.path.abspath(path))
     return 0
 

@@ -7,10 +7,7 @@ Example:
 ['fold', 'image/encoded', 'image/id', 'labels', 'mask/encoded']
 """
 
-import tensorflow as tf
-
 from kaggle_tf.data import records
-from tfrecords_tools import schema
 
 CLASSES = ("1", "2", "3", "4")
 KIND = "segmentation"
@@ -18,33 +15,10 @@ KIND = "segmentation"
 
 def features(split: str) -> dict:
     """The parse spec of a train or test record."""
-    spec = {
-        schema.ID: tf.io.FixedLenFeature([], tf.string),
-        schema.IMAGE: tf.io.FixedLenFeature([1], tf.string),
-        schema.FOLD: tf.io.FixedLenFeature([], tf.int64,
-                                           default_value=schema.TEST_FOLD),
-    }
-    if split == "train":
-        spec[schema.MASK] = tf.io.FixedLenFeature([], tf.string)
-        spec[schema.LABELS] = tf.io.FixedLenFeature([len(CLASSES)],
-                                                    tf.float32)
-    return spec
+    return records.segmentation_features(split, len(CLASSES))
 
 
 def decode(parsed: dict, cfg, split: str, manifest: dict = None) -> dict:
     """A parsed record -> `images`, `segmentation_masks`, `labels`, meta."""
-    size = cfg.data.image_size
-    stored = (manifest or {}).get("image_size")
-    image = records.decode_image(parsed[schema.IMAGE][0], cfg.data.channels)
-    out = {
-        "images": records.resize_image(image, size, stored),
-        "id": parsed[schema.ID],
-        "fold": parsed[schema.FOLD],
-    }
-    if split == "train":
-        mask = records.decode_mask(parsed[schema.MASK], len(CLASSES))
-        mask = records.resize_mask(mask, size, stored)
-        out["segmentation_masks"] = tf.cast(mask, tf.float32)
-        out["labels"] = tf.ensure_shape(parsed[schema.LABELS],
-                                        (len(CLASSES),))
-    return out
+    return records.segmentation_example(parsed, cfg, split, manifest,
+                                        len(CLASSES), cfg.data.channels)
