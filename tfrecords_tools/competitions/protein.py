@@ -32,6 +32,7 @@ from tfrecords_tools.readers import csv_table
 from tfrecords_tools.readers import image_file
 from tfrecords_tools.competitions.sampling import random_hex
 from tfrecords_tools.competitions.sampling import sample_size
+from tfrecords_tools.competitions.sampling import write_lines
 
 CLASSES = (
     "Nucleoplasm", "Nuclear membrane", "Nucleoli", "Nucleoli fibrillar "
@@ -287,8 +288,8 @@ def make_sample(out_dir: str, n: int = None, size=None,
             rows.append(f"{sample_id},{' '.join(str(k) for k in order)}")
         else:
             test_ids.append(sample_id)
-    _write_lines(os.path.join(out_dir, TRAIN_CSV), ["Id,Target"] + rows)
-    _write_lines(os.path.join(out_dir, SAMPLE_SUBMISSION),
+    write_lines(os.path.join(out_dir, TRAIN_CSV), ["Id,Target"] + rows)
+    write_lines(os.path.join(out_dir, SAMPLE_SUBMISSION),
                  ["Id,Predicted"] + [f"{i},0" for i in test_ids])
 
 
@@ -298,13 +299,6 @@ def _write_png(path, array):
     tmp = f"{path}.tmp-{os.getpid()}"
     with open(tmp, "wb") as f:
         f.write(buf.getvalue())
-    os.replace(tmp, path)
-
-
-def _write_lines(path, lines):
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8", newline="") as f:
-        f.write("\n".join(lines) + "\n")
     os.replace(tmp, path)
 
 

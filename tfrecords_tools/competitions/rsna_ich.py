@@ -49,6 +49,7 @@ from tfrecords_tools.readers import csv_table
 from tfrecords_tools.readers import dicom as dicom_reader
 from tfrecords_tools.competitions.sampling import random_hex
 from tfrecords_tools.competitions.sampling import sample_size
+from tfrecords_tools.competitions.sampling import write_lines
 
 CLASSES = ("epidural", "intraparenchymal", "intraventricular",
            "subarachnoid", "subdural", "any")
@@ -377,17 +378,10 @@ def make_sample(out_dir: str, n: int = None, size=None,
         lines.extend(block)
         if image_id in duplicated:
             lines.extend(block)
-    _write_lines(os.path.join(out_dir, TRAIN_CSV), lines)
-    _write_lines(os.path.join(out_dir, SAMPLE_SUBMISSION),
+    write_lines(os.path.join(out_dir, TRAIN_CSV), lines)
+    write_lines(os.path.join(out_dir, SAMPLE_SUBMISSION),
                  ["ID,Label"] + [f"{i}_{c},0.5" for i in sorted(test_ids)
                                  for c in CLASSES])
-
-
-def _write_lines(path, lines):
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8", newline="") as f:
-        f.write("\n".join(lines) + "\n")
-    os.replace(tmp, path)
 
 
 def _new_id(rng, used):

@@ -53,6 +53,7 @@ from tfrecords_tools.items import Item
 from tfrecords_tools.readers import csv_table
 from tfrecords_tools.readers import dicom as dicom_reader
 from tfrecords_tools.competitions.sampling import sample_size
+from tfrecords_tools.competitions.sampling import write_lines
 
 CONDITIONS = ("spinal_canal_stenosis", "left_neural_foraminal_narrowing",
               "right_neural_foraminal_narrowing",
@@ -483,20 +484,20 @@ def make_sample(out_dir: str, n: int = None, size=None,
             sub_rows.extend(f"{study}_{name},0.333333,0.333333,0.333333"
                             for name in CLASSES)
     train_rows.sort()
-    _write_lines(os.path.join(out_dir, TRAIN_CSV),
+    write_lines(os.path.join(out_dir, TRAIN_CSV),
                  [",".join(("study_id",) + CLASSES)]
                  + [",".join([str(s)] + v) for s, v in train_rows])
     coord_rows.sort(key=lambda r: (r[0], CONDITIONS.index(
         condition_key(r[3])), r[4]))
-    _write_lines(os.path.join(out_dir, COORDINATES_CSV),
+    write_lines(os.path.join(out_dir, COORDINATES_CSV),
                  ["study_id,series_id,instance_number,condition,level,x,y"]
                  + [f"{a},{b},{c},{d},{e},{x:.6f},{y:.6f}"
                     for a, b, c, d, e, x, y in coord_rows])
     for split in ("train", "test"):
-        _write_lines(os.path.join(out_dir, DESCRIPTIONS[split]),
+        write_lines(os.path.join(out_dir, DESCRIPTIONS[split]),
                      ["study_id,series_id,series_description"]
                      + series_rows[split])
-    _write_lines(os.path.join(out_dir, SAMPLE_SUBMISSION),
+    write_lines(os.path.join(out_dir, SAMPLE_SUBMISSION),
                  ["row_id," + ",".join(SUBMISSION_COLUMNS)] + sub_rows)
 
 
@@ -506,13 +507,6 @@ def _names(k):
     level = LEVELS[k % len(LEVELS)]
     return (condition.replace("_", " ").title(),
             level.upper().replace("_", "/"))
-
-
-def _write_lines(path, lines):
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8", newline="") as f:
-        f.write("\n".join(lines) + "\n")
-    os.replace(tmp, path)
 
 
 def _disk(yy, xx, cy, cx, ry, rx):

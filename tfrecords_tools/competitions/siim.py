@@ -42,6 +42,7 @@ from tfrecords_tools.readers import csv_table
 from tfrecords_tools.readers import dicom as dicom_reader
 from tfrecords_tools.readers import rle_text
 from tfrecords_tools.competitions.sampling import sample_size
+from tfrecords_tools.competitions.sampling import write_lines
 
 CLASSES = ("pneumothorax",)
 KIND = "segmentation"
@@ -319,10 +320,10 @@ def make_sample(out_dir: str, n: int = None, size=None,
             else:
                 test_ids.append(sop)
             index += 1
-    _write_lines(os.path.join(out_dir, TRAIN_CSV),
+    write_lines(os.path.join(out_dir, TRAIN_CSV),
                  ["ImageId, EncodedPixels"]
                  + [f"{i}, {r}" for i, r in rows])
-    _write_lines(os.path.join(out_dir, SAMPLE_SUBMISSION),
+    write_lines(os.path.join(out_dir, SAMPLE_SUBMISSION),
                  ["ImageId,EncodedPixels"]
                  + [f"{i},{EMPTY}" for i in test_ids])
 
@@ -331,13 +332,6 @@ def _uuid(rng):
     hexes = "".join(rng.choice(list("0123456789abcdef"), 32))
     return "-".join((hexes[:8], hexes[8:12], hexes[12:16], hexes[16:20],
                      hexes[20:]))
-
-
-def _write_lines(path, lines):
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8", newline="") as f:
-        f.write("\n".join(lines) + "\n")
-    os.replace(tmp, path)
 
 
 def _ellipse(h, w, cy, cx, ry, rx):
