@@ -144,8 +144,9 @@ def augment_command(args):
     after = augmenter(dict(batch), training=True)
     ids = None
     if "id" in meta:
-        ids = [v.decode() if isinstance(v, bytes) else str(v)
-               for v in meta["id"].numpy()]
+        from kaggle_tf.data import records
+
+        ids = records.id_strings(meta["id"])
     draw(_numpy(batch), _numpy(after), args.out,
          title=f"{name}: augment ({cfg.augment.placement})", ids=ids)
     print(f"wrote {args.out} ({len(batch['images'])} samples)")

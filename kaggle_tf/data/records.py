@@ -19,6 +19,15 @@ import tensorflow as tf
 from tfrecords_tools import schema
 
 
+def id_strings(values) -> list:
+    """String ids from a dataset batch (bytes, any shape) -> `str` list,
+    flattened in row-major order."""
+    import numpy as np
+
+    return [v.decode() if isinstance(v, bytes) else str(v)
+            for v in np.asarray(values).ravel()]
+
+
 def read_manifest(records_dir: str) -> dict:
     """Loads `records_dir/manifest.json`.
 

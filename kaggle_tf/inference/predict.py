@@ -40,6 +40,7 @@ import numpy as np
 from kaggle_tf import rle
 from kaggle_tf import submission
 from kaggle_tf import tta as tta_lib
+from kaggle_tf.data import records
 from kaggle_tf.inference import fold as fold_lib
 from kaggle_tf.models.build import CLASSIFIERS
 from kaggle_tf.postprocess import gating as gating_lib
@@ -429,12 +430,6 @@ def predict_images(cfg, images, tta=None, folds=None, batch_size=None):
 
 # --- submission ---
 
-def _flat_ids(batch):
-    ids = np.asarray(batch["id"])
-    return [v.decode() if isinstance(v, bytes) else str(v)
-            for v in ids.ravel()]
-
-
 def predict(cfg, tta=None, folds=None, save_probs=None):
     """Predicts the test records; writes `<output_dir>/submission.csv`.
 
@@ -477,11 +472,7 @@ def predict(cfg, tta=None, folds=None, save_probs=None):
     for batch in ds:
         images = np.asarray(batch["images"], np.float32)
         probs = predictor.probs(images)
-        ids = _flat_ids(batch)
-        if "mask" in batch:  # padded sequences: keep the real slices
-            keep = np.asarray(batch["mask"]).ravel() > 0
-            probs = probs.reshape(-1, probs.shape[-1])[keep]
-            ids = [i for i, k in zip(ids, keep) if k]
+        ids = records.id_strings(batch["id"])
         all_ids.extend(ids)
         if save_probs:
             all_probs.append(probs.astype(np.float16))
@@ -496,12 +487,18 @@ def predict(cfg, tta=None, folds=None, save_probs=None):
     out_path = os.path.join(cfg.output_dir, "submission.csv")
     submission.write(cfg.task, cfg.data.raw_dir, predictions, out_path)
     if save_probs and all_probs:
-        final = os.path.join(cfg.output_dir, "test_probs.npz")
-        tmp = os.path.join(cfg.output_dir, f"test_probs.tmp-{os.getpid()}.npz")
-        np.savez_compressed(tmp, ids=np.asarray(all_ids),
-                            probs=np.concatenate(all_probs))
-        os.replace(tmp, final)
+        save_test_probs(cfg, all_ids, np.concatenate(all_probs))
     return out_path
+
+
+def save_test_probs(cfg, ids, probs):
+    """Writes `<output_dir>/test_probs.npz` (`ids`, float16 `probs`)
+    through a temporary name."""
+    final = os.path.join(cfg.output_dir, "test_probs.npz")
+    tmp = os.path.join(cfg.output_dir, f"test_probs.tmp-{os.getpid()}.npz")
+    np.savez_compressed(tmp, ids=np.asarray(ids),
+                        probs=np.asarray(probs, np.float16))
+    os.replace(tmp, final)
 
 
 def _seg_rows(cfg, ids, masks, predictions):

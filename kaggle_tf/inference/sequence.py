@@ -26,6 +26,8 @@ import numpy as np
 
 from kaggle_tf import submission
 from kaggle_tf import tta as tta_lib
+from kaggle_tf.data import records
+from kaggle_tf.inference import predict as predict_lib
 from kaggle_tf.models import heads
 from kaggle_tf.training import sequence as seq_lib
 
@@ -113,8 +115,8 @@ def predict(cfg, folds=None, save_probs=True):
     # One series per batch: its slices already make a batch of T images.
     ds = series_lib.make_series_dataset(cfg, None, training=False,
                                         split="test", batch_size=1)
-    n_members = max(len(fold_paths(cfg, folds)), 1)
-    print(f"predicting the test series with {n_members} fold(s) of "
+    members = sum(layer.name.startswith("member_") for layer in model.layers)
+    print(f"predicting the test series with {members} fold(s) of "
           f"classifier + sequence model, merge {cfg.inference.merge}",
           flush=True)
     bar = keras.utils.Progbar(
@@ -125,7 +127,7 @@ def predict(cfg, folds=None, save_probs=True):
             {"images": batch["images"], "mask": batch["mask"]}), np.float32)
         keep = np.asarray(batch["mask"]) > 0
         probs.append(out[keep])
-        ids.extend(seq_lib._strings(np.asarray(batch["id"])[keep]))
+        ids.extend(records.id_strings(np.asarray(batch["id"])[keep]))
         bar.add(int(keep.sum()))
     probs = np.concatenate(probs)
     out_path = os.path.join(cfg.output_dir, "submission.csv")
@@ -133,10 +135,5 @@ def predict(cfg, folds=None, save_probs=True):
     submission.write(cfg.task, cfg.data.raw_dir, dict(zip(ids, probs)),
                      out_path)
     if save_probs:
-        final = os.path.join(cfg.output_dir, "test_probs.npz")
-        tmp = os.path.join(cfg.output_dir,
-                           f"test_probs.tmp-{os.getpid()}.npz")
-        np.savez_compressed(tmp, ids=np.asarray(ids),
-                            probs=probs.astype(np.float16))
-        os.replace(tmp, final)
+        predict_lib.save_test_probs(cfg, ids, probs)
     return out_path

@@ -9,6 +9,8 @@ import os
 import keras
 import numpy as np
 
+from kaggle_tf.data import records
+
 
 def to_probs(outputs, activation="sigmoid"):
     """Logits (or a dict with "masks"/"labels") -> numpy probabilities."""
@@ -35,8 +37,7 @@ def predict_dataset(model, ds, cfg):
         out = model(batch["images"], training=False)
         probs.append(to_probs(out, cfg.model.activation).astype(np.float16))
         truth.append(np.asarray(batch[key]).astype(np.int8))
-        ids.extend(v.decode() if isinstance(v, bytes) else str(v)
-                   for v in np.asarray(batch["id"]).ravel())
+        ids.extend(records.id_strings(batch["id"]))
     if not ids:
         raise ValueError("the validation fold is empty")
     return np.asarray(ids), np.concatenate(probs), np.concatenate(truth)

@@ -38,6 +38,7 @@ import numpy as np
 from kaggle_tf import config as config_lib
 from kaggle_tf import losses
 from kaggle_tf import models
+from kaggle_tf.data import records
 from kaggle_tf.metrics import kaggle as kaggle_metrics
 from kaggle_tf.models import classifier as classifier_lib
 from kaggle_tf.training import callbacks as cbs
@@ -155,8 +156,8 @@ def embed_series(cfg, model, folds=None, split="train", batch_size=None,
                 [np.asarray(o["logits"], np.float32) for o in outs]))
             parts["labels"].append(
                 np.asarray(element["labels"][0, :n]).astype(np.int8))
-            parts["ids"].extend(_strings(element["id"][0, :n]))
-            name = _strings(element["series"])[0]
+            parts["ids"].extend(records.id_strings(element["id"][0, :n]))
+            name = records.id_strings(element["series"])[0]
             parts["series"].extend([name] * n)
             parts["index"].append(np.asarray(element["index"][0, :n]))
             parts["fold"].append(np.full(n, -1 if fold is None else fold))
@@ -172,11 +173,6 @@ def embed_series(cfg, model, folds=None, split="train", batch_size=None,
     return out
 
 
-def _strings(values):
-    return [v.decode() if isinstance(v, bytes) else str(v)
-            for v in np.asarray(values).ravel()]
-
-
 def cached_embeddings(cfg, fold, fold_dir):
     """`embed_series` of every training series with fold `fold`'s
     classifier, cached in `fold_dir/embeddings.npz` (atomic write)."""
@@ -184,9 +180,10 @@ def cached_embeddings(cfg, fold, fold_dir):
     if os.path.exists(path):
         with np.load(path, allow_pickle=False) as f:
             return {k: f[k] for k in f.files}
-    model = slice_model(classifier_checkpoint(cfg, fold), cfg)
-    print(f"fold {fold}: embedding the training series with "
-          f"{classifier_checkpoint(cfg, fold)}", flush=True)
+    checkpoint = classifier_checkpoint(cfg, fold)
+    model = slice_model(checkpoint, cfg)
+    print(f"fold {fold}: embedding the training series with {checkpoint}",
+          flush=True)
     data = embed_series(cfg, model, list(range(cfg.data.folds)))
     tmp = os.path.join(fold_dir, f"embeddings.tmp-{os.getpid()}.npz")
     np.savez(tmp, **data)
