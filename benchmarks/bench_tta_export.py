@@ -63,7 +63,7 @@ def _export(height, width, tta, folds, root):
     sys.path.insert(0, ROOT)
     from kaggle_tf import config
     from kaggle_tf import models
-    from kaggle_tf.export import saved_model
+    from kaggle_tf.export import run as export_run
 
     records = os.path.join(root, "records")
     os.makedirs(records, exist_ok=True)
@@ -84,7 +84,7 @@ def _export(height, width, tta, folds, root):
         model.save(os.path.join(folder, "best.keras"))
         keras.backend.clear_session()
     start = time.perf_counter()
-    path = saved_model.export(cfg, os.path.join(root, "export"))
+    path = export_run.export(cfg, os.path.join(root, "export"))
     return path, time.perf_counter() - start
 
 

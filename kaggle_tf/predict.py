@@ -36,11 +36,11 @@ def main(argv=None):
         return config_lib.report(e)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from kaggle_tf.fit import ensure_records
-    from kaggle_tf.inference import predict as predict_lib
+    from kaggle_tf.inference import run as inference_run
 
     ensure_records(cfg)
     try:
-        path = predict_lib.predict(cfg, tta=args.tta, folds=folds,
+        path = inference_run.predict(cfg, tta=args.tta, folds=folds,
                                    save_probs=args.save_probs or None)
     except (config_lib.ConfigError, FileNotFoundError) as e:
         return config_lib.report(e, args.config)

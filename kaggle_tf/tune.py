@@ -29,26 +29,13 @@ Example (Python, with arrays already loaded):
 """
 
 import argparse
-import glob
-import json
 import os
-import re
 import sys
 
 import numpy as np
 
 from kaggle_tf import config as config_lib
-from kaggle_tf.postprocess import tune as search
-from kaggle_tf.postprocess.params import per_class
-
-METRIC = {"steel": "mean_dice", "siim": "siim_dice", "protein": "f1_macro",
-          "rsna_ich": "rsna_ich_log_loss",
-          "rsna_lumbar": "rsna_lumbar_log_loss"}
-
-
-class OofError(ValueError):
-    """Missing or malformed out-of-fold files; the message names the file.
-    """
+from kaggle_tf import layout
 
 
 def parse_args(argv=None):
@@ -84,148 +71,20 @@ def _grid(text, name, cast):
     return values
 
 
-# --- out-of-fold files --------------------------------------------------------
-def oof_paths(output_dir):
-    """`<output_dir>/oof.npz`, else every `fold*/oof.npz` in fold order."""
-    joined = os.path.join(output_dir, "oof.npz")
-    if os.path.exists(joined):
-        return [joined]
-    paths = glob.glob(os.path.join(output_dir, "fold*", "oof.npz"))
-
-    def fold(path):
-        found = re.search(r"fold(\d+)", os.path.basename(
-            os.path.dirname(path)))
-        return (int(found.group(1)) if found else -1, path)
-
-    paths = sorted(paths, key=fold)
-    if not paths:
-        raise OofError(
-            f"no out-of-fold predictions in {output_dir}: expected oof.npz "
-            "or fold*/oof.npz (written by `python -m kaggle_tf.fit`)")
-    return paths
-
-
 def load_oof(output_dir):
     """Loads and joins the OOF files: returns (ids, probs, truth, paths)."""
-    paths = oof_paths(output_dir)
-    ids, probs, truth = [], [], []
-    for path in paths:
-        try:
-            with np.load(path, allow_pickle=False) as f:
-                missing = [k for k in ("ids", "probs", "truth")
-                           if k not in f.files]
-                if missing:
-                    raise OofError(f"{path}: missing key '{missing[0]}' "
-                                   f"(has: {', '.join(f.files)})")
-                part = f["ids"], f["probs"], f["truth"]
-        except OofError:
-            raise
-        except Exception as e:  # unreadable file: name it
-            raise OofError(f"{path}: cannot read ({e})") from None
-        n = len(part[1])
-        if len(part[0]) != n or len(part[2]) != n:
-            raise OofError(
-                f"{path}: ids, probs and truth need the same length. "
-                f"Received: {len(part[0])}, {n}, {len(part[2])}")
-        if probs and (part[1].shape[1:] != probs[0].shape[1:]
-                      or part[2].shape[1:] != truth[0].shape[1:]):
-            raise OofError(
-                f"{path}: probs/truth shapes {part[1].shape[1:]}/"
-                f"{part[2].shape[1:]} differ from {paths[0]} "
-                f"({probs[0].shape[1:]}/{truth[0].shape[1:]})")
-        for store, value in zip((ids, probs, truth), part):
-            store.append(value)
-    return (np.concatenate(ids), np.concatenate(probs),
-            np.concatenate(truth), paths)
+    # The CLI validates its config before TensorFlow loads (a bad key is
+    # one line, without TensorFlow's start-up noise): imported here.
+    from kaggle_tf.training import oof as oof_lib
 
-
-# --- searches per task --------------------------------------------------------
-def _config_param(values, classes, key, dtype=np.float32):
-    try:
-        return per_class(values, classes, f"inference.{key}", dtype)
-    except ValueError as e:
-        raise config_lib.ConfigError(str(e)) from None
-
-
-def _area_grid(min_areas, oof_size):
-    if min_areas is None:
-        return search.default_min_areas(*oof_size)
-    return sorted(set(int(a) for a in min_areas))
-
-
-def _check_shapes(probs, truth, ndims, layout, task):
-    if probs.ndim not in ndims or probs.shape != truth.shape:
-        raise OofError(
-            f"{task} OOF probs and truth must both be {layout}. Received: "
-            f"probs.shape={probs.shape}, truth.shape={truth.shape}")
-
-
-def _tune_steel(cfg, probs, truth, thresholds, min_areas):
-    _check_shapes(probs, truth, (4,), "(N, H, W, classes)", "steel")
-    classes = probs.shape[-1]
-    inf = cfg.inference
-    if inf.triplet:
-        top, area, bottom = inf.triplet
-        before = float(np.mean([
-            search.score_triplet(probs[..., c], truth[..., c], top, area,
-                                 bottom)
-            for c in range(classes)]))
-    else:
-        th = _config_param(inf.thresholds, classes, "thresholds")
-        areas = _config_param(inf.min_area, classes, "min_area", np.int64)
-        before = search.score_thresholds(probs, truth, th, areas)
-    best = search.search_thresholds(probs, truth, thresholds,
-                                    _area_grid(min_areas, probs.shape[1:3]))
-    return {"thresholds": best["thresholds"], "min_area": best["min_area"],
-            "triplet": None, "metric_before": before,
-            "metric_after": best["score"],
-            "image_size": list(probs.shape[1:3])}
-
-
-def _tune_siim(cfg, probs, truth, thresholds, min_areas, bottoms):
-    if probs.ndim == 4 and probs.shape[-1] == 1:
-        probs, truth = probs[..., 0], truth[..., 0]
-    _check_shapes(probs, truth, (3,), "(N, H, W) or (N, H, W, 1)", "siim")
-    inf = cfg.inference
-    if inf.triplet:
-        top, area, bottom = inf.triplet
-    else:
-        top = bottom = float(_config_param(inf.thresholds, 1,
-                                           "thresholds")[0])
-        area = int(_config_param(inf.min_area, 1, "min_area", np.int64)[0])
-    before = search.score_triplet(probs, truth, top, int(area), bottom)
-    best = search.search_triplet(probs, truth, thresholds,
-                                 _area_grid(min_areas, probs.shape[1:3]),
-                                 bottoms)
-    top, area, bottom = best["triplet"]
-    return {"thresholds": [bottom], "min_area": [area],
-            "triplet": [top, area, bottom], "metric_before": before,
-            "metric_after": best["score"],
-            "image_size": list(probs.shape[1:3])}
-
-
-def _tune_protein(cfg, probs, truth, thresholds):
-    _check_shapes(probs, truth, (2,), "(N, classes)", "protein")
-    th = _config_param(cfg.inference.thresholds, probs.shape[1],
-                       "thresholds")
-    before = search.score_class_thresholds(probs, truth, th)
-    best = search.search_class_thresholds(probs, truth, thresholds)
-    return {"thresholds": best["thresholds"], "min_area": None,
-            "triplet": None, "metric_before": before,
-            "metric_after": best["score"]}
-
-
-def _identity(cfg, probs, truth):
-    from kaggle_tf.metrics import kaggle as metrics
-
-    value = float(metrics.score(cfg.task, truth, probs, cfg))
-    return {"thresholds": None, "min_area": None, "triplet": None,
-            "metric_before": value, "metric_after": value}
+    return oof_lib.load_run(output_dir)
 
 
 def tune(cfg, probs, truth, thresholds=None, min_areas=None,
          bottom_thresholds=None):
     """Searches the post-processing of `cfg.task` on OOF predictions.
+
+    What is searched is the task plugin's (`kaggle_tf.tasks`, `tune`).
 
     Args:
         cfg: a `Config` (`task`, `inference.*` give the "before" values).
@@ -242,30 +101,17 @@ def tune(cfg, probs, truth, thresholds=None, min_areas=None,
         The `postprocess.json` content as a dict.
 
     Raises:
-        OofError: the arrays do not have the task's layout.
+        kaggle_tf.tasks.TuneError: the arrays do not have the task's layout.
         kaggle_tf.config.ConfigError: bad `inference.*` values.
     """
+    from kaggle_tf import tasks  # after the config check, as load_oof
+
+    task = tasks.get(cfg.task)
     probs, truth = np.asarray(probs), np.asarray(truth)
-    if cfg.task == "steel":
-        out = _tune_steel(cfg, probs, truth, thresholds, min_areas)
-    elif cfg.task == "siim":
-        out = _tune_siim(cfg, probs, truth, thresholds, min_areas,
-                         bottom_thresholds)
-    elif cfg.task == "protein":
-        out = _tune_protein(cfg, probs, truth, thresholds)
-    else:
-        out = _identity(cfg, probs, truth)
-    return {"task": cfg.task, "metric": METRIC[cfg.task], **out,
+    out = task.tune(cfg, probs, truth, thresholds, min_areas,
+                    bottom_thresholds)
+    return {"task": cfg.task, "metric": task.metric, **out,
             "images": int(len(probs))}
-
-
-def write_json(path, content):
-    """Writes JSON under a temporary name, then renames it into place."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(content, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
 
 
 def _describe(cfg, result, before):
@@ -301,15 +147,15 @@ def main(argv=None):
               f"out-of-fold predictions from {len(paths)} file(s)",
               flush=True)
         result = tune(cfg, probs, truth, thresholds, min_areas, bottoms)
-    except (OofError, ValueError) as e:  # ConfigError is a ValueError
+    except ValueError as e:  # OofError, TuneError, ConfigError
         return config_lib.report(e, args.config)
     name = result["metric"]
     print(f"{name} before: {result['metric_before']:.5f} "
           f"({_describe(cfg, result, True)})")
     print(f"{name} after:  {result['metric_after']:.5f} "
           f"({_describe(cfg, result, False)})")
-    path = os.path.join(cfg.output_dir, "postprocess.json")
-    write_json(path, result)
+    path = layout.RunLayout.of(cfg).path(layout.POSTPROCESS)
+    layout.write_json(path, result)
     print(os.path.abspath(path))
     return 0
 

@@ -1,7 +1,7 @@
 """The TFRecord schema: feature keys and file names, defined once.
 
 Imported by the writer (`tfrecords_tools.encode`, `tfrecords_tools.writer`)
-and by the reader (`kaggle_tf.data.records`, `kaggle_tf.data.tasks.*`), so
+and by the readers (`tfrecords_tools.decode`, `kaggle_tf.tasks.*`), so
 the two sides cannot drift apart. This module has no TensorFlow import.
 
 One record = one `tf.train.Example` per image (or per stacked sample):
@@ -23,7 +23,7 @@ One record = one `tf.train.Example` per image (or per stacked sample):
 | `series/id`       | bytes       | DICOM series (sequence tasks)            |
 | `image/position`  | float       | slice position along the series          |
 
-A task uses the keys it needs; `kaggle_tf.data.tasks.<task>` says which.
+A task uses the keys it needs; `kaggle_tf.tasks.<task>` says which.
 
 Example:
 

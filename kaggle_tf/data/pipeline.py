@@ -37,13 +37,13 @@ Example:
 
 import tensorflow as tf
 
+from kaggle_tf import tasks
 from kaggle_tf.data import records
-from kaggle_tf.data import tasks
+from kaggle_tf.data import sampling
 from tfrecords_tools import schema
 
 AUTOTUNE = tf.data.AUTOTUNE
 META_KEYS = ("id", "fold")
-SEGMENTATION_ARCHS = ("unet", "fpn")
 
 
 def _manifest(cfg):
@@ -123,7 +123,7 @@ def make_dataset(cfg, folds, training: bool, *, split: str = "train",
         keep = tf.constant(sorted(int(f) for f in folds), tf.int64)
         ds = ds.filter(lambda p: tf.reduce_any(
             tf.equal(tf.cast(p[schema.FOLD], tf.int64), keep)))
-    if hasattr(task, "expand"):
+    if task.expand is not None:
         ds = ds.flat_map(lambda p: task.expand(p, cfg, split))
 
     def decode(parsed):
@@ -143,8 +143,6 @@ def make_dataset(cfg, folds, training: bool, *, split: str = "train",
     if repeat:
         ds = ds.repeat()
     if sample_rate is not None:
-        from kaggle_tf.data import sampling
-
         ds = sampling.with_sample_rate(ds, sample_rate, seed)
     if not with_meta:
         ds = ds.map(_drop_meta)
@@ -168,13 +166,6 @@ def _augment(augmenter, batch):
     return out
 
 
-def target_key(cfg) -> str:
-    """`segmentation_masks` for U-Net/FPN models, else `labels`."""
-    if cfg.model.arch in SEGMENTATION_ARCHS:
-        return "segmentation_masks"
-    return "labels"
-
-
 def to_keras(ds, cfg):
     """Dict batches -> `(images, targets)` for `model.fit`.
 
@@ -187,7 +178,7 @@ def to_keras(ds, cfg):
     >>> ds = make_dataset(cfg, [1, 2], training=True)   # doctest: +SKIP
     >>> model.fit(to_keras(ds, cfg), steps_per_epoch=10)  # doctest: +SKIP
     """
-    key = target_key(cfg)
+    key = tasks.get(cfg.task).target_key(cfg)
     aux = key == "segmentation_masks" and cfg.model.aux_head
 
     def split(batch):

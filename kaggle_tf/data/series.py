@@ -34,7 +34,7 @@ TensorShape([2, 64, 512, 512, 3])
 import tensorflow as tf
 
 from kaggle_tf.data import records
-from kaggle_tf.data.tasks import rsna_ich
+from kaggle_tf import tasks
 
 PER_SLICE = ("image_bytes", "id", "labels", "position")
 # Series records are large (tens of slices): a smaller shuffle buffer.
@@ -85,14 +85,16 @@ def make_series_dataset(cfg, folds, training, batch_size=None,
         FileNotFoundError: no manifest or a missing shard.
         ValueError: another task, or no shard of `folds`.
     """
-    if cfg.task != "rsna_ich":
-        raise ValueError(f"make_series_dataset reads rsna_ich records. "
-                         f"Received: task={cfg.task!r}")
+    task = tasks.get(cfg.task)
+    if not task.series:
+        raise ValueError(f"make_series_dataset reads series records "
+                         f"(rsna_ich). Received: task={cfg.task!r}")
+
     batch_size = int(batch_size or cfg.train.batch_size)
     max_length = int(max_length or cfg.data.max_series_length)
     seed = cfg.seed if seed is None else seed
     drop_remainder = training if drop_remainder is None else drop_remainder
-    windows = rsna_ich.windows_of(cfg)
+    windows = task.windows(cfg)
     h, w = (int(v) for v in cfg.data.image_size)
     manifest = records.read_manifest(cfg.data.records_dir)
     records.check_manifest(manifest, cfg, cfg.data.records_dir)
@@ -113,13 +115,13 @@ def make_series_dataset(cfg, folds, training, batch_size=None,
                         seed=seed, reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
-    ds = ds.map(rsna_ich.parse_series, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.map(task.parse_series, num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.flat_map(lambda p: _chunks(p, max_length, training, seed))
 
     def decode(chunk):
         n = tf.shape(chunk["id"])[0]
         return {
-            "images": rsna_ich.decode_slices(chunk["image_bytes"], windows,
+            "images": task.decode_slices(chunk["image_bytes"], windows,
                                              (h, w)),
             "labels": chunk["labels"],
             "mask": tf.ones([n], tf.float32),
@@ -135,7 +137,7 @@ def make_series_dataset(cfg, folds, training, batch_size=None,
     ds = ds.padded_batch(
         batch_size,
         padded_shapes={"images": [max_length, h, w, c],
-                       "labels": [max_length, len(rsna_ich.CLASSES)],
+                       "labels": [max_length, len(task.classes)],
                        "mask": [max_length], "id": [max_length],
                        "index": [max_length], "position": [max_length],
                        "series": []},

@@ -37,10 +37,10 @@ def main(argv=None):
     except config_lib.ConfigError as e:
         return config_lib.report(e)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from kaggle_tf.export import saved_model
+    from kaggle_tf.export import run as export_run
 
     try:
-        path = saved_model.export(cfg, args.out, tta=args.tta, folds=folds,
+        path = export_run.export(cfg, args.out, tta=args.tta, folds=folds,
                                   version=args.version)
     except (config_lib.ConfigError, FileExistsError,
             FileNotFoundError) as e:

@@ -26,7 +26,7 @@ Example:
 
 import tensorflow as tf
 
-from kaggle_tf.data.tasks import rsna_ich
+from kaggle_tf import tasks
 from kaggle_tf.export import saved_model
 from kaggle_tf.inference import sequence as seq_inference
 
@@ -35,28 +35,34 @@ INPUT_IMAGES = "images"
 INPUT_MASK = "mask"
 
 
-def window_series(hu, image_size, windows):
-    """`(B, T, h0, w0)` HU -> `(B, T, H, W, len(windows))` in [0, 1]."""
+def window_series(task, hu, image_size, windows):
+    """`(B, T, h0, w0)` HU -> `(B, T, H, W, len(windows))` in [0, 1], with
+    the windowing of `task` (a series plugin of `kaggle_tf.tasks`)."""
     h, w = image_size
     shape = tf.shape(hu)
     flat = tf.reshape(hu, tf.concat([[-1], shape[2:4], [1]], axis=0))
     flat = tf.image.resize(flat, (h, w), method="bilinear")
-    x = rsna_ich.window_hu(flat, windows)
+    x = task.window_hu(flat, windows)
     return tf.reshape(x, tf.concat([shape[:2], [h, w, len(windows)]],
                                    axis=0))
 
 
-def export(cfg, out_dir, folds=None, version=None):
+def export(cfg, out_dir, tta=None, folds=None, version=None):
     """Writes `out_dir/<version>/` with both signatures; returns its path.
 
     Raises:
         FileExistsError: the version folder exists.
         FileNotFoundError: no trained folds.
+        ValueError: a TTA other than "none".
     """
+    if tta not in (None, "none"):
+        raise ValueError("--tta must be 'none' for model.arch="
+                         f"'sequence'. Received: {tta!r}")
+    task = tasks.get(cfg.task)
     model = seq_inference.series_ensemble(cfg, folds)
     version = version or saved_model.next_version(out_dir)
     h, w = (int(v) for v in cfg.data.image_size)
-    windows = rsna_ich.windows_of(cfg)
+    windows = task.windows(cfg)
     c = len(windows)
 
     def outputs(images, mask):
@@ -68,7 +74,7 @@ def export(cfg, out_dir, folds=None, version=None):
         tf.TensorSpec([None, None, None, None], tf.float32, name=INPUT_HU),
         tf.TensorSpec([None, None], tf.float32, name=INPUT_MASK)])
     def serving_default(hu, mask):
-        return outputs(window_series(hu, (h, w), windows), mask)
+        return outputs(window_series(task, hu, (h, w), windows), mask)
 
     @tf.function(input_signature=[
         tf.TensorSpec([None, None, h, w, c], tf.float32, name=INPUT_IMAGES),

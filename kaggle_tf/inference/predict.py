@@ -30,31 +30,25 @@ Example:
 >>> out["masks"].shape                         # (B, 256, 1600, 4)
 """
 
-import glob
-import json
 import os
 
 import keras
 import numpy as np
 
-from kaggle_tf import rle
-from kaggle_tf import submission
-from kaggle_tf import tta as tta_lib
+import kaggle_tf.models  # noqa: F401  (registers the custom layers)
+from kaggle_tf import augment  # noqa: F401  (in-model augmenters' layers)
+from kaggle_tf import config as config_lib
+from kaggle_tf import layout
+from kaggle_tf import tasks
+from kaggle_tf.data import pipeline
 from kaggle_tf.data import records
-from kaggle_tf.inference import fold as fold_lib
-from kaggle_tf.models.build import CLASSIFIERS
+from kaggle_tf.inference import bn_fold
+from kaggle_tf.inference import outputs
+from kaggle_tf.inference import tta as tta_lib
 from kaggle_tf.postprocess import gating as gating_lib
 from kaggle_tf.postprocess import thresholds as thresholds_lib
 from kaggle_tf.postprocess.params import per_class
 from kaggle_tf.postprocess.triplet import triplet
-
-SEGMENTATION = ("unet", "fpn")
-# Architectures whose BatchNormalization layers fold into their convs.
-FOLDABLE = SEGMENTATION + CLASSIFIERS
-# Original image sizes (H, W) where Kaggle's masks are fixed-size.
-ORIGINAL_SIZE = {"steel": (256, 1600), "siim": (1024, 1024)}
-RLE_CONVENTION = {"steel": "severstal", "siim": "siim"}
-LUMBAR_ROWS = 25
 
 
 def mask_size(cfg):
@@ -63,15 +57,7 @@ def mask_size(cfg):
     The raw images' size as the records' `manifest.json` recorded it (one
     size for the whole set), else Kaggle's fixed size for the task.
     """
-    if cfg.model.arch not in SEGMENTATION:
-        return None
-    path = os.path.join(cfg.data.records_dir, "manifest.json")
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            size = json.load(f).get("image_size")
-        if size:
-            return tuple(int(v) for v in size)
-    return ORIGINAL_SIZE.get(cfg.task)
+    return tasks.mask_size(cfg)
 
 
 def checkpoint_paths(cfg, folds=None):
@@ -83,40 +69,17 @@ def checkpoint_paths(cfg, folds=None):
             `<output_dir>/fold*` folder.
 
     Returns:
-        Paths of `.keras` files: per fold `best.keras` (`avg.keras` when
-        `callbacks.average_top_k` made one), or every top-k checkpoint
-        listed in `checkpoints.json` when `inference.checkpoints="top_k"`.
+        Paths of `.keras` files: per fold the checkpoint that represents
+        it (`kaggle_tf.layout`), or every top-k checkpoint listed in
+        `checkpoints.json` when `inference.checkpoints="top_k"`.
 
     Raises:
         FileNotFoundError: no checkpoint, or a listed one is missing.
     """
     if folds is None:
         folds = cfg.inference.folds
-    if folds is None:
-        dirs = sorted(d for d in glob.glob(os.path.join(cfg.output_dir,
-                                                        "fold*"))
-                      if os.path.isdir(d))
-    else:
-        dirs = [os.path.join(cfg.output_dir, f"fold{k}") for k in folds]
-    paths = []
-    for d in dirs:
-        if cfg.inference.checkpoints == "top_k":
-            from kaggle_tf.training import callbacks as cbs
-
-            entries = cbs.read_checkpoints(d)
-            paths.extend(os.path.join(d, e["file"]) for e in entries)
-        else:
-            avg = os.path.join(d, "avg.keras")
-            best = os.path.join(d, "best.keras")
-            paths.append(avg if cfg.callbacks.average_top_k
-                         and os.path.exists(avg) else best)
-    missing = [p for p in paths if not os.path.exists(p)]
-    if not paths or missing:
-        raise FileNotFoundError(
-            f"no trained checkpoints in {cfg.output_dir} "
-            f"(missing: {missing or 'fold*/best.keras'}); run "
-            "`python -m kaggle_tf.fit` first")
-    return paths
+    return layout.RunLayout.of(cfg).trained_checkpoints(
+        folds, cfg.inference.checkpoints)
 
 
 def load_postprocess(cfg):
@@ -129,10 +92,9 @@ def load_postprocess(cfg):
     params = {"thresholds": list(cfg.inference.thresholds),
               "min_area": list(cfg.inference.min_area),
               "triplet": cfg.inference.triplet, "source": "config"}
-    path = os.path.join(cfg.output_dir, "postprocess.json")
+    path = layout.RunLayout.of(cfg).path(layout.POSTPROCESS)
     if os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            tuned = json.load(f)
+        tuned = layout.read_json(path)
         for key in ("thresholds", "min_area", "triplet"):
             if tuned.get(key) is not None:
                 params[key] = tuned[key]
@@ -205,18 +167,13 @@ def load_members(cfg, paths, tta_mode):
         A list of Keras models mapping images to probabilities (dicts of
         them for models with an auxiliary head).
     """
-    import kaggle_tf.models  # noqa: F401  (registers the custom layers)
-
-    if cfg.augment.placement == "model":
-        import kaggle_tf.augment  # noqa: F401
     members = []
     for i, path in enumerate(paths):
         model = keras.saving.load_model(path, compile=False)
         shape = model.input_shape
         if tta_mode == "d4" and len(shape) == 4 and shape[1] != shape[2]:
             model = any_size(model)
-        if cfg.model.arch in FOLDABLE:
-            model = fold_lib.fold_batch_norms(model)
+        model = bn_fold.fold_batch_norms(model)
         model.name = f"member_{i}"
         members.append(tta_lib.wrap(model, tta_mode,
                                     activation=cfg.model.activation,
@@ -239,9 +196,6 @@ def ensemble_model(cfg, paths, tta_mode):
         segmentation (the `masks` output of models with an auxiliary
         head), `(batch, classes)` for classifiers.
     """
-    if cfg.model.arch == "sequence" and tta_mode != "none":
-        raise ValueError("TTA needs image models; model.arch='sequence' "
-                         f"takes tta='none'. Received: tta={tta_mode!r}")
     members = load_members(cfg, paths, tta_mode)
     inputs = keras.Input(shape=members[0].input_shape[1:], name="images")
     outs = [m(inputs) for m in members]
@@ -265,8 +219,6 @@ def classifier_config(cfg):
     path = cfg.inference.classifier_config
     if path is None:
         return None
-    from kaggle_tf import config as config_lib
-
     if not os.path.exists(path) and cfg.source:
         near = os.path.join(os.path.dirname(cfg.source), path)
         if os.path.exists(near):
@@ -318,19 +270,6 @@ def segmentation_masks(probs, params, class_probs=None,
     return probs, masks
 
 
-def class_labels(probs, thresholds, at_least_one=False):
-    """`probs > thresholds` as uint8; with `at_least_one` an empty row gets
-    its most probable class (an empty HPA prediction scores 0)."""
-    probs = np.asarray(probs, np.float32)
-    th = per_class(thresholds, probs.shape[-1], "inference.thresholds")
-    labels = probs > th
-    if at_least_one:
-        empty = ~labels.any(axis=-1)
-        top = np.argmax(probs, axis=-1)
-        labels[empty, top[empty]] = True
-    return labels.view(np.uint8)
-
-
 def postprocess(cfg, probs, params, class_probs=None, size="auto"):
     """Ensemble probabilities -> the outputs the SavedModel serves.
 
@@ -345,16 +284,15 @@ def postprocess(cfg, probs, params, class_probs=None, size="auto"):
         `{"probs", "masks"}` for segmentation (at Kaggle's mask size),
         `{"probs", "labels"}` for classification.
     """
-    if cfg.model.arch in SEGMENTATION:
+    task = tasks.get(cfg.task)
+    if task.predicts_masks(cfg):
         probs, masks = segmentation_masks(
             probs, params, class_probs,
             list(cfg.inference.classifier_threshold),
             mask_size(cfg) if size == "auto" else size)
         return {"probs": probs, "masks": masks}
     probs = np.asarray(probs, np.float32)
-    return {"probs": probs,
-            "labels": class_labels(probs, params["thresholds"],
-                                   at_least_one=cfg.task == "protein")}
+    return {"probs": probs, "labels": task.labels(probs, params["thresholds"])}
 
 
 class Predictor:
@@ -379,8 +317,8 @@ class Predictor:
         self.params = load_postprocess(cfg)
         self.mask_size = mask_size(cfg)
         self.classifier = None
-        clf_cfg = (classifier_config(cfg) if cfg.model.arch in SEGMENTATION
-                   else None)
+        clf_cfg = (classifier_config(cfg)
+                   if tasks.get(cfg.task).predicts_masks(cfg) else None)
         if clf_cfg is not None:
             self.classifier_cfg = clf_cfg
             self.classifier = ensemble_model(
@@ -445,20 +383,12 @@ def predict(cfg, tta=None, folds=None, save_probs=None):
     Returns:
         The path of `submission.csv`.
     """
-    from kaggle_tf.data import pipeline
-
-    if cfg.model.arch == "sequence":
-        from kaggle_tf.inference import sequence
-
-        if tta not in (None, "none"):
-            raise ValueError("--tta must be 'none' for model.arch="
-                             f"'sequence'. Received: {tta!r}")
-        return sequence.predict(cfg, folds, save_probs is not False)
+    task = tasks.get(cfg.task)
     predictor = Predictor(cfg, tta, folds)
     ds = pipeline.make_dataset(cfg, None, training=False, split="test",
                                with_meta=True,
                                batch_size=cfg.inference.batch_size)
-    seg = cfg.model.arch in SEGMENTATION
+    seg = task.predicts_masks(cfg)
     if save_probs is None:
         save_probs = not seg
     print(f"predicting the test set with {len(predictor.paths)} "
@@ -479,48 +409,9 @@ def predict(cfg, tta=None, folds=None, save_probs=None):
         out = postprocess(cfg, probs, predictor.params,
                           predictor.class_probs(images) if seg else None,
                           predictor.mask_size)
-        if seg:
-            _seg_rows(cfg, ids, out["masks"], predictions)
-        else:
-            _cls_rows(cfg, ids, out, predictions)
+        task.add_rows(predictions, ids, out)
         bar.add(len(ids))
-    out_path = os.path.join(cfg.output_dir, "submission.csv")
-    submission.write(cfg.task, cfg.data.raw_dir, predictions, out_path)
+    path = outputs.write_submission(cfg, predictions)
     if save_probs and all_probs:
-        save_test_probs(cfg, all_ids, np.concatenate(all_probs))
-    return out_path
-
-
-def save_test_probs(cfg, ids, probs):
-    """Writes `<output_dir>/test_probs.npz` (`ids`, float16 `probs`)
-    through a temporary name."""
-    final = os.path.join(cfg.output_dir, "test_probs.npz")
-    tmp = os.path.join(cfg.output_dir, f"test_probs.tmp-{os.getpid()}.npz")
-    np.savez_compressed(tmp, ids=np.asarray(ids),
-                        probs=np.asarray(probs, np.float16))
-    os.replace(tmp, final)
-
-
-def _seg_rows(cfg, ids, masks, predictions):
-    convention = RLE_CONVENTION[cfg.task]
-    for image_id, mask in zip(ids, masks):
-        if cfg.task == "steel":
-            for c in range(mask.shape[-1]):
-                predictions[(image_id, c + 1)] = rle.encode(
-                    mask[..., c], convention=convention)
-        else:
-            predictions[image_id] = rle.encode(mask[..., 0],
-                                               convention=convention)
-
-
-def _cls_rows(cfg, ids, out, predictions):
-    probs = out["probs"]
-    if cfg.task == "protein":
-        for image_id, row in zip(ids, out["labels"]):
-            predictions[image_id] = np.flatnonzero(row)
-    elif cfg.task == "rsna_lumbar":
-        for image_id, p in zip(ids, probs):
-            predictions[image_id] = np.asarray(p).reshape(LUMBAR_ROWS, -1)
-    else:
-        for image_id, p in zip(ids, probs):
-            predictions[image_id] = p
+        outputs.save_test_probs(cfg, all_ids, np.concatenate(all_probs))
+    return path

@@ -24,10 +24,13 @@ import os
 import keras
 import numpy as np
 
-from kaggle_tf import submission
-from kaggle_tf import tta as tta_lib
+import kaggle_tf.models  # noqa: F401  (registers the custom layers)
+from kaggle_tf import layout
+from kaggle_tf.data import pipeline
 from kaggle_tf.data import records
-from kaggle_tf.inference import predict as predict_lib
+from kaggle_tf.data import series as series_lib
+from kaggle_tf.inference import outputs
+from kaggle_tf.inference import tta as tta_lib
 from kaggle_tf.models import heads
 from kaggle_tf.training import sequence as seq_lib
 
@@ -38,15 +41,13 @@ def fold_paths(cfg, folds=None):
     Raises:
         FileNotFoundError: no trained sequence fold (or a named one missing).
     """
-    from kaggle_tf.training import run as run_lib
-
+    run = layout.RunLayout.of(cfg)
     wanted = folds if folds is not None else (
         cfg.inference.folds if cfg.inference.folds is not None
         else range(cfg.data.folds))
     pairs = []
     for k in wanted:
-        path = run_lib.fold_checkpoint(
-            cfg, os.path.join(cfg.output_dir, f"fold{k}"))
+        path = run.checkpoint(k)
         if not os.path.exists(path):
             if folds is not None or cfg.inference.folds is not None:
                 raise FileNotFoundError(f"fold {k} has no checkpoint {path}")
@@ -79,8 +80,6 @@ def series_model(slice_model, sequence_model, name="series_model"):
 
 def series_ensemble(cfg, folds=None):
     """The folds' `series_model`s merged by `inference.merge`."""
-    import kaggle_tf.models  # noqa: F401  (registers the custom layers)
-
     seq_lib.check_config(cfg)
     members = []
     for k, (clf_path, seq_path) in enumerate(fold_paths(cfg, folds)):
@@ -102,15 +101,19 @@ def series_ensemble(cfg, folds=None):
     return model
 
 
-def predict(cfg, folds=None, save_probs=True):
-    """Predicts the test series; writes `submission.csv`, `test_probs.npz`.
+def predict(cfg, tta=None, folds=None, save_probs=None):
+    """Predicts the test series; writes `submission.csv`, `test_probs.npz`
+    (unless `save_probs` is False).
 
     Returns:
         The path of `submission.csv`.
-    """
-    from kaggle_tf.data import pipeline
-    from kaggle_tf.data import series as series_lib
 
+    Raises:
+        ValueError: a TTA other than "none" (the LSTM sees whole series).
+    """
+    if tta not in (None, "none"):
+        raise ValueError("--tta must be 'none' for model.arch="
+                         f"'sequence'. Received: {tta!r}")
     model = series_ensemble(cfg, folds)
     # One series per batch: its slices already make a batch of T images.
     ds = series_lib.make_series_dataset(cfg, None, training=False,
@@ -130,10 +133,7 @@ def predict(cfg, folds=None, save_probs=True):
         ids.extend(records.id_strings(np.asarray(batch["id"])[keep]))
         bar.add(int(keep.sum()))
     probs = np.concatenate(probs)
-    out_path = os.path.join(cfg.output_dir, "submission.csv")
-    os.makedirs(cfg.output_dir, exist_ok=True)
-    submission.write(cfg.task, cfg.data.raw_dir, dict(zip(ids, probs)),
-                     out_path)
-    if save_probs:
-        predict_lib.save_test_probs(cfg, ids, probs)
-    return out_path
+    path = outputs.write_submission(cfg, dict(zip(ids, probs)))
+    if save_probs is not False:
+        outputs.save_test_probs(cfg, ids, probs)
+    return path

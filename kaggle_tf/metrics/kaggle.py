@@ -12,27 +12,22 @@ scores a whole set at once; none of them averages per batch.
 | rsna_ich    | `rsna_ich_log_loss`    | (N, 6) probabilities       | min  |
 | rsna_lumbar | `rsna_lumbar_log_loss` | (N, 25) ids, (N, 25, 3)    | min  |
 
-`score(task, truth, probs, cfg)` binarizes probabilities where a metric
-needs binary input and calls the right function.
+Which metric a competition uses, and how its out-of-fold probabilities are
+binarized for it, is the competition plugin's (`kaggle_tf.tasks`).
 """
-
-from typing import Optional
 
 import numpy as np
 
-ICH_SUBTYPES = ("epidural", "intraparenchymal", "intraventricular",
-                "subarachnoid", "subdural", "any")
+from tfrecords_tools.competitions import rsna_ich
+from tfrecords_tools.competitions import rsna_lumbar
+
+ICH_SUBTYPES = rsna_ich.CLASSES
 ICH_WEIGHTS = (1.0, 1.0, 1.0, 1.0, 1.0, 2.0)
 
-LUMBAR_CONDITIONS = ("spinal_canal_stenosis",
-                     "left_neural_foraminal_narrowing",
-                     "right_neural_foraminal_narrowing",
-                     "left_subarticular_stenosis",
-                     "right_subarticular_stenosis")
-LUMBAR_LEVELS = ("l1_l2", "l2_l3", "l3_l4", "l4_l5", "l5_s1")
+LUMBAR_CONDITIONS = rsna_lumbar.CONDITIONS
+LUMBAR_LEVELS = rsna_lumbar.LEVELS
 # The 25 columns of train.csv after study_id, in order.
-LUMBAR_COLUMNS = tuple(f"{c}_{level}" for c in LUMBAR_CONDITIONS
-                       for level in LUMBAR_LEVELS)
+LUMBAR_COLUMNS = rsna_lumbar.CLASSES
 LUMBAR_SEVERITIES = ("normal_mild", "moderate", "severe")
 # Sample weight of a row by its true severity.
 LUMBAR_WEIGHTS = (1.0, 2.0, 4.0)
@@ -44,14 +39,6 @@ LUMBAR_GROUPS = {
 }
 
 LOG_LOSS_EPS = 1e-15
-
-HIGHER_IS_BETTER = {
-    "steel": True,
-    "siim": True,
-    "protein": True,
-    "rsna_ich": False,
-    "rsna_lumbar": False,
-}
 
 _CHUNK = 64  # images per step when counting pixels
 
@@ -78,14 +65,6 @@ def _same_shape(truth, pred, ndim, layout, pred_name="pred"):
     if truth.shape[0] == 0:
         raise ValueError(f"`truth` is empty. Received: "
                          f"truth.shape={truth.shape}")
-
-
-def _task(task):
-    if task not in HIGHER_IS_BETTER:
-        raise ValueError(f"Unknown task {task!r}; the choices are "
-                         f"{', '.join(HIGHER_IS_BETTER)}. Received: "
-                         f"task={task!r}")
-    return task
 
 
 # --- segmentation ------------------------------------------------------------
@@ -378,17 +357,6 @@ def rsna_lumbar_log_loss(truth, prob, any_severe_weight=1.0):
 # --- task level --------------------------------------------------------------
 
 
-def higher_is_better(task):
-    """Whether a larger value of `task`'s metric is better.
-
-    Example:
-
-    >>> higher_is_better("steel"), higher_is_better("rsna_ich")
-    (True, False)
-    """
-    return HIGHER_IS_BETTER[_task(task)]
-
-
 def thresholds_for(cfg, classes):
     """Per-class thresholds from `cfg.inference.thresholds` (or 0.5)."""
     values = [0.5]
@@ -401,66 +369,3 @@ def thresholds_for(cfg, classes):
             f"`inference.thresholds` needs 1 or {classes} values. "
             f"Received: {values}")
     return np.asarray(values, dtype=np.float64)
-
-
-def _lumbar_truth(truth):
-    truth = np.asarray(truth)
-    if truth.ndim == 2 and np.issubdtype(truth.dtype, np.unsignedinteger):
-        # -1 (missing) stored as uint8 reads 255.
-        truth = np.where(truth == np.iinfo(truth.dtype).max, -1,
-                         truth.astype(np.int64))
-    return truth
-
-
-def score(task, truth, probs, cfg=None) -> float:
-    """Scores out-of-fold predictions with `task`'s Kaggle metric.
-
-    Segmentation and HPA predictions are binarized first: `probs > t`
-    with `t` per class from `cfg.inference.thresholds` (1 value or one per
-    class; 0.5 without a config). Post-processing such as min area or the
-    SIIM triplet is not applied here. A classifier trained on a
-    segmentation task (Severstal's gate, `(N, classes)` presence labels)
-    has no Kaggle metric of its own: it gets the macro F1 of presence.
-
-    Args:
-        task: "steel", "siim", "protein", "rsna_ich" or "rsna_lumbar".
-        truth: the labels as saved in `oof.npz` (see the metric functions;
-            for rsna_lumbar, uint8 255 reads as missing).
-        probs: probabilities of the same layout (rsna_lumbar:
-            `(N, 25, 3)` or `(N, 75)`).
-        cfg: a `Config`, or None for the defaults.
-
-    Returns:
-        The score (float); see `higher_is_better(task)`.
-
-    Example:
-
-    >>> truth = np.array([[1, 0], [0, 1]])
-    >>> probs = np.array([[0.9, 0.2], [0.4, 0.3]])
-    >>> score("protein", truth, probs)  # F1 1 and 0 at threshold 0.5
-    0.5
-    """
-    _task(task)
-    probs = np.asarray(probs, dtype=np.float64)
-    if task in ("steel", "siim", "protein"):
-        if task == "siim" and probs.ndim == 3:
-            probs = probs[..., None]
-        pred = probs > thresholds_for(cfg, probs.shape[-1])
-        if probs.ndim == 2:  # presence labels, whatever the task
-            return f1_macro(np.asarray(truth) >= 0.5, pred)
-        if task == "steel":
-            return mean_dice(np.asarray(truth) >= 0.5, pred)
-        if task == "siim":
-            return siim_dice(np.asarray(truth) >= 0.5, pred)
-        return f1_macro(np.asarray(truth) >= 0.5, pred)
-    if task == "rsna_ich":
-        truth = np.asarray(truth)
-        return rsna_ich_log_loss(truth.reshape(-1, 6), probs.reshape(-1, 6))
-    return rsna_lumbar_log_loss(_lumbar_truth(truth), probs)
-
-
-def score_terms(task, truth, probs, cfg=None) -> Optional[dict]:
-    """The parts of a score where the metric has some, else None."""
-    if _task(task) == "rsna_lumbar":
-        return rsna_lumbar_terms(_lumbar_truth(truth), probs)
-    return None

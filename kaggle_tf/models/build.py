@@ -32,6 +32,39 @@ _KEYS = {
 CLASSIFIERS = ("classifier", "series_classifier")
 
 
+# What each architecture outputs: per-pixel "masks" (segmentation),
+# per-image "labels" (classifiers) or per-slice "series" labels.
+OUTPUTS = {"unet": "masks", "fpn": "masks", "classifier": "labels",
+           "series_classifier": "labels", "sequence": "series"}
+
+
+def output_kind(arch):
+    """`"masks"`, `"labels"` or `"series"`: what `arch` predicts.
+
+    Example:
+
+    >>> output_kind("fpn"), output_kind("classifier")
+    ('masks', 'labels')
+    """
+    if arch not in OUTPUTS:
+        raise ValueError(f"model.arch must be one of {', '.join(OUTPUTS)}. "
+                         f"Received: arch={arch!r}")
+    return OUTPUTS[arch]
+
+
+def family(arch):
+    """`"image"` (one image -> masks or labels) or `"series"` (a series of
+    slices -> per-slice labels): which trainer, predictor and exporter
+    serve `arch`.
+
+    Example:
+
+    >>> family("unet"), family("sequence")
+    ('image', 'series')
+    """
+    return "series" if output_kind(arch) == "series" else "image"
+
+
 def is_classifier(arch):
     """Whether `arch` (a `model.arch` value) is an image classifier.
 

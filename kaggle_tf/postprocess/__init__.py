@@ -8,7 +8,7 @@
 
 `tune` searches those parameters on out-of-fold predictions
 (`python -m kaggle_tf.tune`). Everything here is numpy; the TF twins that
-run inside an exported SavedModel live in `kaggle_tf.export.postprocess_tf`.
+run inside an exported SavedModel live in `kaggle_tf.postprocess.tf_ops`.
 
 Example:
 

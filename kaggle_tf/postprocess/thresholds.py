@@ -7,7 +7,7 @@ removed instead, one by one.
 
 Thresholds are compared in float32 (float16 probabilities are promoted), or
 in float64 for float64 probabilities, the same as
-`kaggle_tf.export.postprocess_tf.apply_thresholds_tf`.
+`kaggle_tf.postprocess.tf_ops.apply_thresholds_tf`.
 """
 
 import numpy as np

@@ -57,6 +57,14 @@ def default_min_areas(height, width):
     return sorted(areas)
 
 
+def area_grid(min_areas, size):
+    """`min_areas` as a sorted grid of ints, or `default_min_areas(*size)`
+    when None."""
+    if min_areas is None:
+        return default_min_areas(*size)
+    return sorted(set(int(a) for a in min_areas))
+
+
 def _check_pair(probs, truth, ndim, layout):
     probs, truth = np.asarray(probs), np.asarray(truth)
     if probs.ndim != ndim or probs.shape != truth.shape:

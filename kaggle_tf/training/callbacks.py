@@ -1,13 +1,13 @@
 """Training callbacks: stage LR, top-k checkpoints by the Kaggle metric,
 learning curves as PNG, and a NaN stop that says what happened."""
 
-import json
 import math
 import os
 
 import keras
 import numpy as np
 
+from kaggle_tf import layout
 from kaggle_tf.training import schedules
 
 
@@ -83,8 +83,8 @@ class TopKCheckpoint(keras.callbacks.Callback):
         self.k = k
         self.epoch_offset = epoch_offset
         self.stage = stage
-        self.index_path = os.path.join(directory, "checkpoints.json")
-        self.entries = read_checkpoints(directory)
+        self.index_path = os.path.join(directory, layout.CHECKPOINTS)
+        self.entries = layout.read_checkpoints(directory)
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
@@ -113,17 +113,8 @@ class TopKCheckpoint(keras.callbacks.Callback):
                 os.remove(path)
         self.entries = self.entries[:self.k]
         if self.entries[0]["file"] == name:
-            save_model(self.model, os.path.join(self.directory, "best.keras"))
-        write_json(self.index_path, self.entries)
-
-
-def read_checkpoints(directory):
-    """The `checkpoints.json` entries of a fold folder, best first."""
-    path = os.path.join(directory, "checkpoints.json")
-    if not os.path.exists(path):
-        return []
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+            save_model(self.model, os.path.join(self.directory, layout.BEST))
+        layout.write_json(self.index_path, self.entries)
 
 
 def save_model(model, path):
@@ -131,19 +122,6 @@ def save_model(model, path):
     tmp = f"{path[:-len('.keras')]}.tmp-{os.getpid()}.keras"
     model.save(tmp)
     os.replace(tmp, path)
-
-
-def write_json(path, obj):
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2, default=_json_default)
-    os.replace(tmp, path)
-
-
-def _json_default(value):
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    raise TypeError(f"not JSON serializable: {type(value).__name__}")
 
 
 class NaNGuard(keras.callbacks.Callback):

@@ -12,7 +12,11 @@ import os
 import keras
 import numpy as np
 
-from kaggle_tf.training import callbacks as cbs
+from kaggle_tf import layout
+from kaggle_tf import losses
+from kaggle_tf.data import pipeline
+from kaggle_tf.training import image
+from kaggle_tf.training import optimizers
 
 
 class LRRangeTest(keras.callbacks.Callback):
@@ -62,16 +66,13 @@ def suggest(lrs, smoothed, skip_start=2, skip_end=1):
 
 def run(cfg, start_lr=1e-7, end_lr=1.0, steps=None):
     """Runs the range test; returns {"lrs", "losses", "suggested_lr"}."""
-    from kaggle_tf import losses
-    from kaggle_tf.data import pipeline
-    from kaggle_tf.training import run as run_lib
 
     keras.utils.set_random_seed(cfg.seed)
     os.makedirs(cfg.output_dir, exist_ok=True)
     train_folds = list(range(1, cfg.data.folds))
     steps = steps or cfg.train.steps_per_epoch or 100
-    model = run_lib.build_model(cfg)
-    model.compile(optimizer=run_lib.make_optimizer(cfg, start_lr, model),
+    model = image.build_model(cfg)
+    model.compile(optimizer=optimizers.make_optimizer(cfg, start_lr, model),
                   loss=losses.build(cfg.loss),
                   jit_compile=cfg.train.jit_compile)
     ds = pipeline.make_dataset(cfg, train_folds, training=True,
@@ -82,7 +83,7 @@ def run(cfg, start_lr=1e-7, end_lr=1.0, steps=None):
     lr = suggest(test.lrs, test.smoothed)
     result = {"lrs": test.lrs, "losses": test.losses,
               "smoothed": test.smoothed, "suggested_lr": lr}
-    cbs.write_json(os.path.join(cfg.output_dir, "lr_find.json"), result)
+    layout.write_json(os.path.join(cfg.output_dir, "lr_find.json"), result)
     plot(result, os.path.join(cfg.output_dir, "lr_find.png"))
     print(f"suggested learning rate: {lr:.3g} "
           f"(plot: {os.path.join(cfg.output_dir, 'lr_find.png')})")

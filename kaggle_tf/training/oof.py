@@ -9,7 +9,14 @@ import os
 import keras
 import numpy as np
 
+from kaggle_tf import layout
+from kaggle_tf import tasks
 from kaggle_tf.data import records
+
+
+class OofError(ValueError):
+    """Missing or malformed out-of-fold files; the message names the file.
+    """
 
 
 def to_probs(outputs, activation="sigmoid"):
@@ -24,15 +31,10 @@ def to_probs(outputs, activation="sigmoid"):
     return keras.ops.convert_to_numpy(x)
 
 
-def target_key(cfg):
-    return ("segmentation_masks" if cfg.model.arch in ("unet", "fpn")
-            else "labels")
-
-
 def predict_dataset(model, ds, cfg):
     """Runs `model` over a `with_meta` dataset; returns ids, probs, truth."""
     ids, probs, truth = [], [], []
-    key = target_key(cfg)
+    key = tasks.get(cfg.task).target_key(cfg)
     for batch in ds:
         out = model(batch["images"], training=False)
         probs.append(to_probs(out, cfg.model.activation).astype(np.float16))
@@ -50,10 +52,56 @@ def save(path, ids, probs, truth):
 
 
 def load(path):
-    with np.load(path, allow_pickle=False) as f:
-        return f["ids"], f["probs"], f["truth"]
+    """(ids, probs, truth) of one `oof.npz`.
+
+    Raises:
+        OofError: an unreadable file, a missing key or mismatched lengths.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            missing = [k for k in ("ids", "probs", "truth")
+                       if k not in f.files]
+            if missing:
+                raise OofError(f"{path}: missing key '{missing[0]}' "
+                               f"(has: {', '.join(f.files)})")
+            part = f["ids"], f["probs"], f["truth"]
+    except OofError:
+        raise
+    except Exception as e:  # unreadable file: name it
+        raise OofError(f"{path}: cannot read ({e})") from None
+    n = len(part[1])
+    if len(part[0]) != n or len(part[2]) != n:
+        raise OofError(
+            f"{path}: ids, probs and truth need the same length. "
+            f"Received: {len(part[0])}, {n}, {len(part[2])}")
+    return part
 
 
 def concatenate(paths):
-    parts = [load(p) for p in paths]
+    """Joins `oof.npz` files: (ids, probs, truth); shapes must agree."""
+    parts = []
+    for path in paths:
+        part = load(path)
+        if parts and (part[1].shape[1:] != parts[0][1].shape[1:]
+                      or part[2].shape[1:] != parts[0][2].shape[1:]):
+            raise OofError(
+                f"{path}: probs/truth shapes {part[1].shape[1:]}/"
+                f"{part[2].shape[1:]} differ from {paths[0]} "
+                f"({parts[0][1].shape[1:]}/{parts[0][2].shape[1:]})")
+        parts.append(part)
     return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))
+
+
+def load_run(output_dir):
+    """A run's out-of-fold predictions: `<output_dir>/oof.npz`, else its
+    folds' files joined. Returns (ids, probs, truth, paths).
+
+    Raises:
+        OofError: no out-of-fold file, or a malformed one.
+    """
+    paths = layout.RunLayout(output_dir).oof_paths()
+    if not paths:
+        raise OofError(
+            f"no out-of-fold predictions in {output_dir}: expected oof.npz "
+            "or fold*/oof.npz (written by `python -m kaggle_tf.fit`)")
+    return (*concatenate(paths), paths)

@@ -36,25 +36,30 @@ import keras
 import numpy as np
 
 from kaggle_tf import config as config_lib
-from kaggle_tf import losses
+from kaggle_tf import layout
 from kaggle_tf import models
+from kaggle_tf import tasks
+from kaggle_tf.data import pipeline
 from kaggle_tf.data import records
-from kaggle_tf.metrics import kaggle as kaggle_metrics
+from kaggle_tf.data import series as series_lib
 from kaggle_tf.models import classifier as classifier_lib
-from kaggle_tf.training import callbacks as cbs
 from kaggle_tf.training import oof as oof_lib
+from kaggle_tf.training import optimizers
+from kaggle_tf.training import stages
 
-EMBEDDINGS_FILE = "embeddings.npz"
+# Layers that `freeze_encoder` freezes: an image encoder inside the model,
+# and the recurrent layers (then only the head trains).
+ENCODER_PREFIXES = ("encoder", "rnn_")
 
 
 # --- config --------------------------------------------------------------------
 
 def check_config(cfg):
     """Raises a `ConfigError` naming the key when stage two cannot run."""
-    if cfg.task != "rsna_ich":
+    if not tasks.get(cfg.task).series:
         raise config_lib.ConfigError(
-            "model.arch='sequence' runs over RSNA ICH series. Received: "
-            f"task={cfg.task!r}")
+            "model.arch='sequence' runs over series records (RSNA ICH). "
+            f"Received: task={cfg.task!r}")
     if not cfg.model.embedding_model:
         raise config_lib.ConfigError(
             "model.arch='sequence' needs `model.embedding_model`, the "
@@ -72,11 +77,9 @@ def classifier_checkpoint(cfg, fold):
     Raises:
         FileNotFoundError: the classifier has no trained fold `fold`.
     """
-    folder = os.path.join(cfg.model.embedding_model, f"fold{fold}")
-    for name in ("avg.keras", "best.keras"):
-        path = os.path.join(folder, name)
-        if os.path.exists(path):
-            return path
+    path = layout.RunLayout(cfg.model.embedding_model).checkpoint(fold)
+    if os.path.exists(path):
+        return path
     raise FileNotFoundError(
         f"model.embedding_model: no trained classifier for fold {fold} in "
         f"{cfg.model.embedding_model} (train it first, e.g. python -m "
@@ -105,9 +108,7 @@ def slice_model(path, cfg=None):
 
 
 def _channels(cfg):
-    from kaggle_tf.data.tasks import rsna_ich
-
-    return len(rsna_ich.windows_of(cfg))
+    return len(tasks.get(cfg.task).windows(cfg))
 
 
 # --- embeddings -----------------------------------------------------------------
@@ -130,14 +131,10 @@ def embed_series(cfg, model, folds=None, split="train", batch_size=None,
         `embeddings` (N, D) float32, `logits` (N, 6) float32, `labels`
         (N, 6) int8.
     """
-    from kaggle_tf.data import series as series_lib
-
     batch_size = int(batch_size or cfg.inference.batch_size)
     fold_list = [None] if split == "test" or folds is None else list(folds)
     parts = {k: [] for k in ("ids", "series", "index", "fold", "embeddings",
                              "logits", "labels")}
-    from kaggle_tf.data import pipeline
-
     total = pipeline.count_records(
         cfg, None if split == "test" else folds, split=split)
     bar = keras.utils.Progbar(total, unit_name="slice") if verbose else None
@@ -176,7 +173,7 @@ def embed_series(cfg, model, folds=None, split="train", batch_size=None,
 def cached_embeddings(cfg, fold, fold_dir):
     """`embed_series` of every training series with fold `fold`'s
     classifier, cached in `fold_dir/embeddings.npz` (atomic write)."""
-    path = os.path.join(fold_dir, EMBEDDINGS_FILE)
+    path = os.path.join(fold_dir, layout.EMBEDDINGS)
     if os.path.exists(path):
         with np.load(path, allow_pickle=False) as f:
             return {k: f[k] for k in f.files}
@@ -304,7 +301,7 @@ class SeriesKaggleMetric(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         rows, probs = predict_windows(self.model, self.batches)
         truth = self.batches.data["labels"][rows]
-        value = kaggle_metrics.score(self.task, truth, probs)
+        value = tasks.score(self.task, truth, probs)
         if logs is not None:
             logs["val_kaggle_metric"] = float(value)
 
@@ -338,11 +335,14 @@ def split_windows(cfg, data, fold):
 # --- training ---------------------------------------------------------------------
 
 def train_fold(cfg, fold):
-    """Trains the sequence model of fold `fold`; returns its folder."""
-    from kaggle_tf.training import run as run_lib
+    """Trains the sequence model of fold `fold`; returns its folder.
 
+    The shared stage loop (`training.stages`) runs it: every stage option
+    of the image trainer applies (plateau, TensorBoard, resume after a
+    kill, `freeze_encoder` (the recurrent layers), loss weights).
+    """
     check_config(cfg)
-    fold_dir = os.path.join(cfg.output_dir, f"fold{fold}")
+    fold_dir = layout.RunLayout.of(cfg).fold_dir(fold)
     os.makedirs(fold_dir, exist_ok=True)
     data = cached_embeddings(cfg, fold, fold_dir)
     keras.utils.set_random_seed(cfg.seed)
@@ -355,80 +355,37 @@ def train_fold(cfg, fold):
     val = SeriesBatches(data, val_windows, cfg.train.batch_size)
     steps = cfg.train.steps_per_epoch or len(train)
     model = build_model(cfg, data["embeddings"].shape[-1])
-    history_path = os.path.join(fold_dir, "history.csv")
-    epoch_offset = 0
-    for s, stage in enumerate(run_lib.resolve_stages(cfg)):
-        done_marker = os.path.join(fold_dir, f"stage{s}.done")
-        stage_weights = os.path.join(fold_dir, f"stage{s}.weights.h5")
-        if os.path.exists(done_marker):
-            model.load_weights(stage_weights)
-            epoch_offset += stage.epochs
-            continue
-        best = os.path.join(fold_dir, "best.keras")
-        if s > 0 and stage.from_previous_best and os.path.exists(best):
-            run_lib._copy_weights_from(model, best)
-        lr = stage.lr if stage.lr is not None else cfg.optimizer.lr
-        model.compile(optimizer=run_lib.make_optimizer(cfg, lr),
-                      loss=losses.build(cfg.loss),
-                      jit_compile=cfg.train.jit_compile)
-        callbacks = [
-            cbs.NaNGuard(),
-            cbs.StageLR(stage.scheduler, lr, stage.epochs, steps,
-                        min_lr=stage.min_lr,
-                        restart_epochs=stage.restart_epochs),
-            SeriesKaggleMetric(val, cfg.task),
-            cbs.TopKCheckpoint(fold_dir, cfg.callbacks.monitor,
-                               run_lib.monitor_mode(cfg), cfg.callbacks.top_k,
-                               epoch_offset=epoch_offset, stage=s),
-            run_lib.HistoryLogger(history_path, s, epoch_offset),
-        ]
-        if cfg.callbacks.early_stopping_patience:
-            callbacks.append(keras.callbacks.EarlyStopping(
-                monitor=cfg.callbacks.monitor, mode=run_lib.monitor_mode(cfg),
-                patience=cfg.callbacks.early_stopping_patience))
-        print(f"fold {fold} stage {s}: {stage.epochs} epoch(s) x {steps} "
-              f"steps over {len(train_windows)} series windows, lr {lr:g} "
-              f"({stage.scheduler})", flush=True)
-        model.fit(train, validation_data=val, epochs=stage.epochs,
-                  steps_per_epoch=steps, callbacks=callbacks,
-                  verbose=cfg.train.verbose)
-        if callbacks[0].message:
-            raise FloatingPointError(
-                f"fold {fold} stage {s}: {callbacks[0].message}")
-        tmp = f"{stage_weights[:-len('.weights.h5')]}.tmp.weights.h5"
-        model.save_weights(tmp)
-        os.replace(tmp, stage_weights)
-        open(done_marker, "w").close()
-        epoch_offset += stage.epochs
-    if os.path.exists(history_path):
-        cbs.plot_history(history_path, os.path.join(fold_dir, "history.png"))
-    if cfg.callbacks.average_top_k:
-        run_lib.average_checkpoints(fold_dir,
-                                    os.path.join(fold_dir, "avg.keras"))
-    return fold_dir
+
+    def compile_model(model, stage, lr, loss):
+        model.compile(optimizer=optimizers.make_optimizer(cfg, lr),
+                      loss=loss, jit_compile=cfg.train.jit_compile)
+
+    def data_for_stage(stage):
+        return stages.StageData(
+            train=train, validation=val, steps=steps,
+            callbacks=[SeriesKaggleMetric(val, cfg.task)],
+            note=f" over {len(train_windows)} series windows")
+
+    return stages.fit_stages(cfg, fold, model, fold_dir, compile_model,
+                             data_for_stage, ENCODER_PREFIXES)
 
 
 def evaluate_fold(cfg, fold, fold_dir):
     """Fold `fold`'s per-slice probabilities -> oof.npz, metrics.json."""
-    from kaggle_tf.training import run as run_lib
-
     data = cached_embeddings(cfg, fold, fold_dir)
     _, val_windows = split_windows(cfg, data, fold)
-    path = run_lib.fold_checkpoint(cfg, fold_dir)
+    path = layout.RunLayout.of(cfg).checkpoint(fold)
     model = keras.saving.load_model(path, compile=False)
     rows, probs = predict_windows(
         model, SeriesBatches(data, val_windows, cfg.train.batch_size))
     ids, truth = data["ids"][rows], data["labels"][rows]
-    oof_lib.save(os.path.join(fold_dir, "oof.npz"), ids,
+    oof_lib.save(os.path.join(fold_dir, layout.OOF), ids,
                  probs.astype(np.float16), truth.astype(np.int8))
-    score = kaggle_metrics.score(cfg.task, truth, probs, cfg)
-    before = kaggle_metrics.score(cfg.task, truth, _sigmoid(
-        data["logits"][rows]), cfg)
-    result = {"fold": fold, "checkpoint": os.path.basename(path),
-              "images": int(len(ids)), "kaggle_metric": float(score),
-              "slice_classifier_metric": float(before),
-              "checkpoints": cbs.read_checkpoints(fold_dir)}
-    cbs.write_json(os.path.join(fold_dir, "metrics.json"), result)
+    score = tasks.score(cfg.task, truth, probs, cfg)
+    before = tasks.score(cfg.task, truth, _sigmoid(data["logits"][rows]),
+                         cfg)
+    result = stages.fold_result(cfg, fold, fold_dir, path, ids, score,
+                                slice_classifier_metric=float(before))
     print(f"fold {fold}: slice classifier {before:.5f} -> sequence "
           f"{score:.5f}", flush=True)
     return result

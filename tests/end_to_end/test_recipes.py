@@ -413,13 +413,13 @@ def test_siim_stages_ran_in_order(siim_run):
 @pytest.mark.parametrize("name", ["siim_seunet.json", "siim_resnet50.json",
                                   "siim_albunet_public.json"])
 def test_siim_variants_load_and_build(name):
-    from kaggle_tf.training import run as run_lib
+    from kaggle_tf.training import image as image_trainer
 
     cfg = config.load(os.path.join(ROOT, "configs", name),
                       ["data.image_size=[64,64]"])
     base = config.load(os.path.join(ROOT, "configs", "siim.json"))
     assert cfg.task == "siim" and cfg.output_dir != base.output_dir
-    model = run_lib.build_model(cfg)
+    model = image_trainer.build_model(cfg)
     assert model.output_shape == (None, 64, 64, 1)
     assert cfg.model.encoder in model.name
     names = [layer.name for layer in model.layers]

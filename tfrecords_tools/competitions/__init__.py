@@ -56,7 +56,7 @@ Functions (no TensorFlow import at module level: workers stay light):
   inspect shows the first image with the mask overlaid
   (`tfrecords_tools.draw.default_draw`).
 
-The reader side lives in `kaggle_tf/data/tasks/<task>.py` (parse spec and
+The training side lives in `kaggle_tf/tasks/<task>.py` (parse spec and
 decode for tf.data) and shares the keys of `tfrecords_tools.schema`.
 
 Example:
@@ -69,8 +69,15 @@ Example:
 """
 
 import importlib
+import os
+import pkgutil
 
-TASKS = ("steel", "siim", "protein", "rsna_ich", "rsna_lumbar")
+# The one list of tasks: every module of this package is a competition.
+# The config schema, the training-side plugins (`kaggle_tf.tasks`) and the
+# CLIs all read it from here.
+TASKS = tuple(sorted(
+    m.name for m in pkgutil.iter_modules([os.path.dirname(__file__)])
+    if not m.name.startswith("_")))
 KINDS = ("segmentation", "classification", "sequence")
 REQUIRED = ("CLASSES", "KIND", "FOLD_STRATEGY", "make_sample",
             "list_items", "encode_item")

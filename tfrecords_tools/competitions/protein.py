@@ -30,9 +30,9 @@ from tfrecords_tools.items import BadInput
 from tfrecords_tools.items import Item
 from tfrecords_tools.readers import csv_table
 from tfrecords_tools.readers import image_file
-from tfrecords_tools.competitions.sampling import random_hex
-from tfrecords_tools.competitions.sampling import sample_size
-from tfrecords_tools.competitions.sampling import write_lines
+from tfrecords_tools.synthetic import random_hex
+from tfrecords_tools.synthetic import sample_size
+from tfrecords_tools.synthetic import write_lines
 
 CLASSES = (
     "Nucleoplasm", "Nuclear membrane", "Nucleoli", "Nucleoli fibrillar "

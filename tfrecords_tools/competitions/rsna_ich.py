@@ -47,9 +47,9 @@ from tfrecords_tools.items import BadInput
 from tfrecords_tools.items import Item
 from tfrecords_tools.readers import csv_table
 from tfrecords_tools.readers import dicom as dicom_reader
-from tfrecords_tools.competitions.sampling import random_hex
-from tfrecords_tools.competitions.sampling import sample_size
-from tfrecords_tools.competitions.sampling import write_lines
+from tfrecords_tools.synthetic import random_hex
+from tfrecords_tools.synthetic import sample_size
+from tfrecords_tools.synthetic import write_lines
 
 CLASSES = ("epidural", "intraparenchymal", "intraventricular",
            "subarachnoid", "subdural", "any")

@@ -52,8 +52,8 @@ from tfrecords_tools.items import BadInput
 from tfrecords_tools.items import Item
 from tfrecords_tools.readers import csv_table
 from tfrecords_tools.readers import dicom as dicom_reader
-from tfrecords_tools.competitions.sampling import sample_size
-from tfrecords_tools.competitions.sampling import write_lines
+from tfrecords_tools.synthetic import sample_size
+from tfrecords_tools.synthetic import write_lines
 
 CONDITIONS = ("spinal_canal_stenosis", "left_neural_foraminal_narrowing",
               "right_neural_foraminal_narrowing",

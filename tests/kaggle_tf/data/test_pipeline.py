@@ -211,10 +211,7 @@ def test_sample_rate_on_unbatched_repeated_stream(steel_records,
 
     fake = types.ModuleType("kaggle_tf.data.sampling")
     fake.with_sample_rate = with_sample_rate
-    monkeypatch.setitem(sys.modules, "kaggle_tf.data.sampling", fake)
-    import kaggle_tf.data
-
-    monkeypatch.setattr(kaggle_tf.data, "sampling", fake, raising=False)
+    monkeypatch.setattr(pipeline, "sampling", fake)
     ds = pipeline.make_dataset(cfg, [0, 1], training=True, sample_rate=0.5)
     assert calls == [(0.5, cfg.seed, (64, 400, 3))]
     for batch in ds.take(4):

@@ -1,4 +1,4 @@
-"""kaggle_tf.data.tasks.protein through the pipeline."""
+"""kaggle_tf.tasks.protein through the pipeline."""
 
 import csv
 

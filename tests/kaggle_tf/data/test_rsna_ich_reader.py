@@ -1,4 +1,4 @@
-"""kaggle_tf.data.tasks.rsna_ich: series expanded into windowed slices."""
+"""kaggle_tf.tasks.rsna_ich: series expanded into windowed slices."""
 
 import csv
 import os
@@ -8,7 +8,7 @@ import pytest
 
 from kaggle_tf import config
 from kaggle_tf.data import pipeline
-from kaggle_tf.data.tasks import rsna_ich as reader
+from kaggle_tf.tasks import rsna_ich as reader
 from tfrecords_tools import convert
 from tfrecords_tools import dicom
 from tfrecords_tools.competitions import rsna_ich

@@ -1,4 +1,4 @@
-"""kaggle_tf.data.tasks.rsna_lumbar: stacks as channels, severity tensors."""
+"""kaggle_tf.tasks.rsna_lumbar: stacks as channels, severity tensors."""
 
 import csv
 import io

@@ -1,4 +1,4 @@
-"""kaggle_tf.data.tasks.siim through the pipeline, against the raw files."""
+"""kaggle_tf.tasks.siim through the pipeline, against the raw files."""
 
 import glob
 import os

@@ -9,6 +9,7 @@ import tensorflow as tf
 import tiny_runs
 
 from kaggle_tf.data import records
+from kaggle_tf.export import run as export_run
 from kaggle_tf.export import saved_model
 from kaggle_tf.inference import predict
 
@@ -41,7 +42,7 @@ def protein_export(tmp_path_factory, blobs):
     assert top[2] - top[1] > 1e-4
     (root / "run" / "postprocess.json").write_text(json.dumps(
         {"thresholds": [float((top[1] + top[2]) / 2)]}))
-    path = saved_model.export(cfg, str(root / "exports"), version=7)
+    path = export_run.export(cfg, str(root / "exports"), version=7)
     return cfg, path, images, probs
 
 

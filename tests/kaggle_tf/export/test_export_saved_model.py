@@ -15,6 +15,7 @@ import tiny_runs
 from tensorflow_serving.apis import predict_pb2
 
 from kaggle_tf.data import records
+from kaggle_tf.export import run as export_run
 from kaggle_tf.export import saved_model
 from kaggle_tf.inference import predict
 
@@ -257,7 +258,7 @@ def test_versions(steel_export, tmp_path):
         (tmp_path / name).mkdir()
     assert saved_model.next_version(str(tmp_path)) == 4
     with pytest.raises(FileExistsError, match="immutable"):
-        saved_model.export(steel_export[0], str(tmp_path), version=3)
+        export_run.export(steel_export[0], str(tmp_path), version=3)
 
 
 def test_cli_without_checkpoints_writes_nothing(tmp_path, capsys):

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 
 from kaggle_tf import models
-from kaggle_tf.inference import fold
+from kaggle_tf.inference import bn_fold as fold
 
 
 def randomize_batch_norms(model, seed=0):

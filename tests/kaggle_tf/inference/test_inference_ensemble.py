@@ -11,6 +11,7 @@ import pytest
 import tiny_runs
 
 from kaggle_tf import models
+from kaggle_tf import tasks
 from kaggle_tf.inference import predict
 
 
@@ -148,10 +149,11 @@ def test_triplet_and_labels(steel_run, x):
     np.testing.assert_array_equal(masks, want)
     p = np.array([[0.1, 0.7, 0.2], [0.3, 0.2, 0.1]], np.float32)
     np.testing.assert_array_equal(
-        predict.class_labels(p, [0.5], at_least_one=True),
+        tasks.get("protein").labels(p, [0.5]),
         [[0, 1, 0], [1, 0, 0]])
-    np.testing.assert_array_equal(predict.class_labels(p, [0.5, 0.5, 0.05]),
-                                  [[0, 1, 1], [0, 0, 1]])
+    np.testing.assert_array_equal(
+        tasks.get("steel").labels(p, [0.5, 0.5, 0.05]),
+        [[0, 1, 1], [0, 0, 1]])
 
 
 def bilinear(x, size):

@@ -8,6 +8,7 @@ import pytest
 from sklearn.metrics import f1_score
 from sklearn.metrics import log_loss
 
+from kaggle_tf import tasks
 from kaggle_tf.config.schema import Config
 from kaggle_tf.metrics import kaggle
 
@@ -245,16 +246,16 @@ def test_score_binarizes_with_config_thresholds():
     truth = random_masks((4, 5, 6, 4), 9).astype(np.uint8)
     probs = rng.random((4, 5, 6, 4)).astype(np.float16)
     cfg = Config()
-    assert kaggle.score("steel", truth, probs) == pytest.approx(
+    assert tasks.score("steel", truth, probs) == pytest.approx(
         kaggle.mean_dice(truth, probs > 0.5))
     cfg = dataclasses.replace(cfg, inference=dataclasses.replace(
         cfg.inference, thresholds=[0.3, 0.5, 0.7, 0.9]))
     t = np.array([0.3, 0.5, 0.7, 0.9])
-    assert kaggle.score("steel", truth, probs, cfg) == pytest.approx(
+    assert tasks.score("steel", truth, probs, cfg) == pytest.approx(
         kaggle.mean_dice(truth, probs.astype(float) > t))
     with pytest.raises(ValueError, match="inference.thresholds"):
-        kaggle.score("protein", np.zeros((2, 3)), np.zeros((2, 3)), cfg)
-    siim = kaggle.score("siim", truth[..., :1], probs[..., :1])
+        tasks.score("protein", np.zeros((2, 3)), np.zeros((2, 3)), cfg)
+    siim = tasks.score("siim", truth[..., :1], probs[..., :1])
     assert siim == pytest.approx(
         kaggle.siim_dice(truth[..., 0], probs[..., 0] > 0.5))
 
@@ -265,8 +266,8 @@ def test_score_presence_labels_of_a_segmentation_task():
     truth = (rng.random((12, 4)) > 0.5).astype(np.int8)
     probs = rng.random((12, 4)).astype(np.float16)
     want = f1_score(truth, probs > 0.5, average="macro", zero_division=0)
-    assert kaggle.score("steel", truth, probs) == pytest.approx(want)
-    assert kaggle.score("siim", truth[:, :1], probs[:, :1]) == \
+    assert tasks.score("steel", truth, probs) == pytest.approx(want)
+    assert tasks.score("siim", truth[:, :1], probs[:, :1]) == \
         pytest.approx(f1_score(truth[:, 0], probs[:, 0] > 0.5))
 
 
@@ -274,22 +275,22 @@ def test_score_other_tasks():
     rng = np.random.default_rng(10)
     truth = (rng.random((9, 28)) > 0.7).astype(np.uint8)
     probs = rng.random((9, 28))
-    assert kaggle.score("protein", truth, probs) == pytest.approx(
+    assert tasks.score("protein", truth, probs) == pytest.approx(
         f1_score(truth, probs > 0.5, average="macro", zero_division=0))
     ich_truth = (rng.random((9, 6)) > 0.5).astype(np.uint8)
     ich_probs = rng.uniform(0.05, 0.95, (9, 6))
-    assert kaggle.score("rsna_ich", ich_truth, ich_probs) == pytest.approx(
+    assert tasks.score("rsna_ich", ich_truth, ich_probs) == pytest.approx(
         kaggle.rsna_ich_log_loss(ich_truth, ich_probs))
     lumbar_truth, lumbar_probs = lumbar_case(seed=11)
     stored = lumbar_truth.astype(np.uint8)  # -1 saved as uint8 is 255
-    assert kaggle.score("rsna_lumbar", stored, lumbar_probs) == \
+    assert tasks.score("rsna_lumbar", stored, lumbar_probs) == \
         pytest.approx(kaggle.rsna_lumbar_log_loss(lumbar_truth,
                                                   lumbar_probs))
-    with pytest.raises(ValueError, match="choices are steel"):
-        kaggle.score("mnist", truth, probs)
+    with pytest.raises(ValueError, match="choices are protein"):
+        tasks.score("mnist", truth, probs)
 
 
 def test_higher_is_better():
-    assert [kaggle.higher_is_better(t) for t in (
+    assert [tasks.higher_is_better(t) for t in (
         "steel", "siim", "protein", "rsna_ich", "rsna_lumbar")] == [
         True, True, True, False, False]

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from kaggle_tf import metrics
+from kaggle_tf import tasks
 from kaggle_tf.config.schema import Config
 from kaggle_tf.metrics import kaggle
 
@@ -173,7 +174,7 @@ def test_build_in_jit_compiled_evaluate(task):
     else:
         y = (rng.random((n,) + out_shape) > 0.6).astype("float32")
     model = _model(in_shape, out_shape)
-    built = metrics.build(task)
+    built = tasks.metrics(task)
     assert built[0].name == "kaggle_metric"
     model.compile(optimizer=keras.optimizers.SGD(0.0),
                   loss=lambda t, p: keras.ops.mean(p * p), metrics=built,
@@ -184,9 +185,9 @@ def test_build_in_jit_compiled_evaluate(task):
     history = model.fit(x, y, batch_size=3, epochs=1, verbose=0)
     logits = keras.ops.convert_to_numpy(model(x)).astype(float)
     if task == "rsna_lumbar":
-        want = kaggle.score(task, y.astype(int), softmax(logits))
+        want = tasks.score(task, y.astype(int), softmax(logits))
     else:
-        want = kaggle.score(task, y, sigmoid(logits))
+        want = tasks.score(task, y, sigmoid(logits))
     assert logs["kaggle_metric"] == pytest.approx(want, rel=1e-5, abs=1e-6)
     assert history.history["kaggle_metric"][0] == pytest.approx(
         want, rel=1e-5, abs=1e-6)
@@ -199,16 +200,16 @@ def test_build_reads_the_config():
         loss=dataclasses.replace(cfg.loss, from_logits=False),
         inference=dataclasses.replace(cfg.inference,
                                       thresholds=[0.1, 0.2, 0.3, 0.4, 0.5]))
-    (metric,) = metrics.build("protein", cfg)
+    (metric,) = tasks.metrics("protein", cfg)
     assert isinstance(metric, metrics.F1Macro)
     assert metric.num_classes == 5 and metric.from_logits is False
     assert metric.threshold == [0.1, 0.2, 0.3, 0.4, 0.5]
-    assert isinstance(metrics.build("rsna_lumbar")[0],
+    assert isinstance(tasks.metrics("rsna_lumbar")[0],
                       metrics.RsnaLumbarLogLoss)
-    assert metrics.names() == ["protein", "rsna_ich", "rsna_lumbar", "siim",
-                               "steel"]
+    assert list(tasks.names()) == ["protein", "rsna_ich", "rsna_lumbar",
+                                   "siim", "steel"]
     with pytest.raises(ValueError, match="choices are protein"):
-        metrics.build("mnist")
+        tasks.metrics("mnist")
 
 
 def test_classifier_on_a_segmentation_task_gets_presence_f1():
@@ -217,7 +218,7 @@ def test_classifier_on_a_segmentation_task_gets_presence_f1():
     cfg = Config(task="steel")
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(
         cfg.model, arch="classifier", classes=4))
-    (metric,) = metrics.build("steel", cfg)
+    (metric,) = tasks.metrics("steel", cfg)
     assert isinstance(metric, metrics.F1Macro)
     assert metric.num_classes == 4 and metric.name == "kaggle_metric"
     truth = np.array([[1, 0, 0, 1], [0, 0, 1, 1], [1, 0, 0, 0]], "float32")
@@ -226,7 +227,7 @@ def test_classifier_on_a_segmentation_task_gets_presence_f1():
     metric.update_state(truth, logits)
     assert float(metric.result()) == pytest.approx(
         kaggle.f1_macro(truth, logits > 0), abs=1e-6)
-    assert isinstance(metrics.build("steel", Config())[0], metrics.MeanDice)
+    assert isinstance(tasks.metrics("steel", Config())[0], metrics.MeanDice)
 
 
 def test_bad_arguments_raise():
@@ -245,7 +246,7 @@ def test_bad_arguments_raise():
 def test_saved_model_file_reloads_metrics(tmp_path):
     model = _model((4,), (28,))
     model.compile(optimizer="sgd", loss="binary_crossentropy",
-                  metrics=metrics.build("protein"))
+                  metrics=tasks.metrics("protein"))
     x = np.zeros((2, 4), "float32")
     y = np.zeros((2, 28), "float32")
     model.evaluate(x, y, verbose=0)

@@ -13,7 +13,7 @@ from kaggle_tf import config
 from kaggle_tf import losses
 from kaggle_tf import models
 from kaggle_tf.config import ConfigError
-from kaggle_tf.inference import fold as fold_lib
+from kaggle_tf.inference import bn_fold as fold_lib
 from kaggle_tf.models import blocks
 from kaggle_tf.models import encoders
 from kaggle_tf.models import weights
@@ -21,7 +21,8 @@ from kaggle_tf.models.build import is_classifier
 from kaggle_tf.models.classifier import SeriesClassifier
 from kaggle_tf.models.classifier import embedding_model
 from kaggle_tf.training import optimizers
-from kaggle_tf.training import run
+from kaggle_tf.training import image
+from kaggle_tf.training import optimizers
 from model_helpers import randomize
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
@@ -252,13 +253,13 @@ def test_lumbar_recipe_builds_one_encoder_per_stack_in_channel_order():
     assert cfg.model.series_channels is None
     assert is_classifier(cfg.model.arch) and is_classifier("classifier")
     assert not is_classifier("unet") and not is_classifier("sequence")
-    model = run.build_model(cfg)
+    model = image.build_model(cfg)
     assert model.output.shape == (None, 25, 3)
     # Channel order is Sagittal T1, Sagittal T2/STIR, Axial T2, whatever
     # the order of the keys in data.stack_slices.
     assert [model.get_layer(f"encoder_series{i}").input_shape[-1]
             for i in range(3)] == [2, 3, 5]
-    assert run.model_config(cfg).series_channels == [2, 3, 5]
+    assert image.model_config(cfg).series_channels == [2, 3, 5]
 
 
 def test_models_build_takes_the_config_keys():
@@ -319,14 +320,14 @@ def test_short_fit_with_lumbar_loss_and_encoder_lr_mult():
     cfg = config.load(LUMBAR, SMALL + ["optimizer.encoder_lr_mult=0.1",
                                        "train.grad_accum_steps=1"])
     keras.utils.set_random_seed(0)
-    model = run.build_model(cfg)
+    model = image.build_model(cfg)
     paths = optimizers.encoder_variable_paths(model)
     encoder_layers = optimizers.encoder_layers(model)
     assert [layer.name for layer in encoder_layers] == [
         "encoder_series0", "encoder_series1", "encoder_series2"]
     before = {layer.name: [w.numpy().copy() for w in layer.trainable_weights]
               for layer in encoder_layers}
-    model.compile(optimizer=run.make_optimizer(cfg, 1e-3, model),
+    model.compile(optimizer=optimizers.make_optimizer(cfg, 1e-3, model),
                   loss=losses.build(cfg.loss))
     assert model.optimizer.encoder_lr_mult == 0.1
     assert set(model.optimizer.encoder_variables) == set(paths)
@@ -343,11 +344,11 @@ def test_short_fit_with_lumbar_loss_and_encoder_lr_mult():
 
 def test_freeze_encoder_freezes_every_series():
     cfg = config.load(LUMBAR, SMALL)
-    model = run.build_model(cfg)
-    run.set_encoder_trainable(model, False)
+    model = image.build_model(cfg)
+    image.set_encoder_trainable(model, False)
     assert [w.path for w in model.trainable_weights] == [
         "head_fc/kernel", "head_fc/bias"]
-    run.set_encoder_trainable(model, True)
+    image.set_encoder_trainable(model, True)
     assert len(model.trainable_weights) > 2
 
 

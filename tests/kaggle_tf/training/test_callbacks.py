@@ -5,7 +5,8 @@ import keras
 import numpy as np
 
 from kaggle_tf.training import callbacks as cbs
-from kaggle_tf.training import run as run_lib
+from kaggle_tf import layout
+from kaggle_tf.training import stages
 
 
 def tiny_model(seed):
@@ -37,7 +38,7 @@ def test_top_k_keeps_the_k_best_by_the_metric(tmp_path):
 def test_top_k_min_mode(tmp_path):
     cb = cbs.TopKCheckpoint(str(tmp_path), "val_kaggle_metric", "min", k=2)
     drive(cb, tiny_model(0), [0.3, 0.1, 0.2, 0.5])
-    entries = cbs.read_checkpoints(str(tmp_path))
+    entries = layout.read_checkpoints(str(tmp_path))
     assert [e["score"] for e in entries] == [0.1, 0.2]
 
 
@@ -47,10 +48,10 @@ def test_average_of_checkpoints_is_the_mean_of_weights(tmp_path):
         m = tiny_model(seed)
         cbs.save_model(m, str(tmp_path / f"ckpt-{i}.keras"))
         weights.append(m.get_weights())
-    cbs.write_json(str(tmp_path / "checkpoints.json"),
+    layout.write_json(str(tmp_path / "checkpoints.json"),
                    [{"file": f"ckpt-{i}.keras", "score": 1.0 - i / 10,
                      "epoch": i, "stage": 0} for i in range(3)])
-    out = run_lib.average_checkpoints(str(tmp_path), str(tmp_path / "a.keras"))
+    out = stages.average_checkpoints(str(tmp_path), str(tmp_path / "a.keras"))
     avg = keras.saving.load_model(out).get_weights()
     for j in range(len(avg)):
         np.testing.assert_allclose(

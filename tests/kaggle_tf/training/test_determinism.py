@@ -25,6 +25,7 @@ import pandas as pd
 import pytest
 
 from kaggle_tf import config as config_lib
+from kaggle_tf.training import image
 from kaggle_tf.training import run
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
@@ -107,7 +108,7 @@ def test_same_seed_same_batches_and_initial_weights(tmp_path, raw,
 
     def initial_weights():
         keras.utils.set_random_seed(cfg.seed)
-        return run.build_model(cfg).get_weights()
+        return image.build_model(cfg).get_weights()
 
     for a, b in zip(first_batches(), first_batches()):
         assert sorted(a) == sorted(b)

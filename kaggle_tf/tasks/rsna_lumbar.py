@@ -1,4 +1,11 @@
-"""RSNA lumbar records -> examples: slice stacks as channels, severities.
+"""RSNA 2024 lumbar spine: 25 conditions x 3 severities per study.
+
+Metric: the weighted log loss of the competition (weights 1/2/4 by true
+severity, plus any-severe-spinal). Submission: `row_id` =
+`<study>_<condition>_<level>` with `normal_mild,moderate,severe`.
+No post-processing to tune.
+
+Records -> examples: slice stacks as channels, severities.
 
 A record holds one study (see `tfrecords_tools.competitions.rsna_lumbar`):
 the Sagittal T1, Sagittal T2/STIR and Axial T2 stacks of
@@ -26,14 +33,21 @@ Example:
 ['fold', 'image/encoded', 'image/id', 'labels']
 """
 
+import dataclasses
+
+import keras
+import numpy as np
 import tensorflow as tf
 
-from kaggle_tf.data import records
+from kaggle_tf.metrics import kaggle as kaggle_metrics
+from kaggle_tf.metrics import streaming
+from kaggle_tf.tasks import base
+from tfrecords_tools import decode as records
 from tfrecords_tools import schema
+from tfrecords_tools.competitions import rsna_lumbar
 from tfrecords_tools.competitions.rsna_lumbar import CLASSES
 from tfrecords_tools.competitions.rsna_lumbar import SERIES_TYPES
 
-KIND = "classification"
 SEVERITIES = 3
 LABEL_WIDTH = len(CLASSES) * 4  # 25 severities + 25 x 3 coordinates
 
@@ -99,3 +113,81 @@ def decode(parsed: dict, cfg, split: str, manifest: dict = None) -> dict:
         out.update(labels=onehot, severity=severity, label_mask=mask,
                    coordinates=coordinates)
     return out
+
+
+def _stored_truth(truth):
+    truth = np.asarray(truth)
+    if truth.ndim == 2 and np.issubdtype(truth.dtype, np.unsignedinteger):
+        # -1 (missing) stored as uint8 reads 255.
+        truth = np.where(truth == np.iinfo(truth.dtype).max, -1,
+                         truth.astype(np.int64))
+    return truth
+
+
+class RsnaLumbar(base.ClassificationTask):
+    name = "rsna_lumbar"
+    classes = CLASSES
+    metric = "rsna_lumbar_log_loss"
+    higher_is_better = False
+    sample_submission = rsna_lumbar.SAMPLE_SUBMISSION
+
+    def features(self, split):
+        return features(split)
+
+    def decode(self, parsed, cfg, split, manifest=None):
+        return decode(parsed, cfg, split, manifest)
+
+    def model_config(self, cfg):
+        """A `series_classifier`'s null `series_channels` filled from
+        `data.stack_slices`, in channel order."""
+        if getattr(cfg.model, "series_channels", 0) is None:
+            return dataclasses.replace(cfg.model,
+                                       series_channels=stack_sizes(cfg))
+        return cfg.model
+
+    def adapt_model(self, model):
+        """75 logits -> (25, 3): a softmax over each row's severities."""
+        if model.output.shape[-1] != len(CLASSES) * SEVERITIES:
+            return model
+        logits = keras.layers.Reshape((len(CLASSES), SEVERITIES),
+                                      name="severity_logits")(model.output)
+        return keras.Model(model.input, logits, name=model.name)
+
+    def score(self, truth, probs, cfg=None):
+        return kaggle_metrics.rsna_lumbar_log_loss(
+            _stored_truth(truth), np.asarray(probs, dtype=np.float64))
+
+    def score_terms(self, truth, probs, cfg=None):
+        return kaggle_metrics.rsna_lumbar_terms(_stored_truth(truth), probs)
+
+    def streaming_metric(self, cfg=None):
+        return streaming.RsnaLumbarLogLoss(from_logits=base.from_logits(cfg),
+                                           name=base.KAGGLE_METRIC)
+
+    def add_rows(self, predictions, ids, outputs):
+        """{study_id: (25, 3) probabilities}."""
+        for image_id, p in zip(ids, outputs["probs"]):
+            predictions[image_id] = np.asarray(p).reshape(len(CLASSES), -1)
+
+    def fill(self, sample, path, predictions):
+        """predictions: {study_id: (25, 3) array, rows in train.csv's
+        column order}; each row renormalized to sum to 1."""
+        out = sample.copy()
+        rows = []
+        for row_id in out["row_id"]:
+            study, rest = row_id.split("_", 1)
+            if study not in predictions:
+                base.missing(path, f"study {study}")
+            p = np.asarray(predictions[study][CLASSES.index(rest)],
+                           dtype=np.float64)
+            rows.append(p / p.sum())
+        rows = np.asarray(rows)
+        for j, col in enumerate(rsna_lumbar.SUBMISSION_COLUMNS):
+            out[col] = rows[:, j]
+        return out
+
+    def check_values(self, df, path):
+        base.check_probabilities(df, path)
+
+
+TASK = RsnaLumbar()

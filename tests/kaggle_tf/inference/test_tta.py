@@ -2,7 +2,7 @@ import numpy as np
 import keras
 import pytest
 
-from kaggle_tf import tta
+from kaggle_tf.inference import tta
 
 
 def conv_model(shape=(16, 16, 3), classes=2, seed=0):

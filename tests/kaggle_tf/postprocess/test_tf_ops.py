@@ -1,12 +1,12 @@
-"""export.postprocess_tf: the TF twins give the numpy results exactly."""
+"""postprocess.tf_ops: the TF twins give the numpy results exactly."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from kaggle_tf.export.postprocess_tf import apply_thresholds_tf
-from kaggle_tf.export.postprocess_tf import gating_tf
-from kaggle_tf.export.postprocess_tf import triplet_tf
+from kaggle_tf.postprocess.tf_ops import apply_thresholds_tf
+from kaggle_tf.postprocess.tf_ops import gating_tf
+from kaggle_tf.postprocess.tf_ops import triplet_tf
 from kaggle_tf.postprocess import gating
 from kaggle_tf.postprocess import thresholds
 from kaggle_tf.postprocess import triplet

@@ -1,4 +1,9 @@
-"""RSNA ICH records -> examples: slices of a series, windowed HU.
+"""RSNA intracranial hemorrhage: 6 labels per CT slice, series in order.
+
+Metric: the weighted multilabel log loss (`any` weighs 2). Submission:
+`ID_<slice>_<subtype>,Label` rows. No post-processing to tune.
+
+Records -> examples: slices of a series, windowed HU.
 
 A record holds one DICOM series in slice order (see
 `tfrecords_tools.competitions.rsna_ich`): T 16-bit PNGs of `HU + 32768`,
@@ -18,12 +23,16 @@ Example:
 array([0. , 0.5, 1. ], dtype=float32)
 """
 
+import numpy as np
 import tensorflow as tf
 
+from kaggle_tf.metrics import kaggle as kaggle_metrics
+from kaggle_tf.metrics import streaming
+from kaggle_tf.tasks import base
 from tfrecords_tools import schema
+from tfrecords_tools.competitions import rsna_ich
 from tfrecords_tools.competitions.rsna_ich import CLASSES
 
-KIND = "sequence"
 HU_OFFSET = 32768.0
 # Used when `cfg.data.windows` is empty: the full CT range in one channel.
 FULL_RANGE = ((1024.0, 4096.0),)
@@ -172,3 +181,64 @@ def decode(parsed: dict, cfg, split: str, manifest: dict = None) -> dict:
         out["labels"] = tf.ensure_shape(parsed[schema.LABELS],
                                         (len(CLASSES),))
     return out
+
+
+class RsnaIch(base.Task):
+    name = "rsna_ich"
+    classes = CLASSES
+    kind = "sequence"
+    metric = "rsna_ich_log_loss"
+    higher_is_better = False
+    sample_submission = rsna_ich.SAMPLE_SUBMISSION
+    series = True
+
+    def features(self, split):
+        return features(split)
+
+    def expand(self, parsed, cfg, split):
+        return expand(parsed, cfg, split)
+
+    def decode(self, parsed, cfg, split, manifest=None):
+        return decode(parsed, cfg, split, manifest)
+
+    # --- whole series (kaggle_tf.data.series) ---------------------------
+    def windows(self, cfg):
+        """`cfg.data.windows` as (center, width) pairs (see `windows_of`)."""
+        return windows_of(cfg)
+
+    def parse_series(self, serialized):
+        return parse_series(serialized)
+
+    def decode_slices(self, pngs, windows, image_size):
+        return decode_slices(pngs, windows, image_size)
+
+    def window_hu(self, hu, windows):
+        return window_hu(hu, windows)
+
+    def score(self, truth, probs, cfg=None):
+        truth = np.asarray(truth)
+        probs = np.asarray(probs, dtype=np.float64)
+        return kaggle_metrics.rsna_ich_log_loss(truth.reshape(-1, 6),
+                                                probs.reshape(-1, 6))
+
+    def streaming_metric(self, cfg=None):
+        return streaming.RsnaIchLogLoss(from_logits=base.from_logits(cfg),
+                                        name=base.KAGGLE_METRIC)
+
+    def fill(self, sample, path, predictions):
+        """predictions: {image_id: 6 probabilities in CLASSES order}."""
+        out = sample.copy()
+        values = []
+        for key in out["ID"]:
+            image_id, subtype = key.rsplit("_", 1)
+            if image_id not in predictions:
+                base.missing(path, f"image {image_id}")
+            values.append(float(predictions[image_id][CLASSES.index(subtype)]))
+        out["Label"] = values
+        return out
+
+    def check_values(self, df, path):
+        base.check_probabilities(df, path)
+
+
+TASK = RsnaIch()

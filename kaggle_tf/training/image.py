@@ -1,0 +1,166 @@
+"""The trainer of image models: U-Net / FPN, classifiers, series classifiers.
+
+`train_fold(cfg, fold)` streams the other folds' records through
+`kaggle_tf.data.pipeline` (augmentation in the dataset or in the model,
+the sliding sample rate per stage or per epoch) and runs the shared stage
+loop (`training.stages`); `evaluate_fold` predicts the fold's validation
+images into `oof.npz` and scores them with the task's Kaggle metric.
+
+Example:
+
+>>> model = build_model(cfg)                      # doctest: +SKIP
+>>> fold_dir = train_fold(cfg, 0)                 # doctest: +SKIP
+"""
+
+import math
+import os
+
+import keras
+
+from kaggle_tf import augment
+from kaggle_tf import layout
+from kaggle_tf import models
+from kaggle_tf import tasks
+from kaggle_tf.data import pipeline
+from kaggle_tf.data import sampling
+from kaggle_tf.training import augmented
+from kaggle_tf.training import oof as oof_lib
+from kaggle_tf.training import optimizers
+from kaggle_tf.training import stages
+from kaggle_tf.training.distribution import get_strategy
+
+
+def input_shape(cfg):
+    h, w = cfg.data.image_size
+    return (h, w, cfg.data.channels)
+
+
+def model_config(cfg):
+    """`cfg.model` with the task's defaults filled in (e.g. RSNA lumbar's
+    series_channels from data.stack_slices)."""
+    return tasks.get(cfg.task).model_config(cfg)
+
+
+def build_model(cfg):
+    """The config's model, in the layout of the task's targets (RSNA
+    lumbar's logits come out as (25, 3))."""
+    task = tasks.get(cfg.task)
+    return task.adapt_model(models.build(model_config(cfg),
+                                         input_shape(cfg)))
+
+
+def set_encoder_trainable(model, trainable):
+    """Freezes or unfreezes the layers of the model's encoder."""
+    stages.set_encoder_trainable(model, trainable)
+
+
+def _epoch_steps(cfg, folds, batch_size):
+    n = pipeline.count_records(cfg, folds)
+    if n == 0:
+        raise ValueError(f"no training records in folds {folds} of "
+                         f"{cfg.data.records_dir}")
+    if cfg.train.steps_per_epoch:
+        return cfg.train.steps_per_epoch
+    return max(n // batch_size, 1)
+
+
+def _sample_rate_setup(cfg, stage):
+    """(rate for make_dataset, callbacks) of a stage's sliding sample rate."""
+    if stage.sample_rate is not None:
+        return stage.sample_rate, []
+    if cfg.sampling.schedule:
+        import tensorflow as tf
+
+        rate = tf.Variable(cfg.sampling.schedule[0], trainable=False,
+                           dtype="float32")
+        return rate, [sampling.SampleRateScheduler(rate,
+                                                   cfg.sampling.schedule)]
+    return None, []
+
+
+def augmenter_of(cfg):
+    """The config's augmenter, or None (relative transform paths are
+    looked up next to the config)."""
+    if not cfg.augment.transforms:
+        return None
+    base = os.path.dirname(cfg.source) if cfg.source else None
+    return augment.build(cfg.augment, base_dir=base)
+
+
+def _jit(cfg, in_model_augmenter=None):
+    """`train.jit_compile`, off when an in-model augmenter cannot compile."""
+    jit = cfg.train.jit_compile
+    if in_model_augmenter is not None and jit is not False and not getattr(
+            in_model_augmenter, "xla_compatible", True):
+        if jit is True:
+            print("train.jit_compile: the in-model augmenter has ops XLA "
+                  "cannot compile; training without XLA", flush=True)
+        return False
+    return jit
+
+
+def setup(cfg):
+    """Seeds, determinism and the mixed-precision policy of a fold."""
+    keras.utils.set_random_seed(cfg.seed)
+    if cfg.train.deterministic:
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+    if cfg.train.mixed_precision:
+        keras.mixed_precision.set_global_policy(cfg.train.mixed_precision)
+
+
+def train_fold(cfg, fold):
+    """Trains fold `fold` through every stage; returns the fold folder."""
+    run = layout.RunLayout.of(cfg)
+    fold_dir = run.fold_dir(fold)
+    os.makedirs(fold_dir, exist_ok=True)
+    setup(cfg)
+    strategy = get_strategy(cfg.train.strategy)
+    batch = cfg.train.batch_size * strategy.num_replicas_in_sync
+    train_folds = [f for f in range(cfg.data.folds) if f != fold]
+    steps = _epoch_steps(cfg, train_folds, batch)
+    augmenter = augmenter_of(cfg)
+    in_model = augmenter is not None and cfg.augment.placement == "model"
+    with strategy.scope():
+        model = build_model(cfg)
+        if in_model:
+            model = augmented.wrap(model, augmenter)
+    task = tasks.get(cfg.task)
+
+    def compile_model(model, stage, lr, loss):
+        with strategy.scope():
+            model.compile(
+                optimizer=optimizers.make_optimizer(cfg, lr, model),
+                loss=loss, metrics=task.metrics(cfg),
+                jit_compile=_jit(cfg, augmenter if in_model else None))
+
+    def data_for_stage(stage):
+        rate, rate_callbacks = _sample_rate_setup(cfg, stage)
+        train_ds = pipeline.make_dataset(
+            cfg, train_folds, training=True, sample_rate=rate,
+            augmenter=None if in_model else augmenter, batch_size=batch)
+        val_ds = pipeline.make_dataset(cfg, [fold], training=False,
+                                       batch_size=batch)
+        return stages.StageData(
+            train=pipeline.to_keras(train_ds, cfg),
+            validation=pipeline.to_keras(val_ds, cfg), steps=steps,
+            validation_steps=cfg.train.validation_steps or max(
+                math.ceil(pipeline.count_records(cfg, [fold]) / batch), 1),
+            callbacks=rate_callbacks)
+
+    return stages.fit_stages(cfg, fold, model, fold_dir, compile_model,
+                             data_for_stage)
+
+
+def evaluate_fold(cfg, fold, fold_dir):
+    """Predicts the fold's validation images; writes oof.npz, metrics.json."""
+    path = layout.RunLayout.of(cfg).checkpoint(fold)
+    model = keras.saving.load_model(path, compile=False)
+    val_ds = pipeline.make_dataset(cfg, [fold], training=False,
+                                   batch_size=cfg.train.batch_size,
+                                   with_meta=True)
+    ids, probs, truth = oof_lib.predict_dataset(model, val_ds, cfg)
+    oof_lib.save(os.path.join(fold_dir, layout.OOF), ids, probs, truth)
+    score = tasks.score(cfg.task, truth, probs, cfg)
+    return stages.fold_result(cfg, fold, fold_dir, path, ids, score)
