@@ -57,6 +57,13 @@ def get(task):
         if not isinstance(plugin, Task) or plugin.name != task:
             raise ValueError(f"kaggle_tf.tasks.{task} must define TASK, a "
                              f"kaggle_tf.tasks.base.Task named {task!r}")
+        converter = competitions.get(task)
+        if (plugin.kind != converter.KIND
+                or tuple(plugin.classes) != tuple(converter.CLASSES)):
+            raise ValueError(
+                f"kaggle_tf.tasks.{task} and tfrecords_tools.competitions."
+                f"{task} disagree on the kind or the classes: "
+                f"{plugin.kind!r} / {converter.KIND!r}")
         _PLUGINS[task] = plugin
     return _PLUGINS[task]
 

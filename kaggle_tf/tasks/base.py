@@ -28,6 +28,7 @@ each kind; a plugin overrides what its competition does differently.
 
 import numpy as np
 
+from kaggle_tf.config import ConfigError
 from kaggle_tf.metrics import kaggle as kaggle_metrics
 from kaggle_tf.metrics import streaming
 from kaggle_tf.models.build import output_kind
@@ -57,8 +58,6 @@ def from_logits(cfg):
 def config_param(values, classes, key, dtype=np.float32):
     """Per-class values of `inference.<key>`; bad lengths are config
     errors naming the key."""
-    from kaggle_tf.config import ConfigError
-
     try:
         return per_class(values, classes, f"inference.{key}", dtype)
     except ValueError as e:

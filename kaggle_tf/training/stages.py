@@ -19,6 +19,7 @@ finished stage is skipped. Afterwards: history.png, the top-k average
 """
 
 import dataclasses
+import importlib.util
 import os
 import shutil
 
@@ -28,6 +29,7 @@ import numpy as np
 from kaggle_tf import layout
 from kaggle_tf import losses
 from kaggle_tf import tasks
+from kaggle_tf.config import ConfigError
 from kaggle_tf.config.schema import StageConfig
 from kaggle_tf.training import augmented
 from kaggle_tf.training import callbacks as cbs
@@ -129,6 +131,15 @@ class HistoryLogger(keras.callbacks.Callback):
         os.replace(tmp, self.path)
 
 
+def check_tensorboard():
+    """`callbacks.tensorboard` needs the tensorboard package, which
+    tensorflow-cpu does not bring."""
+    if importlib.util.find_spec("tensorboard") is None:
+        raise ConfigError("`callbacks.tensorboard` needs the tensorboard "
+                          "package: pip install tensorboard (or set "
+                          "callbacks.tensorboard false)")
+
+
 def stage_callbacks(cfg, fold_dir, s, stage, steps, epoch_offset,
                     extra=()):
     """The callbacks of stage `s` (NaNGuard first)."""
@@ -154,6 +165,7 @@ def stage_callbacks(cfg, fold_dir, s, stage, steps, epoch_offset,
             monitor=cfg.callbacks.monitor, mode=mode,
             patience=cfg.callbacks.early_stopping_patience))
     if cfg.callbacks.tensorboard:
+        check_tensorboard()
         callbacks.append(keras.callbacks.TensorBoard(
             os.path.join(fold_dir, "logs")))
     if cfg.callbacks.backup:
