@@ -25,7 +25,10 @@ Example:
 
 import importlib
 
-TASKS = ("steel", "siim", "protein", "rsna_ich", "rsna_lumbar")
+from tfrecords_tools import competitions
+
+# One task list: the converter's plugins (tfrecords_tools.competitions).
+TASKS = competitions.names()
 
 
 def names() -> tuple:
