@@ -211,8 +211,9 @@ def _check_model_keys(cfg, layers):
     it is the final `model.arch`: a child recipe that switches the arch
     does not inherit its parent's arch-specific keys as errors.
     """
+    if not any(isinstance(layer.get("model"), dict) for _, layer in layers):
+        return  # only defaults: nothing to check
     build_lib = importlib.import_module("kaggle_tf.models.build")
-
     arch = cfg.model.arch
     allowed = build_lib.config_keys(arch)
     current = ModelConfig.arch  # the default
