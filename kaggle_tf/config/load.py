@@ -162,14 +162,18 @@ def load(path, overrides=None):
         path: the JSON config file.
         overrides: `"dotted.key=value"` strings; values parse as JSON.
 
+    Old key names (`schema.RENAMED`) are read as the new ones, with a
+    `DeprecationWarning` naming both and the file. A `model` key that
+    `model.arch` does not take is an error when the recipe, a parent of
+    the same arch, or `--set` sets it (defaults never count).
+
     Returns:
         A `Config`; `cfg.source` holds `path`.
 
     Raises:
         ConfigError: naming the key and the file.
     """
-    path_norm = os.path.normpath(path)
-    layers = _read_chain(path_norm)
+    layers = _read_chain(os.path.normpath(path))
     data = {}
     for _, layer in layers:
         data = merge(data, layer)
