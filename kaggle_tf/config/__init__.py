@@ -5,6 +5,7 @@
 """
 
 from kaggle_tf.config.load import ConfigError
+from kaggle_tf.config.load import ConfigKeyDeprecationWarning
 from kaggle_tf.config.load import from_dict
 from kaggle_tf.config.load import load
 from kaggle_tf.config.load import load_or_exit
@@ -13,5 +14,6 @@ from kaggle_tf.config.load import report
 from kaggle_tf.config.load import save
 from kaggle_tf.config.schema import Config
 
-__all__ = ["Config", "ConfigError", "from_dict", "load", "load_or_exit",
-           "parse_folds", "report", "save"]
+__all__ = ["Config", "ConfigError", "ConfigKeyDeprecationWarning",
+           "from_dict", "load", "load_or_exit", "parse_folds", "report",
+           "save"]

@@ -7,22 +7,35 @@ Example:
 1
 """
 
+import contextlib
 import copy
 import dataclasses
+import importlib
 import json
 import os
 import sys
+import tempfile
 import typing
+import warnings
 from typing import Any
 
+from kaggle_tf.config.schema import RENAMED
 from kaggle_tf.config.schema import Config
+from kaggle_tf.config.schema import ModelConfig
+from tfrecords_tools import competitions
 
 
 class ConfigError(ValueError):
     """A bad config key or value; the message names the key and the file."""
 
 
-def _read_json(path, chain=()):
+class ConfigKeyDeprecationWarning(DeprecationWarning):
+    """An old config key name was read (see `schema.RENAMED`)."""
+
+
+def _read_chain(path, chain=()):
+    """`[(path, data), ...]` of a config and its `extends` parents, the
+    root first; old key names already renamed."""
     if path in chain:
         raise ConfigError(
             f"`extends` makes a cycle: {' -> '.join(chain + (path,))}")
@@ -38,15 +51,54 @@ def _read_json(path, chain=()):
     if not isinstance(data, dict):
         raise ConfigError(f"a config must be a JSON object ({path})")
     parent = data.pop("extends", None)
+    data = rename_deprecated(data, os.path.basename(path))
     if parent is None:
-        return data
+        return [(path, data)]
     if not isinstance(parent, str):
         raise ConfigError(f"`extends` must be a path. Received: {parent!r} "
                           f"({path})")
     parent_path = os.path.normpath(
         os.path.join(os.path.dirname(path), parent))
-    base = _read_json(parent_path, chain + (path,))
-    return merge(base, data)
+    return _read_chain(parent_path, chain + (path,)) + [(path, data)]
+
+
+def _read_json(path):
+    """A config file with its `extends` parents merged in."""
+    data = {}
+    for _, layer in _read_chain(path):
+        data = merge(data, layer)
+    return data
+
+
+def _deprecated(old, new, where):
+    warnings.warn(
+        f"config key `{old}` is deprecated; use `{new}` ({where})",
+        ConfigKeyDeprecationWarning, stacklevel=4)
+
+
+def rename_deprecated(data, where="config"):
+    """A copy of `data` with old key names (`schema.RENAMED`) renamed,
+    each with a `DeprecationWarning` naming both keys and `where`.
+
+    Raises:
+        ConfigError: the old and the new name are both set.
+    """
+    out = dict(data)
+    for old, new in RENAMED.items():
+        section, old_key = old.split(".")
+        new_key = new.split(".")[1]
+        node = out.get(section)
+        if not isinstance(node, dict) or old_key not in node:
+            continue
+        if new_key in node:
+            raise ConfigError(
+                f"`{old}` is the old name of `{new}`; set only `{new}` "
+                f"({where})")
+        _deprecated(old, new, where)
+        node = dict(node)
+        node[new_key] = node.pop(old_key)
+        out[section] = node
+    return out
 
 
 def merge(base, update):
@@ -77,10 +129,19 @@ def parse_override(text):
     return key.split("."), value
 
 
-def apply_overrides(data, overrides):
+def apply_overrides(data, overrides, warn=True):
+    """`data` with `--set` overrides applied (old key names renamed)."""
     data = copy.deepcopy(data)
     for text in overrides or ():
         parts, value = parse_override(text)
+        new = RENAMED.get(".".join(parts))
+        if new is not None:
+            if warn:
+                _deprecated(".".join(parts), new, f"--set {text}")
+            parts = new.split(".")
+        if len(parts) == 1 and isinstance(value, dict):
+            value = rename_deprecated({parts[0]: value},
+                                      f"--set {text}")[parts[0]]
         node = data
         for part in parts[:-1]:
             child = node.get(part)
@@ -102,30 +163,77 @@ def load(path, overrides=None):
         path: the JSON config file.
         overrides: `"dotted.key=value"` strings; values parse as JSON.
 
+    Old key names (`schema.RENAMED`) are read as the new ones, with a
+    `DeprecationWarning` naming both and the file. A `model` key that
+    `model.arch` does not take is an error when the recipe, a parent of
+    the same arch, or `--set` sets it (defaults never count).
+
     Returns:
         A `Config`; `cfg.source` holds `path`.
 
     Raises:
         ConfigError: naming the key and the file.
     """
-    data = _read_json(os.path.normpath(path))
+    layers = _read_chain(os.path.normpath(path))
+    data = {}
+    for _, layer in layers:
+        data = merge(data, layer)
     data = apply_overrides(data, overrides)
     try:
-        cfg = from_dict(data)
+        cfg = from_dict(data, check_model_keys=False)
     except ConfigError as e:
         raise ConfigError(f"{e} ({os.path.basename(path)})") from None
+    layers = [(os.path.basename(p), layer) for p, layer in layers]
+    layers.append((f"{os.path.basename(path)}, --set",
+                   apply_overrides({}, overrides, warn=False)))
+    _check_model_keys(cfg, layers)
     cfg.source = path
     return cfg
 
 
-def from_dict(data):
-    """Validates a plain dict against the schema; returns a `Config`."""
-    data = dict(data)
+def from_dict(data, check_model_keys=True):
+    """Validates a plain dict against the schema; returns a `Config`.
+
+    Old key names are read with a `DeprecationWarning`; with
+    `check_model_keys`, every `model` key in `data` must apply to its
+    `model.arch`.
+    """
+    data = rename_deprecated(dict(data))
     data.pop("source", None)
     cfg = _build(Config, data, "")
+    if check_model_keys:
+        _check_model_keys(cfg, [("config", data)])
     _check_series_channels(cfg)
     _check_cpu_fallback(cfg)
     return cfg
+
+
+def _check_model_keys(cfg, layers):
+    """A `model` key set for an arch that does not take it is an error.
+
+    `layers` are `(where, data)` in merge order (the `extends` root first,
+    `--set` last). A layer's keys are checked when the arch in force after
+    it is the final `model.arch`: a child recipe that switches the arch
+    does not inherit its parent's arch-specific keys as errors.
+    """
+    if not any(isinstance(layer.get("model"), dict) for _, layer in layers):
+        return  # only defaults: nothing to check
+    build_lib = importlib.import_module("kaggle_tf.models.build")
+    arch = cfg.model.arch
+    allowed = build_lib.config_keys(arch)
+    current = ModelConfig.arch  # the default
+    for where, layer in layers:
+        model = layer.get("model")
+        if not isinstance(model, dict):
+            continue
+        current = model.get("arch", current)
+        if current != arch:
+            continue
+        for key in model:
+            if key not in allowed:
+                raise ConfigError(
+                    f"`model.{key}` does not apply to model.arch {arch!r} "
+                    f"(it takes: {', '.join(allowed)}) ({where})")
 
 
 def _check_cpu_fallback(cfg):
@@ -150,10 +258,11 @@ def _check_series_channels(cfg):
         return
     key, channels = "`model.series_channels`", cfg.model.series_channels
     if channels is None:
-        if cfg.task != "rsna_lumbar":
+        if "stack_slices" not in competitions.get(cfg.task).CONFIG_KEYS:
             raise ConfigError(
                 f"{key} must be set for model.arch 'series_classifier' "
-                "(null takes data.stack_slices, for rsna_lumbar). "
+                "(null takes data.stack_slices, for tasks whose records "
+                "stack series: rsna_lumbar). "
                 f"Received: null (task {cfg.task!r})")
         stacks = cfg.data.stack_slices
         if any(isinstance(v, bool) or not isinstance(v, int) or v < 1
@@ -197,6 +306,9 @@ def _type_name(tp):
 
 
 def _check(value, tp, meta, key):
+    if callable(meta.get("choices")):
+        # Registries own these choices; asked only now (they import Keras).
+        meta = {**meta, "choices": tuple(meta["choices"]())}
     origin = typing.get_origin(tp)
     if origin is typing.Union:
         args = [a for a in typing.get_args(tp) if a is not type(None)]
@@ -305,10 +417,60 @@ def save(cfg, path):
     os.replace(tmp, path)
 
 
-def load_or_exit(path, overrides=None):
-    """For CLIs: a config error prints one line and exits with code 2."""
+@contextlib.contextmanager
+def _held_stderr():
+    """Holds back what is written to file descriptor 2 (TensorFlow's C++
+    start-up logging, which no setting silences) inside the block; yields
+    a list that receives the bytes held."""
+    held = []
     try:
-        return load(path, overrides)
-    except ConfigError as e:
-        print(f"config error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real stderr: nothing to hold
+        yield held
+        return
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield held
+        finally:
+            try:
+                sys.stderr.flush()
+            except ValueError:
+                pass
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            held.append(tmp.read())
+
+
+def load_or_exit(path, overrides=None):
+    """For CLIs: a config error prints one line and exits with code 2.
+
+    Validation asks the encoder and loss registries, which import
+    TensorFlow: what it logs at start-up is held back and printed after a
+    valid config, dropped before a config error, so that the error stays
+    one line. An old key name prints one "config warning:" line (the
+    commands' users would not see a `DeprecationWarning`).
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConfigKeyDeprecationWarning)
+        with _held_stderr() as held:
+            try:
+                cfg, error = load(path, overrides), None
+            except ConfigError as e:
+                cfg, error = None, e
+    if error is None and held and held[0]:
+        sys.stderr.flush()
+        os.write(2, held[0])
+    for w in caught:
+        if issubclass(w.category, ConfigKeyDeprecationWarning):
+            if error is None:  # an error stays the one line
+                print(f"config warning: {w.message}", file=sys.stderr)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename,
+                                   w.lineno, source=w.source)
+    if error is not None:
+        print(f"config error: {error}", file=sys.stderr)
+        raise SystemExit(2)
+    return cfg

@@ -1,8 +1,10 @@
 """The config schema: typed dataclasses with defaults, one per section.
 
 A recipe JSON names only what differs from these defaults. Field metadata
-carries the checks (`choices`, `min`, `max`, `length`) that `validate` applies
-with error messages naming the dotted key.
+carries the checks (`choices`, `min`, `max`, `length`) that
+`config.load.from_dict` applies with error messages naming the dotted key.
+Choices that registries own (tasks, losses, encoders) are callables, asked
+at validation time: this module imports no TensorFlow.
 """
 
 import dataclasses
@@ -11,7 +13,35 @@ from dataclasses import field
 from typing import Any
 from typing import Optional
 
-TASKS = ("steel", "siim", "protein", "rsna_ich", "rsna_lumbar")
+
+
+def task_names():
+    """`task` choices: the competition plugins (`tfrecords_tools`)."""
+    from tfrecords_tools import competitions
+
+    return competitions.names()
+
+
+def loss_names():
+    """`loss.name` choices: the loss registry."""
+    from kaggle_tf import losses
+
+    return losses.names()
+
+
+def encoder_names():
+    """`model.encoder` choices: the encoder registry."""
+    from kaggle_tf.models import encoders
+
+    return encoders.names()
+
+
+def arch_names():
+    """`model.arch` choices: the architectures `models.build` knows."""
+    import importlib
+
+    return tuple(importlib.import_module(
+        "kaggle_tf.models.build").ARCHITECTURES)
 
 
 def _f(default=dataclasses.MISSING, factory=None, **checks):
@@ -78,11 +108,14 @@ class SamplingConfig:
 
 @dataclass
 class ModelConfig:
-    """What `kaggle_tf.models.build` builds; keys are constructor args."""
+    """What `kaggle_tf.models.build` builds; keys are constructor args.
 
-    arch: str = _f("unet", choices=("unet", "fpn", "classifier",
-                                    "series_classifier", "sequence"))
-    encoder: str = "resnet34"
+    Which keys each `arch` takes is `kaggle_tf.models.build.config_keys`;
+    setting one that the arch does not take is an error.
+    """
+
+    arch: str = _f("unet", choices=arch_names)
+    encoder: str = _f("resnet34", choices=encoder_names)
     encoder_weights: Optional[str] = None
     classes: int = _f(4, min=1)
     decoder_channels: list = _f(factory=lambda: [256, 128, 64, 32, 16],
@@ -96,14 +129,24 @@ class ModelConfig:
     # order; null = rsna_lumbar's `data.stack_slices`.
     series_channels: Optional[list] = _f(None, item=int, min=1)
     shared_encoder: bool = False
-    # sequence model
+    # sequence model (`SequenceModel` arguments)
     rnn: str = _f("lstm", choices=("lstm", "gru"))
-    rnn_units: int = _f(128, min=1)
-    rnn_layers: int = _f(2, min=1)
+    units: int = _f(128, min=1)
+    num_layers: int = _f(2, min=1)
     bidirectional: bool = True
+    # Add the slice classifier's logits to the output (the recurrent
+    # layers learn a correction).
+    residual: bool = True
     # The slice classifier's output_dir whose fold<K> checkpoints embed
     # the slices for fold K of the sequence model.
     embedding_model: Optional[str] = None
+
+
+# Old config keys -> their names now (read with a DeprecationWarning).
+RENAMED = {
+    "model.rnn_units": "model.units",
+    "model.rnn_layers": "model.num_layers",
+}
 
 
 @dataclass
@@ -113,10 +156,7 @@ class LossConfig:
     Combo `weights` are (bce, dice, focal) as in the SIIM seed.
     """
 
-    name: str = _f("combo", choices=(
-        "bce", "dice", "focal", "combo", "lovasz_hinge", "lovasz_softmax",
-        "lsep", "weighted_log_loss", "categorical_crossentropy",
-        "lumbar_log_loss"))
+    name: str = _f("combo", choices=loss_names)
     weights: list = _f(factory=lambda: [1.0, 1.0, 0.0], item=float, min=0.0)
     class_weights: Optional[list] = _f(None, item=float, min=0.0)
     from_logits: bool = True
@@ -222,7 +262,7 @@ class InferenceConfig:
 
 @dataclass
 class Config:
-    task: str = _f("steel", choices=TASKS)
+    task: str = _f("steel", choices=task_names)
     seed: int = 42
     output_dir: str = "runs/default"
     data: DataConfig = field(default_factory=DataConfig)

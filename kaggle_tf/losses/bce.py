@@ -33,5 +33,5 @@ class BCE(KaggleLoss):
 
 
 @register_loss("bce")
-def _build(cfg):
-    return BCE(from_logits=cfg.from_logits, class_weights=cfg.class_weights)
+def _build(from_logits=True, class_weights=None):
+    return BCE(from_logits=from_logits, class_weights=class_weights)

@@ -83,13 +83,13 @@ class Combo(KaggleLoss):
 
 
 @register_loss("combo")
-def _build(cfg):
-    weights = list(cfg.weights or [])
+def _build(weights=(1.0, 1.0, 0.0), class_weights=None, from_logits=True,
+           gamma=2.0, alpha=None, smooth=1.0, per_image=None):
+    weights = list(weights or [])
     if len(weights) != 3:
         raise ValueError("`loss.weights` needs 3 values (bce, dice, focal) "
                          f"for combo. Received: {weights}")
     return Combo(bce=weights[0], dice=weights[1], focal=weights[2],
-                 gamma=cfg.gamma, alpha=cfg.alpha, smooth=cfg.smooth,
-                 per_image=per_image_or(cfg, False),
-                 from_logits=cfg.from_logits,
-                 class_weights=cfg.class_weights)
+                 gamma=gamma, alpha=alpha, smooth=smooth,
+                 per_image=per_image_or(per_image, False),
+                 from_logits=from_logits, class_weights=class_weights)

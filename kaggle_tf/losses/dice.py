@@ -70,7 +70,7 @@ class Dice(KaggleLoss):
 
 
 @register_loss("dice")
-def _build(cfg):
-    return Dice(smooth=cfg.smooth, per_image=per_image_or(cfg, False),
-                from_logits=cfg.from_logits,
-                class_weights=cfg.class_weights)
+def _build(smooth=1.0, per_image=None, from_logits=True,
+           class_weights=None):
+    return Dice(smooth=smooth, per_image=per_image_or(per_image, False),
+                from_logits=from_logits, class_weights=class_weights)

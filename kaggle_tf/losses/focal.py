@@ -55,7 +55,6 @@ class Focal(KaggleLoss):
 
 
 @register_loss("focal")
-def _build(cfg):
-    return Focal(gamma=cfg.gamma, alpha=cfg.alpha,
-                 from_logits=cfg.from_logits,
-                 class_weights=cfg.class_weights)
+def _build(gamma=2.0, alpha=None, from_logits=True, class_weights=None):
+    return Focal(gamma=gamma, alpha=alpha, from_logits=from_logits,
+                 class_weights=class_weights)

@@ -55,17 +55,16 @@ class WeightedLogLoss(KaggleLoss):
 
 
 @register_loss("weighted_log_loss")
-def _build(cfg):
-    weights = cfg.class_weights
+def _build(class_weights=None, from_logits=True):
     return WeightedLogLoss(
-        weights=RSNA_ICH_WEIGHTS if weights is None else weights,
-        from_logits=cfg.from_logits)
+        weights=RSNA_ICH_WEIGHTS if class_weights is None else class_weights,
+        from_logits=from_logits)
 
 
 @register_loss("categorical_crossentropy")
-def _build_categorical(cfg):
-    if cfg.class_weights is not None:
+def _build_categorical(from_logits=True, class_weights=None):
+    if class_weights is not None:
         raise ValueError("`loss.class_weights` is not supported by "
                          "categorical_crossentropy. "
-                         f"Received: {cfg.class_weights}")
-    return keras.losses.CategoricalCrossentropy(from_logits=cfg.from_logits)
+                         f"Received: {class_weights}")
+    return keras.losses.CategoricalCrossentropy(from_logits=from_logits)

@@ -110,14 +110,13 @@ class LovaszSoftmax(KaggleLoss):
 
 
 @register_loss("lovasz_hinge")
-def _build_hinge(cfg):
-    return LovaszHinge(per_image=per_image_or(cfg, True),
-                       from_logits=cfg.from_logits,
-                       class_weights=cfg.class_weights)
+def _build_hinge(per_image=None, from_logits=True, class_weights=None):
+    return LovaszHinge(per_image=per_image_or(per_image, True),
+                       from_logits=from_logits, class_weights=class_weights)
 
 
 @register_loss("lovasz_softmax")
-def _build_softmax(cfg):
-    return LovaszSoftmax(per_image=per_image_or(cfg, False),
-                         from_logits=cfg.from_logits,
-                         class_weights=cfg.class_weights)
+def _build_softmax(per_image=None, from_logits=True, class_weights=None):
+    return LovaszSoftmax(per_image=per_image_or(per_image, False),
+                         from_logits=from_logits,
+                         class_weights=class_weights)

@@ -50,8 +50,8 @@ class LSEP(KaggleLoss):
 
 
 @register_loss("lsep")
-def _build(cfg):
-    if cfg.class_weights is not None:
+def _build(from_logits=True, class_weights=None):
+    if class_weights is not None:
         raise ValueError("`loss.class_weights` is not used by lsep (a "
-                         f"ranking loss). Received: {cfg.class_weights}")
-    return LSEP(from_logits=cfg.from_logits)
+                         f"ranking loss). Received: {class_weights}")
+    return LSEP(from_logits=from_logits)

@@ -166,9 +166,8 @@ class LumbarLogLoss(KaggleLoss):
 
 
 @register_loss("lumbar_log_loss")
-def _build(cfg):
+def _build(class_weights=None, any_severe_weight=0.0, from_logits=True):
     return LumbarLogLoss(
-        severity_weights=(LUMBAR_WEIGHTS if cfg.class_weights is None
-                          else cfg.class_weights),
-        any_severe_weight=getattr(cfg, "any_severe_weight", 0.0),
-        from_logits=cfg.from_logits)
+        severity_weights=(LUMBAR_WEIGHTS if class_weights is None
+                          else class_weights),
+        any_severe_weight=any_severe_weight, from_logits=from_logits)

@@ -1,28 +1,34 @@
 """The loss registry: config names -> builders, `names()` and `build()`.
 
-Each loss module registers a builder that takes a `LossConfig`
-(`kaggle_tf.config.schema`) and returns a `keras.losses.Loss`.
+Each loss module registers a builder that takes only its own keyword
+arguments (named as the `loss` config keys: `weights`, `class_weights`,
+`from_logits`, `gamma`, `alpha`, `smooth`, `per_image`,
+`any_severe_weight`) and returns a `keras.losses.Loss`. `build` accepts a
+name with keyword arguments, a dict, or any object with those attributes
+(such as the config's `loss` section); this package never imports the
+config.
 """
 
-import dataclasses
+import inspect
 from typing import Callable
 from typing import Dict
 
 import keras
 
-from kaggle_tf.config.schema import LossConfig
-
-LOSSES: Dict[str, Callable[[LossConfig], keras.losses.Loss]] = {}
+LOSSES: Dict[str, Callable[..., keras.losses.Loss]] = {}
 
 
 def register_loss(name):
-    """Registers `build_fn(loss_cfg) -> Loss` under the config name `name`.
+    """Registers `build_fn(**kwargs) -> Loss` under the config name `name`.
+
+    The builder's argument names are the config keys it reads; each needs
+    a default (the config's).
 
     Example:
 
     >>> @register_loss("my_bce")
-    ... def _build(cfg):
-    ...     return keras.losses.BinaryCrossentropy(cfg.from_logits)
+    ... def _build(from_logits=True):
+    ...     return keras.losses.BinaryCrossentropy(from_logits)
     """
     def wrap(build_fn):
         if name in LOSSES:
@@ -37,25 +43,40 @@ def names():
     return sorted(LOSSES)
 
 
-def _as_config(loss_cfg):
-    if isinstance(loss_cfg, LossConfig):
-        return loss_cfg
+def arguments(name):
+    """The keyword arguments (config keys) the loss `name` takes."""
+    return tuple(inspect.signature(LOSSES[name]).parameters)
+
+
+def _all_arguments():
+    return {arg for name in LOSSES for arg in arguments(name)}
+
+
+def _split(loss_cfg):
+    """`loss_cfg` -> (name, the values it gives, as a dict)."""
     if isinstance(loss_cfg, str):
-        return LossConfig(name=loss_cfg)
+        return loss_cfg, {}
     if isinstance(loss_cfg, dict):
-        known = {f.name for f in dataclasses.fields(LossConfig)}
+        known = _all_arguments() | {"name"}
         unknown = sorted(set(loss_cfg) - known)
         if unknown:
             raise ValueError(
                 f"Unknown loss config keys {unknown}; the keys are "
                 f"{sorted(known)}. Received: {loss_cfg}")
-        return LossConfig(**loss_cfg)
-    raise ValueError("`loss_cfg` must be a LossConfig, a dict or a loss "
-                     f"name. Received: loss_cfg={loss_cfg!r}")
+        return loss_cfg.get("name"), {
+            k: v for k, v in loss_cfg.items() if k != "name"}
+    if hasattr(loss_cfg, "name"):
+        name = loss_cfg.name
+        args = arguments(name) if name in LOSSES else ()
+        return name, {k: getattr(loss_cfg, k) for k in args
+                      if hasattr(loss_cfg, k)}
+    raise ValueError("`loss_cfg` must be a loss name, a dict or an object "
+                     "with a `name` attribute (e.g. the config's `loss`). "
+                     f"Received: loss_cfg={loss_cfg!r}")
 
 
-def build(loss_cfg):
-    """Builds the training loss named by a `LossConfig`.
+def build(loss_cfg, **kwargs):
+    """Builds the training loss named by `loss_cfg`.
 
     `combo` reads `weights` as (bce, dice, focal); `weighted_log_loss` reads
     `class_weights` as per-label weights (RSNA ICH's 1,1,1,1,1,2 when
@@ -64,7 +85,11 @@ def build(loss_cfg):
     (1, 2, 4 when None).
 
     Args:
-        loss_cfg: a `LossConfig`, a dict of its fields, or a loss name.
+        loss_cfg: a loss name, a dict with `name` and keyword arguments, or
+            an object with a `name` and the arguments as attributes (the
+            config's `loss` section); from an object or a dict, what the
+            chosen loss does not take is left out.
+        **kwargs: arguments of the loss (they win over `loss_cfg`'s).
 
     Returns:
         A `keras.losses.Loss`.
@@ -75,17 +100,23 @@ def build(loss_cfg):
 
     Example:
 
-    >>> cfg = LossConfig(name="combo", weights=[3.0, 1.0, 4.0])
-    >>> build(cfg).get_config()["focal"]
+    >>> build("combo", weights=[3.0, 1.0, 4.0]).get_config()["focal"]
     4.0
     """
-    cfg = _as_config(loss_cfg)
-    if cfg.name not in LOSSES:
-        raise ValueError(f"Unknown loss {cfg.name!r}; the choices are "
-                         f"{', '.join(names())}. Received: name={cfg.name!r}")
-    return LOSSES[cfg.name](cfg)
+    name, given = _split(loss_cfg)
+    if name not in LOSSES:
+        raise ValueError(f"Unknown loss {name!r}; the choices are "
+                         f"{', '.join(names())}. Received: name={name!r}")
+    args = arguments(name)
+    unknown = sorted(set(kwargs) - set(args))
+    if unknown:
+        raise ValueError(
+            f"loss {name!r} takes {', '.join(args) or 'no arguments'}. "
+            f"Received: {', '.join(unknown)}")
+    given = {k: v for k, v in given.items() if k in args}
+    return LOSSES[name](**{**given, **kwargs})
 
 
-def per_image_or(cfg, default):
-    """`cfg.per_image`, or the loss's own default when it is None."""
-    return default if cfg.per_image is None else bool(cfg.per_image)
+def per_image_or(per_image, default):
+    """`per_image`, or the loss's own default when it is None."""
+    return default if per_image is None else bool(per_image)

@@ -2,8 +2,10 @@
 
 Dispatches on `model_cfg.arch` (`unet`, `fpn`, `classifier`,
 `series_classifier`, `sequence`); the config keys are the builders'
-arguments. `is_classifier(arch)` says which archs are image classifiers
-(one image -> `(batch, classes)`), for code that treats them alike.
+arguments. `config_keys(arch)` lists every `model` key an arch takes (the
+config rejects the others). `is_classifier(arch)` says which archs are
+image classifiers (one image -> `(batch, classes)`), for code that treats
+them alike.
 """
 
 import importlib
@@ -17,7 +19,8 @@ ARCHITECTURES = {
     "sequence": ("kaggle_tf.models.sequence", "SequenceModel"),
 }
 
-# Config keys each architecture takes (besides `input_shape`).
+# Config keys each architecture's builder takes (besides `input_shape`),
+# named as its arguments.
 _KEYS = {
     "unet": ("encoder", "classes", "encoder_weights", "decoder_channels",
              "decoder_attention", "aux_head"),
@@ -26,7 +29,36 @@ _KEYS = {
                    "encoder_weights"),
     "series_classifier": ("encoder", "series_channels", "shared_encoder",
                           "classes", "head", "dropout", "encoder_weights"),
+    "sequence": ("classes", "rnn", "units", "num_layers", "bidirectional",
+                 "dropout", "residual", "encoder", "encoder_weights"),
 }
+
+# Keys of every arch: what to build, and what inference and export apply.
+COMMON_KEYS = ("arch", "activation")
+
+# Keys an arch's trainer reads beside its builder's.
+_TRAINER_KEYS = {"sequence": ("embedding_model",)}
+
+# A sequence model on embeddings (`embedding_dim` given) has no encoder.
+_ENCODER_KEYS = ("encoder", "encoder_weights")
+
+
+def config_keys(arch):
+    """Every `model` config key that `arch` takes.
+
+    Example:
+
+    >>> "decoder_channels" in config_keys("classifier")
+    False
+    >>> "units" in config_keys("sequence")
+    True
+    """
+    if arch not in _KEYS:
+        raise ValueError(
+            f"model.arch must be one of {', '.join(ARCHITECTURES)}. "
+            f"Received: arch={arch!r}")
+    return COMMON_KEYS + _KEYS[arch] + _TRAINER_KEYS.get(arch, ())
+
 
 # Image classifiers: one image in, `(batch, classes)` logits out.
 CLASSIFIERS = ("classifier", "series_classifier")
@@ -76,7 +108,7 @@ def is_classifier(arch):
     return arch in CLASSIFIERS
 
 
-def build(model_cfg, input_shape, activation=None):
+def build(model_cfg, input_shape, activation=None, **extra):
     """Builds the model a config's `model` section describes.
 
     Models output logits: `model_cfg.activation` is what inference and
@@ -86,9 +118,13 @@ def build(model_cfg, input_shape, activation=None):
         model_cfg: a `config.schema.ModelConfig` (or an object with the
             same attributes).
         input_shape: `(height, width, channels)` of one image (for
-            `sequence`: what its builder takes).
+            `sequence`: of one slice, or None on embeddings).
         activation: None (logits, the default), or `"sigmoid"` /
             `"softmax"` (e.g. `model_cfg.activation` for export).
+        **extra: builder arguments that are not config keys, e.g.
+            `embedding_dim` of a `sequence` model on embeddings (then the
+            config's `encoder` and `encoder_weights` are not used: the
+            slices come embedded by `model.embedding_model`).
 
     Returns:
         A `keras.Model`.
@@ -98,6 +134,8 @@ def build(model_cfg, input_shape, activation=None):
     >>> from kaggle_tf import config
     >>> cfg = config.load("configs/steel.json")
     >>> model = build(cfg.model, (*cfg.data.image_size, cfg.data.channels))
+    >>> seq = config.load("configs/rsna_ich_seq.json")
+    >>> lstm = build(seq.model, None, embedding_dim=2048)
     """
     arch = getattr(model_cfg, "arch", None)
     if arch not in ARCHITECTURES:
@@ -107,12 +145,18 @@ def build(model_cfg, input_shape, activation=None):
     module, attr = ARCHITECTURES[arch]
     builder = getattr(importlib.import_module(module), attr)
     params = inspect.signature(builder).parameters
-    if arch in _KEYS:
-        keys = _KEYS[arch]
-    else:
-        # A builder whose argument names are config keys takes them all.
-        keys = [k for k in params if hasattr(model_cfg, k)
-                and k not in ("arch", "activation")]
+    keys = _KEYS[arch]
+    if arch == "sequence" and extra.get("embedding_dim") is not None:
+        keys = tuple(k for k in keys if k not in _ENCODER_KEYS)
+    for name in extra:
+        if name in keys or name in COMMON_KEYS or name == "input_shape":
+            raise ValueError(
+                f"{name} comes from the config (model.{name}) or the "
+                f"input_shape argument. Received: {name}={extra[name]!r}")
+        if name not in params:
+            raise ValueError(
+                f"model.arch={arch!r} ({attr}) takes no {name}. Received: "
+                f"{name}={extra[name]!r}")
     kwargs = {k: getattr(model_cfg, k) for k in keys}
     if "decoder_channels" in kwargs:
         kwargs["decoder_channels"] = tuple(kwargs["decoder_channels"])
@@ -123,11 +167,13 @@ def build(model_cfg, input_shape, activation=None):
                 "fills it from data.stack_slices (rsna_lumbar), else set "
                 "it. Received: series_channels=None")
         kwargs["series_channels"] = tuple(kwargs["series_channels"])
-    kwargs["input_shape"] = tuple(input_shape)
+    kwargs["input_shape"] = (None if input_shape is None
+                             else tuple(input_shape))
     if activation is not None:
         if "activation" not in params:
             raise ValueError(
                 f"model.arch={arch!r} takes no activation. Received: "
                 f"activation={activation!r}")
         kwargs["activation"] = activation
+    kwargs.update(extra)
     return builder(**kwargs)

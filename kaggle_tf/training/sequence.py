@@ -309,13 +309,10 @@ class SeriesKaggleMetric(keras.callbacks.Callback):
 # --- model ------------------------------------------------------------------------
 
 def build_model(cfg, embedding_dim):
-    """The config's `SequenceModel` on embeddings (+ slice logits)."""
-    return models.SequenceModel(
-        embedding_dim=int(embedding_dim), classes=cfg.model.classes,
-        rnn=cfg.model.rnn, units=cfg.model.rnn_units,
-        num_layers=cfg.model.rnn_layers,
-        bidirectional=cfg.model.bidirectional, dropout=cfg.model.dropout,
-        residual=True, name="sequence")
+    """The config's `SequenceModel` on embeddings (+ slice logits):
+    `models.build` of `cfg.model` with the embeddings' width."""
+    return models.build(cfg.model, None, embedding_dim=int(embedding_dim),
+                        name="sequence")
 
 
 def split_windows(cfg, data, fold):

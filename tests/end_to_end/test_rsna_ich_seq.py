@@ -51,7 +51,7 @@ def recipe(tmp_path_factory):
                     "train.batch_size=8", "optimizer.lr=0.003"]
     seq = common + [f"output_dir={base / 'seq'}",
                     f"model.embedding_model={base / 'cls'}",
-                    "model.rnn_units=16", "schedule.stages=[]",
+                    "model.units=16", "schedule.stages=[]",
                     "train.epochs=12", "train.batch_size=4",
                     "optimizer.lr=0.003", "callbacks.top_k=2"]
     run("kaggle_tf.fit", "--config", CLS, "--fold", "all", *sets(cls))

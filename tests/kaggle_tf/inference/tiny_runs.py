@@ -31,7 +31,7 @@ def make_config(output_dir, task="steel", arch="unet", classes=4,
     from kaggle_tf import config
 
     model = {"arch": arch, "encoder": ENCODER, "classes": classes}
-    if arch in ("unet", "fpn"):
+    if arch == "unet":  # FPN takes no decoder_channels
         model["decoder_channels"] = DECODER
     return config.from_dict({
         "task": task, "seed": 0, "output_dir": str(output_dir),

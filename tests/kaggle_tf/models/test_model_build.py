@@ -42,3 +42,38 @@ def test_exports():
     for name in ("Unet", "FPN", "Classifier", "SequenceModel", "build",
                  "encoders", "weights"):
         assert name in models.__all__
+
+
+def _layers(model):
+    return [(layer.name, [tuple(w.shape) for w in layer.weights])
+            for layer in model.layers]
+
+
+def test_builds_the_sequence_model_that_training_builds():
+    import os
+
+    from kaggle_tf import config
+    from kaggle_tf.training import sequence as sequence_training
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.dirname(os.path.abspath(__file__)))))
+    cfg = config.load(os.path.join(root, "configs", "rsna_ich_seq.json"))
+    trained = sequence_training.build_model(cfg, 32)
+    built = models.build(cfg.model, None, embedding_dim=32, name="sequence")
+    assert _layers(built) == _layers(trained)
+    assert built.name == trained.name == "sequence"
+    assert sorted(built.input) == ["embeddings", "mask", "slice_logits"]
+    # What training built before it went through models.build.
+    direct = models.SequenceModel(
+        embedding_dim=32, classes=6, rnn="lstm", units=256, num_layers=2,
+        bidirectional=True, dropout=0.3, residual=True, name="sequence")
+    assert _layers(trained) == _layers(direct)
+    assert trained.get_layer("rnn_1").forward_layer.units == 256
+
+
+def test_build_rejects_extra_arguments_the_config_owns():
+    cfg = ModelConfig(arch="sequence", classes=2, units=4, num_layers=1)
+    with pytest.raises(ValueError, match="model.units"):
+        models.build(cfg, None, embedding_dim=8, units=16)
+    with pytest.raises(ValueError, match="takes no bogus"):
+        models.build(cfg, None, embedding_dim=8, bogus=1)

@@ -52,7 +52,7 @@ def make_cfg(tmp_path, stages_, **extra):
               "train.steps_per_epoch": 2, "train.verbose": 0,
               "train.jit_compile": False, "callbacks.top_k": 1,
               "callbacks.average_top_k": False,
-              "model.rnn_units": 4, "model.rnn_layers": 1,
+              "model.units": 4, "model.num_layers": 1,
               "model.dropout": 0.0, "schedule.stages": stages_}
     values.update(extra)
     cfg = config_lib.load(CONFIG, [f"{k}={json.dumps(v)}"
