@@ -377,9 +377,6 @@ def _report(name, missing, unexpected, mismatched):
 __all__ = [
     "LoadResult",
     "WeightLoadError",
-    "adapt_input_conv",
-    "bn_entries",
-    "conv_entries",
     "find_encoder",
     "is_unused_smp_key",
     "load_smp_state_dict",
