@@ -10,8 +10,9 @@
 
 Every model outputs logits (float32, also under mixed precision) unless an
 `activation` is asked for (export). `weights.load_torch_state_dict` loads
-timm state dicts into the encoder of any of them; `build(model_cfg,
-input_shape)` builds from the `model` section of a config.
+timm state dicts into the encoder of any of them (`layout` converts the
+tensors); `build(model_cfg, input_shape)` builds from the `model` section
+of a config.
 
 Example:
 
@@ -19,34 +20,15 @@ Example:
 >>> model = models.Unet("resnet34", classes=4, input_shape=(256, 1600, 3))
 """
 
-import importlib
-
 from kaggle_tf.models import encoders
+from kaggle_tf.models import layout
 from kaggle_tf.models import weights
 from kaggle_tf.models.build import build
+from kaggle_tf.models.classifier import Classifier
+from kaggle_tf.models.classifier import SeriesClassifier
 from kaggle_tf.models.decoders import FPN
 from kaggle_tf.models.decoders import Unet
-
-# Imported on first use, so that a module under construction never breaks
-# `import kaggle_tf.models`.
-_LAZY = {
-    "Classifier": ("kaggle_tf.models.classifier", "Classifier"),
-    "SeriesClassifier": ("kaggle_tf.models.classifier", "SeriesClassifier"),
-    "SequenceModel": ("kaggle_tf.models.sequence", "SequenceModel"),
-}
-
-
-def __getattr__(name):
-    if name in _LAZY:
-        module, attr = _LAZY[name]
-        return getattr(importlib.import_module(module), attr)
-    raise AttributeError(
-        f"module 'kaggle_tf.models' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(list(globals()) + list(_LAZY))
-
+from kaggle_tf.models.sequence import SequenceModel
 
 __all__ = ["Classifier", "FPN", "SequenceModel", "SeriesClassifier", "Unet",
-           "build", "encoders", "weights"]
+           "build", "encoders", "layout", "weights"]

@@ -8,15 +8,20 @@ image classifiers (one image -> `(batch, classes)`), for code that treats
 them alike.
 """
 
-import importlib
 import inspect
 
+from kaggle_tf.models.classifier import Classifier
+from kaggle_tf.models.classifier import SeriesClassifier
+from kaggle_tf.models.decoders.fpn import FPN
+from kaggle_tf.models.decoders.unet import Unet
+from kaggle_tf.models.sequence import SequenceModel
+
 ARCHITECTURES = {
-    "unet": ("kaggle_tf.models.decoders.unet", "Unet"),
-    "fpn": ("kaggle_tf.models.decoders.fpn", "FPN"),
-    "classifier": ("kaggle_tf.models.classifier", "Classifier"),
-    "series_classifier": ("kaggle_tf.models.classifier", "SeriesClassifier"),
-    "sequence": ("kaggle_tf.models.sequence", "SequenceModel"),
+    "unet": Unet,
+    "fpn": FPN,
+    "classifier": Classifier,
+    "series_classifier": SeriesClassifier,
+    "sequence": SequenceModel,
 }
 
 # Config keys each architecture's builder takes (besides `input_shape`),
@@ -142,8 +147,7 @@ def build(model_cfg, input_shape, activation=None, **extra):
         raise ValueError(
             f"model.arch must be one of {', '.join(ARCHITECTURES)}. "
             f"Received: arch={arch!r}")
-    module, attr = ARCHITECTURES[arch]
-    builder = getattr(importlib.import_module(module), attr)
+    builder = ARCHITECTURES[arch]
     params = inspect.signature(builder).parameters
     keys = _KEYS[arch]
     if arch == "sequence" and extra.get("embedding_dim") is not None:

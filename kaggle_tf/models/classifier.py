@@ -32,6 +32,7 @@ import keras
 from kaggle_tf.models import blocks
 from kaggle_tf.models import encoders
 from kaggle_tf.models import heads
+from kaggle_tf.models import weights
 
 EMBEDDING_LAYER = "embedding"
 
@@ -181,8 +182,6 @@ def SeriesClassifier(encoder="convnext_tiny", series_channels=(10, 10, 20),
             f"series_channels={list(series_channels)}")
     if isinstance(encoder_weights, (str, bytes)) or hasattr(
             encoder_weights, "__fspath__"):
-        from kaggle_tf.models import weights
-
         # Read once, loaded (and adapted) into every series' encoder.
         encoder_weights = weights.read_state_dict(encoder_weights)
 

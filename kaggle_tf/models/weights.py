@@ -1,9 +1,12 @@
-"""timm / PyTorch state dicts -> the Keras encoders.
+"""timm / smp state dicts -> the Keras models: finding and loading.
 
 Kaggle users keep pretrained weights as offline datasets: a timm `.pth` or
 `.safetensors` file. Every registered encoder knows how timm's keys map onto
 its variables (`EncoderSpec.torch_mapping`); this module reads the file,
-normalises the keys, converts each tensor to Keras' layout and assigns it.
+normalises the keys, finds the encoder, checks every shape and assigns each
+tensor converted to Keras' layout (`kaggle_tf.models.layout`). smp
+checkpoints also fill the decoder and heads, whose layer names are smp's
+module paths (`smp_mapping`).
 
 A full model (`Unet`, `FPN`, `Classifier`, ...) holds its encoder as a nested
 `encoders.Encoder` layer named `"encoder"` whose `encoder_name` names the
@@ -17,12 +20,15 @@ Example:
 """
 
 import collections
-import math
 import os
 
 import numpy as np
 
 from kaggle_tf.models.encoders import registry
+from kaggle_tf.models.layout import adapt_input_conv
+from kaggle_tf.models.layout import mapping_by_layer_names
+from kaggle_tf.models.layout import to_keras_like
+from kaggle_tf.models.layout import torch_shape
 
 # Keys of timm models that never belong to a feature pyramid.
 CLASSIFIER_PREFIXES = ("fc.", "classifier.", "head.fc.")
@@ -46,124 +52,6 @@ Attributes:
 
 class WeightLoadError(ValueError):
     """A state dict does not fit the encoder (lists every problem)."""
-
-
-def to_keras(array, kind):
-    """Converts one tensor from PyTorch's layout to Keras'.
-
-    Args:
-        array: numpy array in PyTorch layout.
-        kind: one of `registry.WEIGHT_KINDS`.
-
-    Returns:
-        The numpy array in Keras layout.
-
-    Example:
-
-    >>> to_keras(np.zeros((8, 3, 7, 7)), "conv").shape
-    (7, 7, 3, 8)
-    """
-    array = np.asarray(array)
-    if kind == "conv":
-        # (out, in / groups, kh, kw) -> (kh, kw, in / groups, out)
-        return np.transpose(array, (2, 3, 1, 0))
-    if kind == "depthwise":
-        raise ValueError(
-            "depthwise kernels need the channel multiplier; use "
-            "`to_keras_like(array, kind, keras_shape)`.")
-    if kind == "dense":
-        return np.transpose(array, (1, 0))
-    if kind == "plain":
-        return array
-    raise ValueError(
-        f"kind must be one of {registry.WEIGHT_KINDS}. Received: "
-        f"kind={kind!r}")
-
-
-def to_keras_like(array, kind, keras_shape):
-    """`to_keras`, with the target shape (needed for depthwise kernels).
-
-    Args:
-        array: numpy array in PyTorch layout.
-        kind: one of `registry.WEIGHT_KINDS`.
-        keras_shape: shape of the Keras variable it goes into.
-
-    Returns:
-        The numpy array in Keras layout.
-
-    Example:
-
-    >>> to_keras_like(np.zeros((6, 1, 3, 3)), "depthwise", (3, 3, 3, 2)).shape
-    (3, 3, 3, 2)
-    """
-    if kind != "depthwise":
-        return to_keras(array, kind)
-    array = np.asarray(array)
-    kh, kw, ch, mult = keras_shape
-    # PyTorch orders depthwise output channels as c * mult + j.
-    return np.transpose(array.reshape(ch, mult, kh, kw), (2, 3, 0, 1))
-
-
-def torch_shape(keras_shape, kind):
-    """The PyTorch shape that `kind` converts to `keras_shape`.
-
-    Example:
-
-    >>> torch_shape((7, 7, 3, 64), "conv")
-    (64, 3, 7, 7)
-    """
-    keras_shape = tuple(int(d) for d in keras_shape)
-    if kind == "conv":
-        kh, kw, cin, cout = keras_shape
-        return (cout, cin, kh, kw)
-    if kind == "depthwise":
-        kh, kw, ch, mult = keras_shape
-        return (ch * mult, 1, kh, kw)
-    if kind == "dense":
-        return (keras_shape[1], keras_shape[0])
-    if kind == "plain":
-        return keras_shape
-    raise ValueError(
-        f"kind must be one of {registry.WEIGHT_KINDS}. Received: "
-        f"kind={kind!r}")
-
-
-def adapt_input_conv(in_chans, weight):
-    """Adapts a stem conv weight to `in_chans` inputs, as timm does.
-
-    timm's rule (`timm.models._manipulate.adapt_input_conv`): for one input
-    channel the kernel is summed over its input channels; otherwise it is
-    tiled over the new channels, cut to `in_chans` and scaled by
-    `base / in_chans` (base = the weight's input channels, usually 3).
-
-    Args:
-        in_chans: the model's input channel count.
-        weight: numpy array `(out, base, kh, kw)` in PyTorch layout.
-
-    Returns:
-        A float32 array `(out, in_chans, kh, kw)`.
-
-    Example:
-
-    >>> adapt_input_conv(1, np.ones((8, 3, 7, 7))).shape
-    (8, 1, 7, 7)
-    """
-    weight = np.asarray(weight, dtype="float32")
-    if in_chans < 1:
-        raise ValueError(
-            f"in_chans must be positive. Received: in_chans={in_chans}")
-    if weight.ndim != 4:
-        raise ValueError(
-            "adapt_input_conv needs a 4D conv weight. Received: "
-            f"weight.shape={weight.shape}")
-    base = weight.shape[1]
-    if in_chans == base:
-        return weight
-    if in_chans == 1:
-        return weight.sum(axis=1, keepdims=True)
-    repeat = int(math.ceil(in_chans / base))
-    weight = np.tile(weight, (1, repeat, 1, 1))[:, :in_chans]
-    return weight * np.float32(base / float(in_chans))
 
 
 def read_state_dict(state_dict_or_path):
@@ -347,8 +235,6 @@ def load_smp_state_dict(model, state_dict_or_path, strict=True):
     >>> model = Unet("resnet34", classes=1)
     >>> load_smp_state_dict(model, "smp_unet_resnet34.pth")
     """
-    from kaggle_tf.models.decoders import base
-
     encoder, spec = find_encoder(model)
     encoder_state, head_state = {}, {}
     for key, value in read_state_dict(state_dict_or_path).items():
@@ -359,11 +245,11 @@ def load_smp_state_dict(model, state_dict_or_path, strict=True):
             if not _is_ignored(key, spec):
                 encoder_state[key] = value
         elif not key.endswith("num_batches_tracked") and not (
-                base.is_unused_smp_key(key)):
+                is_unused_smp_key(key)):
             head_state[key] = value
     enc = _match(_encoder_mapping(encoder, spec), encoder_state,
                  spec.first_conv)
-    head = _match(base.smp_mapping(model), head_state, None)
+    head = _match(smp_mapping(model), head_state, None)
     prefixed = _Match(
         [(f"encoder.{k}", v, a) for k, v, a in enc.assign],
         [(f"encoder.{k}", s) for k, s in enc.missing],
@@ -371,6 +257,61 @@ def load_smp_state_dict(model, state_dict_or_path, strict=True):
         [(f"encoder.{k}",) + rest for k, *rest in enc.mismatched])
     both = _Match(*(a + b for a, b in zip(prefixed, head)))
     return _apply(both, model.name, strict)
+
+
+# smp module names that contain an underscore themselves.
+_SMP_WORDS = ("seg_blocks", "skip_conv", "segmentation_head",
+              "classification_head")
+
+
+def smp_key(layer_name):
+    """The smp module path of a decoder layer (`decoder_p4_skip_conv` ->
+    `decoder.p4.skip_conv`).
+
+    Example:
+
+    >>> smp_key("decoder_seg_blocks_0_block_0_block_0")
+    'decoder.seg_blocks.0.block.0.block.0'
+    """
+    path = layer_name.replace("_", ".")
+    for word in _SMP_WORDS:
+        path = path.replace(word.replace("_", "."), word)
+    return path
+
+
+def smp_mapping(model):
+    """smp keys -> variables for the layers of `model` outside its encoder.
+
+    Example:
+
+    >>> sorted(smp_mapping(Unet("test_resnet")))[0]
+    'decoder.blocks.0.conv1.0.weight'
+    """
+    owned = [layer for layer in model.layers
+             if layer.weights and not isinstance(layer, registry.Encoder)]
+    view = _LayerView(model, owned)
+    return mapping_by_layer_names(view, rename=smp_key)
+
+
+def is_unused_smp_key(key):
+    """True for smp tensors that its forward pass never uses.
+
+    smp's last `UnetDecoderBlock` has no skip, yet builds `attention1`
+    (scSE over the missing concatenation); this model does not create it.
+    """
+    return key.startswith("decoder.blocks.4.attention1.")
+
+
+class _LayerView:
+    """`model` restricted to some of its layers (for mapping helpers)."""
+
+    def __init__(self, model, owned):
+        self.layers = owned
+        self.name = model.name
+        self._model = model
+
+    def get_layer(self, name):
+        return self._model.get_layer(name)
 
 
 _Match = collections.namedtuple(
@@ -419,111 +360,6 @@ def _apply(match, name, strict):
                       [k for k, _ in match.unexpected], match.mismatched)
 
 
-def conv_entries(model, layer_name, timm_prefix, kind="conv"):
-    """Mapping entries for a Conv2D / Dense layer: kernel and bias.
-
-    Args:
-        model: the encoder model.
-        layer_name: the Keras layer name.
-        timm_prefix: the timm module path (`"layer1.0.conv1"`).
-        kind: `"conv"`, `"depthwise"` or `"dense"`. Defaults to `"conv"`.
-
-    Returns:
-        `{timm_key: (variable, kind)}` for `.weight` (and `.bias` when the
-        layer has one).
-
-    Example:
-
-    >>> conv_entries(enc, "conv1", "conv1")
-    {'conv1.weight': (<Variable conv1/kernel>, 'conv')}
-    """
-    layer = model.get_layer(layer_name)
-    kernel = getattr(layer, "depthwise_kernel", None)
-    if kernel is None:
-        kernel = layer.kernel
-    entries = {f"{timm_prefix}.weight": (kernel, kind)}
-    bias = getattr(layer, "bias", None)
-    if bias is not None:
-        entries[f"{timm_prefix}.bias"] = (bias, "plain")
-    return entries
-
-
-def bn_entries(model, layer_name, timm_prefix):
-    """Mapping entries for a BatchNormalization (or LayerNormalization).
-
-    Args:
-        model: the encoder model.
-        layer_name: the Keras layer name.
-        timm_prefix: the timm module path (`"bn1"`).
-
-    Returns:
-        `{timm_key: (variable, "plain")}` for weight, bias and (BatchNorm)
-        running mean and variance.
-
-    Example:
-
-    >>> sorted(bn_entries(enc, "bn1", "bn1"))
-    ['bn1.bias', 'bn1.running_mean', 'bn1.running_var', 'bn1.weight']
-    """
-    layer = model.get_layer(layer_name)
-    entries = {}
-    for key, attr in (("weight", "gamma"), ("bias", "beta"),
-                      ("running_mean", "moving_mean"),
-                      ("running_var", "moving_variance")):
-        variable = getattr(layer, attr, None)
-        if variable is not None:
-            entries[f"{timm_prefix}.{key}"] = (variable, "plain")
-    return entries
-
-
-def mapping_by_layer_names(model, rename=None):
-    """A torch mapping derived from layer names, for encoders whose layers
-    are named after timm's modules (`layer1_0_conv1` -> `layer1.0.conv1`).
-
-    Conv2D and Dense layers map to `.weight` / `.bias`, DepthwiseConv2D to
-    a depthwise `.weight`, BatchNormalization to its four tensors. Layers
-    without variables are skipped.
-
-    Args:
-        model: the encoder model.
-        rename: `fn(layer_name) -> timm module path`. Defaults to replacing
-            `_` with `.`.
-
-    Returns:
-        `{timm_key: (variable, kind)}`.
-
-    Example:
-
-    >>> mapping = mapping_by_layer_names(encoders.build("resnet18"))
-    >>> mapping["layer1.0.conv1.weight"][1]
-    'conv'
-    """
-    import keras
-
-    rename = rename or (lambda name: name.replace("_", "."))
-    mapping = {}
-    for layer in model.layers:
-        if not layer.weights:
-            continue
-        prefix = rename(layer.name)
-        if isinstance(layer, keras.layers.DepthwiseConv2D):
-            mapping.update(conv_entries(model, layer.name, prefix,
-                                        "depthwise"))
-        elif isinstance(layer, keras.layers.Conv2D):
-            mapping.update(conv_entries(model, layer.name, prefix, "conv"))
-        elif isinstance(layer, keras.layers.Dense):
-            mapping.update(conv_entries(model, layer.name, prefix, "dense"))
-        elif isinstance(layer, (keras.layers.BatchNormalization,
-                                keras.layers.LayerNormalization,
-                                keras.layers.GroupNormalization)):
-            mapping.update(bn_entries(model, layer.name, prefix))
-        else:
-            raise ValueError(
-                f"no timm mapping for layer {layer.name!r} of type "
-                f"{type(layer).__name__}. Received: model={model.name!r}")
-    return mapping
-
-
 def _report(name, missing, unexpected, mismatched):
     lines = [f"the state dict does not fit {name!r} "
              f"({len(missing)} missing, {len(unexpected)} unexpected, "
@@ -541,16 +377,12 @@ def _report(name, missing, unexpected, mismatched):
 __all__ = [
     "LoadResult",
     "WeightLoadError",
-    "adapt_input_conv",
-    "bn_entries",
-    "conv_entries",
     "find_encoder",
+    "is_unused_smp_key",
     "load_smp_state_dict",
     "load_torch_state_dict",
-    "mapping_by_layer_names",
     "read_state_dict",
+    "smp_key",
+    "smp_mapping",
     "strip_key",
-    "to_keras",
-    "to_keras_like",
-    "torch_shape",
 ]

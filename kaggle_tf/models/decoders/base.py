@@ -1,69 +1,14 @@
 """What U-Net and FPN share: argument checks, the encoder, the heads.
 
-Layer names follow smp's module paths with `.` written `_`; `smp_mapping`
-turns them back into smp's state dict keys.
+Layer names follow smp's module paths with `.` written `_`;
+`weights.smp_mapping` turns them back into smp's state dict keys.
 """
 
 from keras import layers
 
 from kaggle_tf.models import blocks
 from kaggle_tf.models import encoders
-from kaggle_tf.models.weights import mapping_by_layer_names
-
-# smp module names that contain an underscore themselves.
-_SMP_WORDS = ("seg_blocks", "skip_conv", "segmentation_head",
-              "classification_head")
-
-
-def smp_key(layer_name):
-    """The smp module path of a decoder layer (`decoder_p4_skip_conv` ->
-    `decoder.p4.skip_conv`).
-
-    Example:
-
-    >>> smp_key("decoder_seg_blocks_0_block_0_block_0")
-    'decoder.seg_blocks.0.block.0.block.0'
-    """
-    path = layer_name.replace("_", ".")
-    for word in _SMP_WORDS:
-        path = path.replace(word.replace("_", "."), word)
-    return path
-
-
-def smp_mapping(model):
-    """smp keys -> variables for the layers of `model` outside its encoder.
-
-    Example:
-
-    >>> sorted(smp_mapping(Unet("test_resnet")))[0]
-    'decoder.blocks.0.conv1.0.weight'
-    """
-    owned = [layer for layer in model.layers
-             if layer.weights and not isinstance(layer, encoders.Encoder)]
-    view = _LayerView(model, owned)
-    return mapping_by_layer_names(view, rename=smp_key)
-
-
-def is_unused_smp_key(key):
-    """True for smp tensors that its forward pass never uses.
-
-    smp's last `UnetDecoderBlock` has no skip, yet builds `attention1`
-    (scSE over the missing concatenation); this model does not create it.
-    """
-    return key.startswith("decoder.blocks.4.attention1.")
-
-
-class _LayerView:
-    """`model` restricted to some of its layers (for mapping helpers)."""
-
-    def __init__(self, model, owned):
-        self.layers = owned
-        self.name = model.name
-        self._model = model
-
-    def get_layer(self, name):
-        return self._model.get_layer(name)
-
+from kaggle_tf.models.weights import load_torch_state_dict
 
 def check_args(classes, input_shape, activation, stride=32):
     """Validates the arguments every segmentation model takes."""
@@ -95,8 +40,6 @@ def build_encoder(encoder, input_shape, encoder_weights):
             raise ValueError(
                 "encoder_weights must be None or a local weight file. "
                 f"Received: encoder_weights={encoder_weights!r}")
-        from kaggle_tf.models.weights import load_torch_state_dict
-
         load_torch_state_dict(backbone, encoder_weights)
     return backbone
 
@@ -127,6 +70,5 @@ def head_conv(x, classes, kernel_size):
                          name="segmentation_head_0")(x)
 
 
-__all__ = ["build_encoder", "check_args", "outputs", "smp_key",
-           "smp_mapping"]
+__all__ = ["build_encoder", "check_args", "outputs"]
 

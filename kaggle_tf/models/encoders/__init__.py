@@ -37,6 +37,7 @@ from kaggle_tf.models.encoders.registry import Encoder
 from kaggle_tf.models.encoders.registry import names
 from kaggle_tf.models.encoders.registry import register_encoder
 from kaggle_tf.models.encoders.registry import spec
+from kaggle_tf.models.weights import load_torch_state_dict
 
 
 def build(name, input_shape=(None, None, 3), weights=None,
@@ -63,8 +64,6 @@ def build(name, input_shape=(None, None, 3), weights=None,
     """
     encoder = Encoder(name, input_shape=input_shape, name=model_name)
     if weights is not None:
-        from kaggle_tf.models.weights import load_torch_state_dict
-
         load_torch_state_dict(encoder, weights)
     return encoder
 

@@ -7,8 +7,8 @@ from `spec(name).channels`.
 
 An encoder also says how timm's state dict maps onto it:
 `torch_mapping(model) -> {timm_key: (keras_variable, kind)}` where `kind`
-is one of `WEIGHT_KINDS`; `models.weights.load_torch_state_dict` does the
-rest.
+is one of `WEIGHT_KINDS` (`models.layout` converts each kind);
+`models.weights.load_torch_state_dict` does the rest.
 
 `Encoder` wraps what `build_fn` returns into a model that remembers its
 registry name (`encoder_name`), so that a full model holding it as the
@@ -22,12 +22,8 @@ from typing import Optional
 
 import keras
 
-# How a PyTorch tensor becomes a Keras variable value.
-#   conv:      (out, in, kh, kw)      -> (kh, kw, in, out)
-#   depthwise: (ch * m, 1, kh, kw)    -> (kh, kw, ch, m)
-#   dense:     (out, in)              -> (in, out)
-#   plain:     as is (biases, BN gamma/beta/running stats, scalars)
-WEIGHT_KINDS = ("conv", "depthwise", "dense", "plain")
+# How a PyTorch tensor becomes a Keras variable value (see `layout`).
+from kaggle_tf.models.layout import WEIGHT_KINDS  # noqa: F401
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,3 +14,25 @@ def randomize(model, seed=0, std=0.2):
             value = rng.normal(0.0, std, shape)
         variable.assign(value.astype(variable.dtype))
     return model
+
+
+def trainable_count(model):
+    """Number of trainable parameters of a Keras model."""
+    return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+
+
+def features_like(full, name):
+    """timm's features_only model holding `full`'s weights.
+
+    A features_only model flattens module paths (`stages.0` -> `stages_0`,
+    `features.denseblock1` -> `features_denseblock1`), so keys are matched
+    with `_` and `.` taken as equal.
+    """
+    import timm
+
+    features = timm.create_model(name, pretrained=False,
+                                 features_only=True).eval()
+    dotted = {k.replace("_", "."): v for k, v in full.state_dict().items()}
+    features.load_state_dict(
+        {k: dotted[k.replace("_", ".")] for k in features.state_dict()})
+    return features

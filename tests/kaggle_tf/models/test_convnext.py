@@ -7,27 +7,12 @@ import pytest
 from kaggle_tf.models import encoders
 from kaggle_tf.models import weights
 from kaggle_tf.models.encoders import convnext
+from model_helpers import features_like
+from model_helpers import trainable_count
 
 TOLERANCE = 1e-4  # max abs difference, float32, inference mode
 CHANNELS = (0, 96, 192, 384, 768)
 PARAMS = 27818592  # timm convnext_tiny features_only, sum of numel()
-
-
-def trainable_count(model):
-    return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
-
-
-def features_like(full, name):
-    """timm's features_only model holding `full`'s weights (its keys are
-    flattened: `stages.0` -> `stages_0`)."""
-    import timm
-
-    features = timm.create_model(name, pretrained=False,
-                                 features_only=True).eval()
-    dotted = {k.replace("_", "."): v for k, v in full.state_dict().items()}
-    features.load_state_dict(
-        {k: dotted[k.replace("_", ".")] for k in features.state_dict()})
-    return features
 
 
 def randomize_norms(model, seed=0):

@@ -7,6 +7,8 @@ import pytest
 from kaggle_tf.models import encoders
 from kaggle_tf.models import weights
 from kaggle_tf.models.encoders import efficientnet
+from model_helpers import features_like
+from model_helpers import trainable_count
 
 TOLERANCE = 1e-4  # max abs difference, float32, inference mode
 
@@ -20,23 +22,6 @@ CHANNELS = {
 }
 # sum(p.numel() for p in features_only model.parameters()), timm 1.0.
 PARAMS = {"b0": 3595388}
-
-
-def trainable_count(model):
-    return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
-
-
-def features_like(full, name):
-    """timm's features_only model holding `full`'s weights (its keys are
-    flattened: `blocks.0` stays, other families get `_`)."""
-    import timm
-
-    features = timm.create_model(name, pretrained=False,
-                                 features_only=True).eval()
-    dotted = {k.replace("_", "."): v for k, v in full.state_dict().items()}
-    features.load_state_dict(
-        {k: dotted[k.replace("_", ".")] for k in features.state_dict()})
-    return features
 
 
 def test_both_spellings_registered_with_timm_channels():

@@ -1,4 +1,5 @@
-"""The encoder registry and our ResNet-family encoders (no torch)."""
+"""The encoder registry, every registered encoder's pyramid and mapping,
+and our ResNet-family encoders (no torch)."""
 
 import keras
 import numpy as np
@@ -18,8 +19,7 @@ def test_names_and_unknown_name_lists_choices():
         encoders.build("resnet35")
 
 
-@pytest.mark.parametrize("name", ["test_resnet", "resnet18",
-                                  "seresnext50_32x4d"])
+@pytest.mark.parametrize("name", encoders.names())
 def test_pyramid_shapes_follow_spec(name):
     encoder = encoders.build(name, input_shape=(64, 96, 3))
     spec = encoders.spec(name)
@@ -31,6 +31,20 @@ def test_pyramid_shapes_follow_spec(name):
         assert encoder.output[f"P{level}"].shape == (
             None, 64 // stride, 96 // stride, channels)
     assert spec.timm_name == name
+
+
+@pytest.mark.parametrize("name", encoders.names())
+def test_mapping_covers_every_variable_once_and_config_round_trips(name):
+    encoder = encoders.build(name, input_shape=(64, 64, 3))
+    mapping = encoders.spec(name).torch_mapping(encoder)
+    assert len(mapping) == len(encoder.weights)
+    assert len({id(v) for v, _ in mapping.values()}) == len(mapping)
+    config = keras.saving.serialize_keras_object(encoder)
+    assert config["registered_name"] == "kaggle_tf>Encoder"
+    clone = keras.saving.deserialize_keras_object(config)
+    assert clone.encoder_name == name
+    assert [w.shape for w in clone.weights] == [w.shape for w in
+                                                encoder.weights]
 
 
 def test_channels_of_bigger_encoders_from_spec():

@@ -7,10 +7,7 @@ from kaggle_tf.models import FPN
 from kaggle_tf.models import Unet
 from kaggle_tf.models import blocks
 from kaggle_tf.models import weights
-
-
-def trainable_count(model):
-    return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+from model_helpers import trainable_count
 
 
 # --- structure ---

@@ -16,7 +16,7 @@ from kaggle_tf.config import ConfigError
 from kaggle_tf.inference import bn_fold as fold_lib
 from kaggle_tf.models import blocks
 from kaggle_tf.models import encoders
-from kaggle_tf.models import weights
+from kaggle_tf.models import layout
 from kaggle_tf.models.build import is_classifier
 from kaggle_tf.models.classifier import SeriesClassifier
 from kaggle_tf.models.classifier import embedding_model
@@ -189,7 +189,7 @@ def test_encoder_weights_load_into_every_series_adapted(tmp_path):
         # The stem conv: timm's adapt_input_conv for this channel count.
         kernel = mapping[stem][0].numpy().transpose(3, 2, 0, 1)
         np.testing.assert_allclose(
-            kernel, weights.adapt_input_conv(channels, state[stem]),
+            kernel, layout.adapt_input_conv(channels, state[stem]),
             rtol=1e-6)
         key = "layer4.0.conv1.weight"
         np.testing.assert_array_equal(
