@@ -10,7 +10,7 @@
 
 Every model outputs logits (float32, also under mixed precision) unless an
 `activation` is asked for (export). `weights.load_torch_state_dict` loads
-timm state dicts into the encoder of any of them (`layout` converts the
+timm state dicts into the encoder of any of them (`torch_layout` converts the
 tensors); `build(model_cfg, input_shape)` builds from the `model` section
 of a config.
 
@@ -21,7 +21,7 @@ Example:
 """
 
 from kaggle_tf.models import encoders
-from kaggle_tf.models import layout
+from kaggle_tf.models import torch_layout
 from kaggle_tf.models import weights
 from kaggle_tf.models.build import build
 from kaggle_tf.models.classifier import Classifier
@@ -31,4 +31,4 @@ from kaggle_tf.models.decoders import Unet
 from kaggle_tf.models.sequence import SequenceModel
 
 __all__ = ["Classifier", "FPN", "SequenceModel", "SeriesClassifier", "Unet",
-           "build", "encoders", "layout", "weights"]
+           "build", "encoders", "torch_layout", "weights"]

@@ -159,17 +159,17 @@ def build(model_cfg, input_shape, activation=None, **extra):
                 f"input_shape argument. Received: {name}={extra[name]!r}")
         if name not in params:
             raise ValueError(
-                f"model.arch={arch!r} ({attr}) takes no {name}. Received: "
-                f"{name}={extra[name]!r}")
+                f"model.arch={arch!r} ({builder.__name__}) takes no {name}. "
+                f"Received: {name}={extra[name]!r}")
     kwargs = {k: getattr(model_cfg, k) for k in keys}
     if "decoder_channels" in kwargs:
         kwargs["decoder_channels"] = tuple(kwargs["decoder_channels"])
     if "series_channels" in kwargs:
         if kwargs["series_channels"] is None:
             raise ValueError(
-                "model.series_channels is null; `training.run.build_model` "
-                "fills it from data.stack_slices (rsna_lumbar), else set "
-                "it. Received: series_channels=None")
+                "model.series_channels is null; the task plugin "
+                "(kaggle_tf.tasks) fills it from data.stack_slices "
+                "(rsna_lumbar), else set it. Received: series_channels=None")
         kwargs["series_channels"] = tuple(kwargs["series_channels"])
     kwargs["input_shape"] = (None if input_shape is None
                              else tuple(input_shape))

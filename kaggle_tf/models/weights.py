@@ -4,7 +4,7 @@ Kaggle users keep pretrained weights as offline datasets: a timm `.pth` or
 `.safetensors` file. Every registered encoder knows how timm's keys map onto
 its variables (`EncoderSpec.torch_mapping`); this module reads the file,
 normalises the keys, finds the encoder, checks every shape and assigns each
-tensor converted to Keras' layout (`kaggle_tf.models.layout`). smp
+tensor converted to Keras' layout (`kaggle_tf.models.torch_layout`). smp
 checkpoints also fill the decoder and heads, whose layer names are smp's
 module paths (`smp_mapping`).
 
@@ -25,10 +25,10 @@ import os
 import numpy as np
 
 from kaggle_tf.models.encoders import registry
-from kaggle_tf.models.layout import adapt_input_conv
-from kaggle_tf.models.layout import mapping_by_layer_names
-from kaggle_tf.models.layout import to_keras_like
-from kaggle_tf.models.layout import torch_shape
+from kaggle_tf.models.torch_layout import adapt_input_conv
+from kaggle_tf.models.torch_layout import mapping_by_layer_names
+from kaggle_tf.models.torch_layout import to_keras_like
+from kaggle_tf.models.torch_layout import torch_shape
 
 # Keys of timm models that never belong to a feature pyramid.
 CLASSIFIER_PREFIXES = ("fc.", "classifier.", "head.fc.")

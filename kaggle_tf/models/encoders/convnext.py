@@ -33,8 +33,8 @@ from keras import layers
 from keras import ops
 
 from kaggle_tf.models.encoders.registry import register_encoder
-from kaggle_tf.models.layout import bn_entries
-from kaggle_tf.models.layout import conv_entries
+from kaggle_tf.models.torch_layout import bn_entries
+from kaggle_tf.models.torch_layout import conv_entries
 
 LN_EPSILON = 1e-6
 # timm's `ls_init_value`: layer scale starts tiny, each block ~ identity.

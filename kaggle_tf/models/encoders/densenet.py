@@ -29,7 +29,7 @@ from keras import layers
 
 from kaggle_tf.models import blocks
 from kaggle_tf.models.encoders.registry import register_encoder
-from kaggle_tf.models.layout import mapping_by_layer_names
+from kaggle_tf.models.torch_layout import mapping_by_layer_names
 
 BN_SIZE = 4
 

@@ -42,7 +42,7 @@ import keras
 from keras import layers
 
 from kaggle_tf.models.encoders.registry import register_encoder
-from kaggle_tf.models.layout import mapping_by_layer_names
+from kaggle_tf.models.torch_layout import mapping_by_layer_names
 
 # timm's `_gen_efficientnet` arch_def, one row per stage:
 # (block type, repeats, kernel size, stride, expansion ratio, out channels).

@@ -7,7 +7,7 @@ from `spec(name).channels`.
 
 An encoder also says how timm's state dict maps onto it:
 `torch_mapping(model) -> {timm_key: (keras_variable, kind)}` where `kind`
-is one of `WEIGHT_KINDS` (`models.layout` converts each kind);
+is one of `WEIGHT_KINDS` (`models.torch_layout` converts each kind);
 `models.weights.load_torch_state_dict` does the rest.
 
 `Encoder` wraps what `build_fn` returns into a model that remembers its
@@ -23,7 +23,7 @@ from typing import Optional
 import keras
 
 # How a PyTorch tensor becomes a Keras variable value (see `layout`).
-from kaggle_tf.models.layout import WEIGHT_KINDS  # noqa: F401
+from kaggle_tf.models.torch_layout import WEIGHT_KINDS  # noqa: F401
 
 
 @dataclasses.dataclass(frozen=True)

@@ -124,7 +124,7 @@ def test_submodule_imports_resolve_to_the_submodule():
     registry = f"{PACKAGE}.encoders.registry"
     assert registry in edges[f"{PACKAGE}.encoders.resnet"]
     assert f"{PACKAGE}.encoders" not in edges[f"{PACKAGE}.encoders.resnet"]
-    assert f"{PACKAGE}.layout" in edges[f"{PACKAGE}.weights"]
+    assert f"{PACKAGE}.torch_layout" in edges[f"{PACKAGE}.weights"]
 
 
 def test_no_import_cycle_among_model_modules():
@@ -144,10 +144,10 @@ def test_function_level_imports_are_optional_dependencies_only():
     assert not bad, "\n".join(bad)
 
 
-def test_layout_needs_only_numpy_and_keras():
+def test_torch_layout_needs_only_numpy_and_keras():
     known = modules()
-    path, is_package = known[f"{PACKAGE}.layout"]
+    path, is_package = known[f"{PACKAGE}.torch_layout"]
     roots = {target.split(".")[0]
-             for target, _, _ in imports(f"{PACKAGE}.layout", path,
+             for target, _, _ in imports(f"{PACKAGE}.torch_layout", path,
                                          is_package, known)}
     assert roots <= {"math", "numpy", "keras"}, roots

@@ -16,7 +16,7 @@ from kaggle_tf.config import ConfigError
 from kaggle_tf.inference import bn_fold as fold_lib
 from kaggle_tf.models import blocks
 from kaggle_tf.models import encoders
-from kaggle_tf.models import layout
+from kaggle_tf.models import torch_layout as layout
 from kaggle_tf.models.build import is_classifier
 from kaggle_tf.models.classifier import SeriesClassifier
 from kaggle_tf.models.classifier import embedding_model

@@ -5,7 +5,7 @@ import pytest
 
 from kaggle_tf.models import Unet
 from kaggle_tf.models import encoders
-from kaggle_tf.models import layout
+from kaggle_tf.models import torch_layout as layout
 from kaggle_tf.models import weights
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from kaggle_tf.models import layout
+from kaggle_tf.models import torch_layout as layout
 
 
 def test_to_keras_layouts():

@@ -10,7 +10,7 @@ the building blocks of every encoder's `torch_mapping`.
 Example:
 
 >>> import numpy as np
->>> from kaggle_tf.models import layout
+>>> from kaggle_tf.models import torch_layout as layout
 >>> layout.to_keras(np.zeros((8, 3, 7, 7)), "conv").shape
 (7, 7, 3, 8)
 """
