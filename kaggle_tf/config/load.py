@@ -19,6 +19,7 @@ import typing
 import warnings
 from typing import Any
 
+from kaggle_tf import layout
 from kaggle_tf.config.schema import RENAMED
 from kaggle_tf.config.schema import Config
 from kaggle_tf.config.schema import ModelConfig
@@ -411,10 +412,7 @@ def report(error, config_path=None):
 
 def save(cfg, path):
     """Writes the resolved config as JSON (atomically)."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(cfg.to_dict(), f, indent=2)
-    os.replace(tmp, path)
+    layout.write_json(path, cfg.to_dict())
 
 
 @contextlib.contextmanager
