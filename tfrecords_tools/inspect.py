@@ -20,6 +20,7 @@ import sys
 
 import numpy as np
 
+from kaggle_tf import cli
 from tfrecords_tools import competitions
 from tfrecords_tools import draw as draw_lib
 from tfrecords_tools import schema
@@ -163,9 +164,11 @@ def parse_args(argv=None):
                    help="PNG to write (default: <records_dir>/grid.png)")
     p.add_argument("--n", type=int, default=8, help="records to draw")
     p.add_argument("--split", default="train", choices=schema.SPLITS)
+    cli.add_common(p)
     return p.parse_args(argv)
 
 
+@cli.command
 def main(argv=None) -> int:
     args = parse_args(argv)
     from tfrecords_tools import writer

@@ -37,6 +37,8 @@ import os
 import keras
 import numpy as np
 
+from kaggle_tf import checkpoints
+from kaggle_tf import files
 from kaggle_tf import rle
 from kaggle_tf import submission
 from kaggle_tf import tta as tta_lib
@@ -131,8 +133,8 @@ def load_postprocess(cfg):
               "triplet": cfg.inference.triplet, "source": "config"}
     path = os.path.join(cfg.output_dir, "postprocess.json")
     if os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            tuned = json.load(f)
+        tuned = files.read_json(path, hint="rerun python -m kaggle_tf.tune "
+                                "or delete it")
         for key in ("thresholds", "min_area", "triplet"):
             if tuned.get(key) is not None:
                 params[key] = tuned[key]
@@ -211,7 +213,7 @@ def load_members(cfg, paths, tta_mode):
         import kaggle_tf.augment  # noqa: F401
     members = []
     for i, path in enumerate(paths):
-        model = keras.saving.load_model(path, compile=False)
+        model = checkpoints.load_model(path, compile=False)
         shape = model.input_shape
         if tta_mode == "d4" and len(shape) == 4 and shape[1] != shape[2]:
             model = any_size(model)
