@@ -84,6 +84,15 @@ def add_common(parser):
                         help="show TensorFlow's C++ and absl log lines")
 
 
+_STATE = {"debug": False}
+
+
+def debugging() -> bool:
+    """True inside a command run with `--debug` / `KAGGLE_TF_DEBUG=1`: its
+    own error handlers re-raise (see `kaggle_tf.config.report`)."""
+    return _STATE["debug"]
+
+
 def debug_enabled(argv=None) -> bool:
     argv = sys.argv[1:] if argv is None else argv
     env = os.environ.get(DEBUG_ENV, "").strip().lower()
@@ -293,6 +302,7 @@ def command(main):
         args = sys.argv[1:] if argv is None else list(argv)
         debug = debug_enabled(args)
         quiet(verbose="--verbose" in args)
+        previous, _STATE["debug"] = _STATE["debug"], debug
         try:
             return main(argv)
         except SystemExit:
@@ -304,5 +314,7 @@ def command(main):
             message, code = found
             print(message, file=sys.stderr, flush=True)
             return code
+        finally:
+            _STATE["debug"] = previous
 
     return wrapper

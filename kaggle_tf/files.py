@@ -37,7 +37,8 @@ def load_npz(path, keys=None, hint=None):
     hint = hint or "delete it and rerun the command that wrote it"
     _check_file(path, hint)
     try:
-        with np.load(path, allow_pickle=False) as f:
+        # An open handle of our own: np.load leaks its file on a damaged zip.
+        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as f:
             names = list(f.files)
             wanted = names if keys is None else list(keys)
             missing = [k for k in wanted if k not in names]

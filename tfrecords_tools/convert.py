@@ -457,12 +457,16 @@ def main(argv=None) -> int:
                            skip_bad=args.skip_bad,
                            progress=not args.quiet)
     except BadInput as e:
+        if cli.debugging():
+            raise
         hint = "" if "not found; " in str(e) else (
             " (rerun with --skip-bad to skip bad inputs and list them in "
             "errors.csv)")
         print(f"error: {e}{hint}", file=sys.stderr)
         return 1
     except ValueError as e:
+        if cli.debugging():
+            raise
         print(f"error: {e}", file=sys.stderr)
         return 1
     train, test = manifest["splits"]["train"], manifest["splits"]["test"]

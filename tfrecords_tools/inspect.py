@@ -96,6 +96,9 @@ def read_examples(records_dir: str, manifest: dict, split: str,
              for s in manifest["splits"][split]["shards"]]
     if not files:
         return []
+    from kaggle_tf.data import shard_check
+
+    shard_check.remember(files)
     ds = tf.data.TFRecordDataset(files).take(limit)
     return [encode.from_example(r) for r in ds.as_numpy_iterator()]
 

@@ -69,8 +69,7 @@ def mask_size(cfg):
         return None
     path = os.path.join(cfg.data.records_dir, "manifest.json")
     if os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            size = json.load(f).get("image_size")
+        size = files.read_json(path, hint="convert again").get("image_size")
         if size:
             return tuple(int(v) for v in size)
     return ORIGINAL_SIZE.get(cfg.task)
