@@ -250,8 +250,9 @@ CASES = [
     ("tfrecords_tools.inspect", inspect_bad_shard),
     ("kaggle_tf.tune", tune_no_oof),
     # np.load leaks its file handle on a damaged zip (numpy, not ours).
-    pytest.param("kaggle_tf.tune", tune_bad_oof, marks=pytest.mark.filterwarnings(
-        "ignore::pytest.PytestUnraisableExceptionWarning")),
+    pytest.param("kaggle_tf.tune", tune_bad_oof,
+                 marks=pytest.mark.filterwarnings(
+                     "ignore::pytest.PytestUnraisableExceptionWarning")),
     ("kaggle_tf.tune", tune_pickled_oof),
     ("kaggle_tf.predict", predict_bad_checkpoint),
     ("kaggle_tf.predict", predict_bad_postprocess),
