@@ -53,6 +53,11 @@ def missing_path(raw_dir: str, error: BadInput):
 def explain(cfg, error: BadInput) -> BadInput:
     """`error` with the download instructions when the raw data is
     missing, else `error` itself."""
+    if os.path.isfile(cfg.data.raw_dir):
+        return BadInput(cfg.data.raw_dir, "is a file; data.raw_dir must be "
+                        "the folder holding the competition's files ("
+                        f"{message(cfg.task, cfg.data.raw_dir)})",
+                        error.item_id)
     path = missing_path(cfg.data.raw_dir, error)
     if path is None:
         return error

@@ -12,6 +12,8 @@ Example:
 ('data/records/steel/train-f0-00000.tfrec', 'corrupted record at 1024')
 """
 
+import re
+
 _REMEMBERED = []
 
 
@@ -39,8 +41,9 @@ def check(path):
             pass
     except (tf.errors.DataLossError, tf.errors.NotFoundError,
             tf.errors.InvalidArgumentError, tf.errors.OutOfRangeError) as e:
-        text = (e.message or str(e)).strip()
-        return text.splitlines()[0] if text else type(e).__name__
+        text = re.sub(r"\{\{[^}]*\}\}|\[Op:[^\]]*\]", "",
+                      e.message or str(e)).strip()
+        return text.splitlines()[0].strip() if text else type(e).__name__
     return None
 
 
