@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 
+from kaggle_tf import cli
 from kaggle_tf import config as config_lib
 
 
@@ -19,15 +20,14 @@ def parse_args(argv=None):
     p.add_argument("--config", required=True, help="recipe JSON")
     p.add_argument("--fold", default="all",
                    help="fold index K or 'all' (default: all)")
-    p.add_argument("--set", dest="overrides", action="append", default=[],
-                   metavar="KEY=VALUE",
-                   help="override a config key, e.g. train.epochs=1 or "
-                        "loss.weights=[3,1,4] (JSON values)")
+    cli.add_set(p, help="override config keys, e.g. --set train.epochs=1 "
+                        "loss.weights=[3,1,4] (JSON values; repeatable)")
     p.add_argument("--lr-find", action="store_true",
                    help="run the LR range test on fold 0 instead of "
                         "training; writes lr_find.png and lr_find.json")
     p.add_argument("--workers", type=int, default=1,
                    help="processes for the TFRecord conversion")
+    cli.add_common(p)
     return p.parse_args(argv)
 
 
@@ -44,6 +44,7 @@ def ensure_records(cfg, workers=1):
     return manifest
 
 
+@cli.command
 def main(argv=None):
     args = parse_args(argv)
     if args.fold != "all":
@@ -54,7 +55,6 @@ def main(argv=None):
                   f"Received: {args.fold!r}", file=sys.stderr)
             return 2
     cfg = config_lib.load_or_exit(args.config, args.overrides)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     ensure_records(cfg, args.workers)
     if args.lr_find:
         from kaggle_tf.training import lr_find

@@ -13,6 +13,7 @@ import sys
 
 import numpy as np
 
+from kaggle_tf import cli
 from kaggle_tf import config as config_lib
 
 # One colour per mask class (RGB in [0, 1]); more classes cycle.
@@ -30,9 +31,9 @@ def parse_args(argv=None):
     a.add_argument("--out", required=True, help="PNG to write")
     a.add_argument("--n", type=int, default=4,
                    help="number of samples (default: 4)")
-    a.add_argument("--set", dest="overrides", action="append", default=[],
-                   metavar="KEY=VALUE",
-                   help="override a config key, e.g. augment.seed=1")
+    cli.add_set(a, help="override config keys, e.g. --set augment.seed=1 "
+                        "data.folds=2 (repeatable)")
+    cli.add_common(a)
     return p.parse_args(argv)
 
 
@@ -117,7 +118,6 @@ def augment_command(args):
         print(f"config error: `augment.transforms` is empty in {name}: "
               "nothing to show", file=sys.stderr)
         return 2
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from kaggle_tf.augment import Augmenter
     from kaggle_tf.augment import build
     from kaggle_tf.data import pipeline
@@ -153,6 +153,7 @@ def augment_command(args):
     return 0
 
 
+@cli.command
 def main(argv=None):
     args = parse_args(argv)
     if args.command == "augment":

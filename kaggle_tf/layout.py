@@ -33,6 +33,8 @@ import re
 
 import numpy as np
 
+from kaggle_tf import files
+
 BEST = "best.keras"
 AVERAGE = "avg.keras"
 CHECKPOINTS = "checkpoints.json"
@@ -62,9 +64,10 @@ def _json_default(value):
     raise TypeError(f"not JSON serializable: {type(value).__name__}")
 
 
-def read_json(path):
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+def read_json(path, hint=None):
+    """The JSON object at `path`; a missing or damaged file is an
+    `files.InputError` naming it."""
+    return files.read_json(path, hint)
 
 
 def read_checkpoints(fold_dir):

@@ -8,6 +8,7 @@ import argparse
 import os
 import sys
 
+from kaggle_tf import cli
 from kaggle_tf import config as config_lib
 
 
@@ -20,13 +21,14 @@ def parse_args(argv=None):
     p.add_argument("--folds", default=None,
                    help="comma-separated fold indices (default: all "
                         "trained folds, or inference.folds)")
-    p.add_argument("--set", dest="overrides", action="append", default=[],
-                   metavar="KEY=VALUE", help="override a config key")
+    cli.add_set(p)
     p.add_argument("--save-probs", action="store_true",
                    help="also write test_probs.npz for segmentation tasks")
+    cli.add_common(p)
     return p.parse_args(argv)
 
 
+@cli.command
 def main(argv=None):
     args = parse_args(argv)
     cfg = config_lib.load_or_exit(args.config, args.overrides)
@@ -34,7 +36,6 @@ def main(argv=None):
         folds = config_lib.parse_folds(args.folds)
     except config_lib.ConfigError as e:
         return config_lib.report(e)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from kaggle_tf.fit import ensure_records
     from kaggle_tf.inference import run as inference_run
 

@@ -34,6 +34,7 @@ import sys
 
 import numpy as np
 
+from kaggle_tf import cli
 from kaggle_tf import config as config_lib
 from kaggle_tf import layout
 
@@ -42,8 +43,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m kaggle_tf.tune",
                                 description=__doc__.splitlines()[0])
     p.add_argument("--config", required=True, help="recipe JSON")
-    p.add_argument("--set", dest="overrides", action="append", default=[],
-                   metavar="KEY=VALUE", help="override a config key")
+    cli.add_set(p)
     p.add_argument("--thresholds", metavar="T,T,...",
                    help="threshold grid (steel, protein) or top-threshold "
                         "grid (siim). Default: 0.1..0.9 by 0.05 "
@@ -55,6 +55,7 @@ def parse_args(argv=None):
     p.add_argument("--bottom-thresholds", metavar="T,T,...",
                    help="siim bottom-threshold grid (default: the top "
                         "grid, bottom <= top)")
+    cli.add_common(p)
     return p.parse_args(argv)
 
 
@@ -131,6 +132,7 @@ def _describe(cfg, result, before):
     return text
 
 
+@cli.command
 def main(argv=None):
     args = parse_args(argv)
     try:

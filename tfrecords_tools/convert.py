@@ -43,7 +43,9 @@ import json
 import os
 import sys
 
+from kaggle_tf import cli
 from tfrecords_tools import competitions
+from tfrecords_tools import download
 from tfrecords_tools import folds as folds_lib
 from tfrecords_tools import schema
 from tfrecords_tools.items import BadInput
@@ -174,7 +176,10 @@ def convert(cfg, workers: int = 1, skip_bad: bool = False,
     from tfrecords_tools import writer
 
     module = competitions.get(cfg.task)
-    items, list_errors = list_all(cfg, module, skip_bad)
+    try:
+        items, list_errors = list_all(cfg, module, skip_bad)
+    except BadInput as e:
+        raise download.explain(cfg, e) from None
     if not items["train"]:
         raise BadInput(cfg.data.raw_dir, "no training items found")
     strategy = fold_strategy(cfg, module)
@@ -426,17 +431,18 @@ def parse_args(argv=None):
         prog="python -m tfrecords_tools.convert",
         description="Raw Kaggle files -> sharded TFRecords with folds.")
     p.add_argument("--config", required=True, help="recipe JSON")
-    p.add_argument("--set", dest="overrides", action="append", default=[],
-                   metavar="KEY=VALUE",
-                   help="override a config key, e.g. data.shard_size=64")
+    cli.add_set(p, help="override config keys, e.g. --set "
+                        "data.shard_size=64 data.folds=2 (repeatable)")
     p.add_argument("--workers", type=int, default=1,
                    help="encoding processes (default: 1)")
     p.add_argument("--skip-bad", action="store_true",
                    help="skip unusable inputs, listing them in errors.csv")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    cli.add_common(p)
     return p.parse_args(argv)
 
 
+@cli.command
 def main(argv=None) -> int:
     args = parse_args(argv)
     from kaggle_tf import config as config_lib
@@ -446,17 +452,21 @@ def main(argv=None) -> int:
         print(f"error: --workers must be >= 1. Received: {args.workers}",
               file=sys.stderr)
         return 2
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         manifest = convert(cfg, workers=args.workers,
                            skip_bad=args.skip_bad,
                            progress=not args.quiet)
     except BadInput as e:
-        print(f"error: {e}", file=sys.stderr)
-        print("(rerun with --skip-bad to skip bad inputs and list them in "
-              "errors.csv)", file=sys.stderr)
+        if cli.debugging():
+            raise
+        hint = "" if "not found; " in str(e) else (
+            " (rerun with --skip-bad to skip bad inputs and list them in "
+            "errors.csv)")
+        print(f"error: {e}{hint}", file=sys.stderr)
         return 1
     except ValueError as e:
+        if cli.debugging():
+            raise
         print(f"error: {e}", file=sys.stderr)
         return 1
     train, test = manifest["splits"]["train"], manifest["splits"]["test"]

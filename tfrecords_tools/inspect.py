@@ -20,6 +20,7 @@ import sys
 
 import numpy as np
 
+from kaggle_tf import cli
 from tfrecords_tools import competitions
 from tfrecords_tools import draw as draw_lib
 from tfrecords_tools import schema
@@ -95,6 +96,9 @@ def read_examples(records_dir: str, manifest: dict, split: str,
              for s in manifest["splits"][split]["shards"]]
     if not files:
         return []
+    from kaggle_tf.data import shard_check
+
+    shard_check.remember(files)
     ds = tf.data.TFRecordDataset(files).take(limit)
     return [encode.from_example(r) for r in ds.as_numpy_iterator()]
 
@@ -163,9 +167,11 @@ def parse_args(argv=None):
                    help="PNG to write (default: <records_dir>/grid.png)")
     p.add_argument("--n", type=int, default=8, help="records to draw")
     p.add_argument("--split", default="train", choices=schema.SPLITS)
+    cli.add_common(p)
     return p.parse_args(argv)
 
 
+@cli.command
 def main(argv=None) -> int:
     args = parse_args(argv)
     from tfrecords_tools import writer

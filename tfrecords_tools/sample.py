@@ -16,6 +16,7 @@ Example:
 import argparse
 import sys
 
+from kaggle_tf import cli
 from tfrecords_tools import competitions
 
 
@@ -51,9 +52,11 @@ def parse_args(argv=None):
                    help="image size HxW, or S for S x S (default: the "
                         "competition's)")
     p.add_argument("--seed", type=int, default=0)
+    cli.add_common(p)
     return p.parse_args(argv)
 
 
+@cli.command
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.n is not None and args.n < 1:

@@ -17,6 +17,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from kaggle_tf.data import shard_check
 from tfrecords_tools import schema
 # The record codec lives beside the encoder, in `tfrecords_tools.decode`;
 # the data layer's readers use it through these names.
@@ -47,7 +48,15 @@ def read_manifest(records_dir: str) -> dict:
             f"{path} not found: convert the raw data first "
             "(python -m tfrecords_tools.convert --config ...)")
     with tf.io.gfile.GFile(path, "rb") as f:
-        manifest = json.loads(f.read())
+        text = f.read()
+    try:
+        manifest = json.loads(text)
+    except ValueError as e:
+        raise ValueError(f"{path}: damaged manifest ({e}); convert the raw "
+                         "data again") from None
+    if not isinstance(manifest, dict):
+        raise ValueError(f"{path}: not a manifest (a JSON object expected);"
+                         " convert the raw data again")
     version = manifest.get("schema_version")
     if version != schema.SCHEMA_VERSION:
         raise ValueError(
@@ -90,5 +99,6 @@ def shard_files(records_dir: str, manifest: dict, split: str = "train",
                 f"{os.path.join(records_dir, shard['file'])} is listed in "
                 "the manifest but missing")
         files.append(os.path.join(records_dir, shard["file"]))
+    shard_check.remember(files)
     return files
 

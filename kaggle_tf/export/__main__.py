@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 
+from kaggle_tf import cli
 from kaggle_tf import config as config_lib
 
 
@@ -24,11 +25,12 @@ def parse_args(argv=None):
                    help="comma-separated fold indices (default: all)")
     p.add_argument("--version", type=int, default=None,
                    help="version number (default: the next free one)")
-    p.add_argument("--set", dest="overrides", action="append", default=[],
-                   metavar="KEY=VALUE", help="override a config key")
+    cli.add_set(p)
+    cli.add_common(p)
     return p.parse_args(argv)
 
 
+@cli.command
 def main(argv=None):
     args = parse_args(argv)
     cfg = config_lib.load_or_exit(args.config, args.overrides)
@@ -36,7 +38,6 @@ def main(argv=None):
         folds = config_lib.parse_folds(args.folds)
     except config_lib.ConfigError as e:
         return config_lib.report(e)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from kaggle_tf.export import run as export_run
 
     try:

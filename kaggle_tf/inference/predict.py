@@ -37,6 +37,7 @@ import numpy as np
 
 import kaggle_tf.models  # noqa: F401  (registers the custom layers)
 from kaggle_tf import augment  # noqa: F401  (in-model augmenters' layers)
+from kaggle_tf import checkpoints
 from kaggle_tf import config as config_lib
 from kaggle_tf import layout
 from kaggle_tf import tasks
@@ -94,7 +95,8 @@ def load_postprocess(cfg):
               "triplet": cfg.inference.triplet, "source": "config"}
     path = layout.RunLayout.of(cfg).path(layout.POSTPROCESS)
     if os.path.exists(path):
-        tuned = layout.read_json(path)
+        tuned = layout.read_json(path, hint="rerun python -m kaggle_tf.tune "
+                                 "or delete it")
         for key in ("thresholds", "min_area", "triplet"):
             if tuned.get(key) is not None:
                 params[key] = tuned[key]
@@ -169,7 +171,7 @@ def load_members(cfg, paths, tta_mode):
     """
     members = []
     for i, path in enumerate(paths):
-        model = keras.saving.load_model(path, compile=False)
+        model = checkpoints.load_model(path, compile=False)
         shape = model.input_shape
         if tta_mode == "d4" and len(shape) == 4 and shape[1] != shape[2]:
             model = any_size(model)

@@ -25,6 +25,7 @@ import keras
 import numpy as np
 
 import kaggle_tf.models  # noqa: F401  (registers the custom layers)
+from kaggle_tf import checkpoints
 from kaggle_tf import layout
 from kaggle_tf.data import pipeline
 from kaggle_tf.data import records
@@ -85,7 +86,7 @@ def series_ensemble(cfg, folds=None):
     for k, (clf_path, seq_path) in enumerate(fold_paths(cfg, folds)):
         slices = seq_lib.slice_model(clf_path, cfg)
         slices.name = f"slice_model_{k}"
-        sequence = keras.saving.load_model(seq_path, compile=False)
+        sequence = checkpoints.load_model(seq_path, compile=False)
         sequence.name = f"sequence_{k}"
         members.append(series_model(slices, sequence, name=f"member_{k}"))
     inputs = {"images": keras.Input(members[0].input["images"].shape[1:],

@@ -20,9 +20,9 @@ Example:
 """
 
 import importlib
-import json
 import os
 
+from kaggle_tf import files
 from kaggle_tf.tasks.base import KAGGLE_METRIC
 from kaggle_tf.tasks.base import Task
 from kaggle_tf.tasks.base import TuneError
@@ -107,6 +107,5 @@ def mask_size(cfg):
     path = os.path.join(cfg.data.records_dir, "manifest.json")
     manifest = None
     if os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            manifest = json.load(f)
+        manifest = files.read_json(path, hint="convert the raw data again")
     return task.mask_size(manifest)

@@ -17,6 +17,7 @@ import os
 
 import keras
 
+from kaggle_tf import checkpoints
 from kaggle_tf import augment
 from kaggle_tf import layout
 from kaggle_tf import models
@@ -156,7 +157,7 @@ def train_fold(cfg, fold):
 def evaluate_fold(cfg, fold, fold_dir):
     """Predicts the fold's validation images; writes oof.npz, metrics.json."""
     path = layout.RunLayout.of(cfg).checkpoint(fold)
-    model = keras.saving.load_model(path, compile=False)
+    model = checkpoints.load_model(path, compile=False)
     val_ds = pipeline.make_dataset(cfg, [fold], training=False,
                                    batch_size=cfg.train.batch_size,
                                    with_meta=True)

@@ -9,6 +9,7 @@ import os
 import keras
 import numpy as np
 
+from kaggle_tf import files
 from kaggle_tf import layout
 from kaggle_tf import tasks
 from kaggle_tf.data import records
@@ -58,17 +59,11 @@ def load(path):
         OofError: an unreadable file, a missing key or mismatched lengths.
     """
     try:
-        with np.load(path, allow_pickle=False) as f:
-            missing = [k for k in ("ids", "probs", "truth")
-                       if k not in f.files]
-            if missing:
-                raise OofError(f"{path}: missing key '{missing[0]}' "
-                               f"(has: {', '.join(f.files)})")
-            part = f["ids"], f["probs"], f["truth"]
-    except OofError:
-        raise
-    except Exception as e:  # unreadable file: name it
-        raise OofError(f"{path}: cannot read ({e})") from None
+        part = files.load_npz(path, ("ids", "probs", "truth"),
+                              hint="rerun python -m kaggle_tf.fit for that "
+                                   "fold (delete the file first)")
+    except files.InputError as e:
+        raise OofError(str(e)) from None
     n = len(part[1])
     if len(part[0]) != n or len(part[2]) != n:
         raise OofError(

@@ -35,6 +35,7 @@ import os
 import keras
 import numpy as np
 
+from kaggle_tf import checkpoints
 from kaggle_tf import config as config_lib
 from kaggle_tf import layout
 from kaggle_tf import models
@@ -93,7 +94,7 @@ def slice_model(path, cfg=None):
         ValueError: the checkpoint's input size differs from
             `cfg.data.image_size` / the number of windows.
     """
-    classifier = keras.saving.load_model(path, compile=False)
+    classifier = checkpoints.load_model(path, compile=False)
     if cfg is not None:
         want = (*cfg.data.image_size, _channels(cfg))
         got = tuple(classifier.input_shape[1:])
@@ -372,7 +373,7 @@ def evaluate_fold(cfg, fold, fold_dir):
     data = cached_embeddings(cfg, fold, fold_dir)
     _, val_windows = split_windows(cfg, data, fold)
     path = layout.RunLayout.of(cfg).checkpoint(fold)
-    model = keras.saving.load_model(path, compile=False)
+    model = checkpoints.load_model(path, compile=False)
     rows, probs = predict_windows(
         model, SeriesBatches(data, val_windows, cfg.train.batch_size))
     ids, truth = data["ids"][rows], data["labels"][rows]

@@ -26,6 +26,7 @@ import shutil
 import keras
 import numpy as np
 
+from kaggle_tf import checkpoints
 from kaggle_tf import layout
 from kaggle_tf import losses
 from kaggle_tf import tasks
@@ -100,7 +101,7 @@ def set_encoder_trainable(model, trainable, prefixes=("encoder",)):
 
 def copy_weights_from(model, path):
     """Loads the weights of the `.keras` file `path` into `model`."""
-    source = keras.saving.load_model(path, compile=False)
+    source = checkpoints.load_model(path, compile=False)
     augmented.unwrap(model).set_weights(source.get_weights())
 
 
@@ -248,7 +249,7 @@ def average_checkpoints(fold_dir, out_path):
     entries = layout.read_checkpoints(fold_dir)
     if not entries:
         raise FileNotFoundError(f"no checkpoints listed in {fold_dir}")
-    models_ = [keras.saving.load_model(os.path.join(fold_dir, e["file"]),
+    models_ = [checkpoints.load_model(os.path.join(fold_dir, e["file"]),
                                        compile=False) for e in entries]
     weights = [m.get_weights() for m in models_]
     mean = [np.mean([w[i] for w in weights], axis=0).astype(weights[0][i].dtype)

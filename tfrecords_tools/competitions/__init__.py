@@ -16,6 +16,8 @@ Constants:
   "stratified" (by `Item.stratum`), "grouped" (by `Item.group`,
   stratified when labels exist), "multilabel" (iterative stratification of
   `Item.labels`) or "random". See `tfrecords_tools.folds`.
+- `KAGGLE_SLUG`: the competition's slug on Kaggle (`kaggle competitions
+  download -c KAGGLE_SLUG`), named when the raw data is missing.
 - `DEFAULT_SIZE`: `(height, width)` of the real images (for samples).
 - `CONFIG_KEYS` (optional): the `cfg.data` keys `encode_item` reads
   (e.g. `("windows",)`); a change to one of them makes the converter write

@@ -45,6 +45,7 @@ CLASSES = (
     "Aggresome", "Cytosol", "Cytoplasmic bodies", "Rods & rings")
 KIND = "classification"
 FOLD_STRATEGY = "multilabel"
+KAGGLE_SLUG = "human-protein-atlas-image-classification"
 DEFAULT_SIZE = (512, 512)
 DEFAULT_N = 48
 # The records depend on no `cfg.data` key besides the folds and shards.

@@ -55,6 +55,7 @@ CLASSES = ("epidural", "intraparenchymal", "intraventricular",
            "subarachnoid", "subdural", "any")
 KIND = "sequence"
 FOLD_STRATEGY = "grouped"
+KAGGLE_SLUG = "rsna-intracranial-hemorrhage-detection"
 DEFAULT_SIZE = (512, 512)
 DEFAULT_N = 48
 # The record depends on no `cfg.data` key besides the folds and shards.

@@ -74,6 +74,7 @@ CONDITION_SERIES = {"spinal_canal_stenosis": "sagittal_t2_stir",
                     "right_subarticular_stenosis": "axial_t2"}
 KIND = "classification"
 FOLD_STRATEGY = "grouped"
+KAGGLE_SLUG = "rsna-2024-lumbar-spine-degenerative-classification"
 DEFAULT_SIZE = (512, 512)
 DEFAULT_N = 12
 MISSING = -1

@@ -47,6 +47,7 @@ from tfrecords_tools.synthetic import write_lines
 CLASSES = ("pneumothorax",)
 KIND = "segmentation"
 FOLD_STRATEGY = "grouped"
+KAGGLE_SLUG = "siim-acr-pneumothorax-segmentation"
 DEFAULT_SIZE = (1024, 1024)
 DEFAULT_N = 40
 # The records depend on no `cfg.data` key besides the folds and shards.

@@ -41,6 +41,7 @@ from tfrecords_tools.readers.paths import safe_join
 CLASSES = ("1", "2", "3", "4")
 KIND = "segmentation"
 FOLD_STRATEGY = "stratified"
+KAGGLE_SLUG = "severstal-steel-defect-detection"
 DEFAULT_SIZE = (256, 1600)
 DEFAULT_N = 64
 # Records depend on no `cfg.data` key besides the folds and shards.
