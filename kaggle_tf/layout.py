@@ -64,10 +64,10 @@ def _json_default(value):
     raise TypeError(f"not JSON serializable: {type(value).__name__}")
 
 
-def read_json(path, hint=None):
-    """The JSON object at `path`; a missing or damaged file is an
-    `files.InputError` naming it."""
-    return files.read_json(path, hint)
+def read_json(path, hint=None, expect=dict):
+    """The JSON value at `path` (a dict by default); a missing or damaged
+    file is a `files.InputError` naming it."""
+    return files.read_json(path, hint, expect=expect)
 
 
 def read_checkpoints(fold_dir):
@@ -75,7 +75,7 @@ def read_checkpoints(fold_dir):
     path = os.path.join(fold_dir, CHECKPOINTS)
     if not os.path.exists(path):
         return []
-    return read_json(path)
+    return read_json(path, expect=list)
 
 
 class RunLayout:

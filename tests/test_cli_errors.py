@@ -287,12 +287,13 @@ def test_command_fails_cleanly(world, module, setup, capsys, monkeypatch):
 
 def test_debug_shows_the_traceback(world, monkeypatch):
     from kaggle_tf import tune
+    from kaggle_tf.training.oof import OofError
 
     argv, _, _, _ = tune_no_oof(world)
-    with pytest.raises(tune.OofError):
+    with pytest.raises(OofError):
         tune.main(argv + ["--debug"])
     monkeypatch.setenv(cli.DEBUG_ENV, "1")
-    with pytest.raises(tune.OofError):
+    with pytest.raises(OofError):
         tune.main(argv)
 
 

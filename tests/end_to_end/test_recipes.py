@@ -32,6 +32,7 @@ import pytest
 
 from kaggle_tf import config
 from kaggle_tf import rle
+from kaggle_tf import tasks
 from kaggle_tf.metrics import kaggle as kaggle_metrics
 from e2e_commands import ROOT
 from e2e_commands import run
@@ -638,7 +639,7 @@ def test_recipe_learns_beyond_a_constant_prediction(request, name):
         print(f"\n{name} {cfg.model.arch}: OOF {learned:.4f}, "
               f"best constant {constant:.4f}")
         margin = MARGIN[name]
-        if kaggle_metrics.higher_is_better(cfg.task):
+        if tasks.higher_is_better(cfg.task):
             assert learned > constant + margin, (cfg.model.arch, learned,
                                                  constant)
         else:
