@@ -2,6 +2,8 @@
 in a U-Net (forward pass, `.keras` round trip)."""
 
 
+import re
+
 import keras
 import numpy as np
 import pytest
@@ -19,6 +21,7 @@ FAST = {
     "tf_efficientnet_b5": 64,
     "mobilenetv2_100": 64,
     "resnext50_32x4d": 64,
+    "legacy_xception": 64,
 }
 SLOW = {
     "efficientnet_b6": 64,
@@ -29,6 +32,20 @@ SLOW = {
     "resnext101_32x8d": 64,
 }
 NEW = {**FAST, **SLOW}
+# Valid-padded networks: classifiers only.
+CLASSIFIER_ONLY = ("legacy_xception",)
+
+
+def timm_keys(state_dict):
+    """A features_only state dict under the full model's keys: hook
+    wrappers nest it under `body.`, list wrappers flatten `features.0`
+    to `features_0`."""
+    out = {}
+    for key, value in state_dict.items():
+        key = key.removeprefix("body.")
+        key = re.sub(r"^features_(\d+)\.", r"features.\1.", key)
+        out[key] = value
+    return out
 
 
 def assert_matches_timm(name, size, timm_features, to_nhwc, random_images,
@@ -38,7 +55,8 @@ def assert_matches_timm(name, size, timm_features, to_nhwc, random_images,
     assert tuple(reference.feature_info.reduction()) == spec.strides
     assert tuple(reference.feature_info.channels()) == spec.channels
     encoder = encoders.build(name, input_shape=(None, None, 3))
-    result = weights.load_torch_state_dict(encoder, reference.state_dict())
+    result = weights.load_torch_state_dict(
+        encoder, timm_keys(reference.state_dict()))
     assert not result.missing and not result.unexpected
     for height, width in shapes or ((size, size),):
         x = random_images((height, width, 3))
@@ -95,7 +113,7 @@ def _unet_round_trip(name, tmp_path):
     np.testing.assert_array_equal(np.asarray(loaded(x, training=False)), want)
 
 
-@pytest.mark.parametrize("name", sorted(FAST))
+@pytest.mark.parametrize("name", sorted(set(FAST) - set(CLASSIFIER_ONLY)))
 def test_unet_forward_and_keras_round_trip(name, tmp_path):
     _unet_round_trip(name, tmp_path)
 
@@ -104,3 +122,30 @@ def test_unet_forward_and_keras_round_trip(name, tmp_path):
 @pytest.mark.parametrize("name", sorted(SLOW))
 def test_big_unet_forward_and_keras_round_trip(name, tmp_path):
     _unet_round_trip(name, tmp_path)
+
+
+@pytest.mark.parametrize("name", CLASSIFIER_ONLY)
+def test_classifier_only_encoders_rejected_by_decoders(name):
+    from kaggle_tf.models.decoders import FPN
+
+    assert not encoders.spec(name).segmentation_ready
+    for arch in (Unet, FPN):
+        with pytest.raises(ValueError, match=f"encoder '{name}' \\(strides "
+                                             r"\(2, 4, 8, 16, 32\)\) serves "
+                                             "classifiers only"):
+            arch(name, classes=1, input_shape=(96, 96, 3))
+
+
+@pytest.mark.parametrize("name", CLASSIFIER_ONLY)
+def test_classifier_only_encoders_in_a_classifier_round_trip(name, tmp_path):
+    from kaggle_tf.models.classifier import Classifier
+
+    size = max(64, encoders.spec(name).min_input_size or 0)
+    model = Classifier(name, classes=3, input_shape=(size, size, 3))
+    randomize(model, std=0.05)
+    x = np.random.RandomState(0).rand(1, size, size, 3).astype("float32")
+    want = np.asarray(model(x, training=False))
+    assert want.shape == (1, 3) and np.all(np.isfinite(want))
+    model.save(tmp_path / "clf.keras")
+    loaded = keras.saving.load_model(tmp_path / "clf.keras")
+    np.testing.assert_array_equal(np.asarray(loaded(x, training=False)), want)
