@@ -29,6 +29,7 @@ True
 from kaggle_tf.models.encoders import convnext  # noqa: F401
 from kaggle_tf.models.encoders import densenet  # noqa: F401
 from kaggle_tf.models.encoders import efficientnet  # noqa: F401
+from kaggle_tf.models.encoders import inception  # noqa: F401
 from kaggle_tf.models.encoders import resnet  # noqa: F401
 from kaggle_tf.models.encoders import senet  # noqa: F401
 from kaggle_tf.models.encoders import testing  # noqa: F401

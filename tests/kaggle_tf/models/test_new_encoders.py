@@ -22,6 +22,8 @@ FAST = {
     "mobilenetv2_100": 64,
     "resnext50_32x4d": 64,
     "legacy_xception": 64,
+    "inception_v3": 75,
+    "inception_v4": 75,
 }
 SLOW = {
     "efficientnet_b6": 64,
@@ -33,7 +35,7 @@ SLOW = {
 }
 NEW = {**FAST, **SLOW}
 # Valid-padded networks: classifiers only.
-CLASSIFIER_ONLY = ("legacy_xception",)
+CLASSIFIER_ONLY = ("legacy_xception", "inception_v3", "inception_v4")
 
 
 def timm_keys(state_dict):
