@@ -222,7 +222,8 @@ def v3_torch_mapping(model):
 @register_encoder("inception_v3", channels=(64, 192, 288, 768, 2048),
                   timm_name="inception_v3", torch_mapping=v3_torch_mapping,
                   first_conv="Conv2d_1a_3x3.conv.weight", aligned=False,
-                  min_input_size=MIN_INPUT_SIZE, ignore_prefixes=("AuxLogits.",))
+                  min_input_size=MIN_INPUT_SIZE,
+                  ignore_prefixes=("AuxLogits.",))
 def inception_v3_encoder(input_shape):
     """Inception-V3 (timm `inception_v3`); classifiers only."""
     return inception_v3(input_shape, name="inception_v3")
