@@ -103,6 +103,56 @@ def max_pool_3x3_s2(x, name=None):
     return layers.MaxPooling2D(3, strides=2, name=name)(x)
 
 
+@keras.saving.register_keras_serializable(package="kaggle_tf")
+class TorchMaxPooling2D(layers.Layer):
+    """PyTorch's `MaxPool2d(pool_size, strides, padding)` (floor mode).
+
+    Pads `padding` pixels of `-inf` on every side, then max-pools
+    unpadded; the padding never wins, whatever the sign of the inputs
+    (`max_pool_3x3_s2` relies on a preceding ReLU instead).
+
+    Args:
+        pool_size: the window side. Defaults to `3`.
+        strides: Defaults to `2`.
+        padding: pixels padded on each side. Defaults to `1`.
+        **kwargs: `keras.layers.Layer` arguments (`name`, `dtype`).
+
+    Example:
+
+    >>> TorchMaxPooling2D(3, 2, 1)(keras.ops.ones((1, 8, 8, 4))).shape
+    (1, 4, 4, 4)
+    """
+
+    def __init__(self, pool_size=3, strides=2, padding=1, **kwargs):
+        super().__init__(**kwargs)
+        self.pool_size = int(pool_size)
+        self.strides = int(strides)
+        self.padding = int(padding)
+
+    def call(self, inputs):
+        p = self.padding
+        if p:
+            inputs = ops.pad(inputs, ((0, 0), (p, p), (p, p), (0, 0)),
+                             constant_values=float("-inf"))
+        return ops.max_pool(inputs, self.pool_size, self.strides,
+                            padding="valid")
+
+    def compute_output_shape(self, input_shape):
+        def size(d):
+            if d is None:
+                return None
+            return (d + 2 * self.padding - self.pool_size) // self.strides + 1
+
+        return (input_shape[0], size(input_shape[1]), size(input_shape[2]),
+                input_shape[3])
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(pool_size=self.pool_size, strides=self.strides,
+                      padding=self.padding)
+        return config
+
+
 def squeeze_excite(x, reduced_channels, name=None):
     """timm's `SEModule`: mean -> 1x1 conv -> ReLU -> 1x1 conv -> sigmoid.
 
@@ -317,6 +367,7 @@ def float32_output(x, activation=None, name=None):
 
 
 __all__ = [
+    "TorchMaxPooling2D",
     "BN_EPSILON",
     "BN_MOMENTUM",
     "batch_norm",

@@ -33,6 +33,7 @@ def check_args(classes, input_shape, activation, stride=32):
 
 def build_encoder(encoder, input_shape, encoder_weights):
     """The nested encoder (`name="encoder"`), with weights when given."""
+    encoders.check_segmentation_ready(encoder)
     backbone = encoders.build(encoder, input_shape=input_shape)
     if encoder_weights is not None:
         if not isinstance(encoder_weights, (str, dict)) and not hasattr(

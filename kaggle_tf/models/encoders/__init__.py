@@ -29,11 +29,14 @@ True
 from kaggle_tf.models.encoders import convnext  # noqa: F401
 from kaggle_tf.models.encoders import densenet  # noqa: F401
 from kaggle_tf.models.encoders import efficientnet  # noqa: F401
+from kaggle_tf.models.encoders import inception  # noqa: F401
 from kaggle_tf.models.encoders import resnet  # noqa: F401
 from kaggle_tf.models.encoders import senet  # noqa: F401
 from kaggle_tf.models.encoders import testing  # noqa: F401
+from kaggle_tf.models.encoders import xception  # noqa: F401
 from kaggle_tf.models.encoders.registry import ENCODERS
 from kaggle_tf.models.encoders.registry import Encoder
+from kaggle_tf.models.encoders.registry import check_segmentation_ready
 from kaggle_tf.models.encoders.registry import names
 from kaggle_tf.models.encoders.registry import register_encoder
 from kaggle_tf.models.encoders.registry import spec
@@ -68,4 +71,5 @@ def build(name, input_shape=(None, None, 3), weights=None,
     return encoder
 
 
-__all__ = ["ENCODERS", "Encoder", "build", "names", "register_encoder", "spec"]
+__all__ = ["ENCODERS", "Encoder", "build", "check_segmentation_ready",
+           "names", "register_encoder", "spec"]

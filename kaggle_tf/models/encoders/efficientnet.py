@@ -1,4 +1,4 @@
-"""EfficientNet-B0..B4 encoders in timm's layout, in both padding flavours.
+"""EfficientNet-B0..B7 (both padding flavours) and MobileNet-V2 encoders.
 
 timm ships each EfficientNet twice, with the same module names:
 
@@ -22,6 +22,11 @@ depthwise kxk, squeeze-and-excitation with SiLU, 1x1 project), SiLU
 everywhere. Channels scale by `round_channels` and depths by timm's
 `_scale_stage_depth` ("ceil"). Layers are named after timm's modules
 (`blocks.1.0.conv_dw` -> `blocks_1_0_conv_dw`).
+
+MobileNet-V2 (`mobilenetv2_100`) is the same generator with another
+arch_def (`MOBILENET_V2_STAGES`): 3x3 kernels, no squeeze-and-excitation,
+ReLU6, symmetric padding, epsilon 1e-5; its pyramid channels are
+(16, 24, 32, 96, 320).
 
 The pyramid is timm's `features_only` output: the last block of stages
 0, 1, 2, 4 and 6 (strides 2, 4, 8, 16, 32); for B0 the channels are
@@ -65,7 +70,21 @@ SCALING = {
     "b2": (1.1, 1.2),
     "b3": (1.2, 1.4),
     "b4": (1.4, 1.8),
+    "b5": (1.6, 2.2),
+    "b6": (1.8, 2.6),
+    "b7": (2.0, 3.1),
 }
+# timm's `_gen_mobilenet_v2` arch_def: the same block types, 3x3 kernels
+# only, no squeeze-and-excitation, ReLU6 (timm `mobilenetv2_100`).
+MOBILENET_V2_STAGES = (
+    ("ds", 1, 3, 1, 1, 16),
+    ("ir", 2, 3, 2, 6, 24),
+    ("ir", 3, 3, 2, 6, 32),
+    ("ir", 4, 3, 2, 6, 64),
+    ("ir", 3, 3, 1, 6, 96),
+    ("ir", 3, 3, 2, 6, 160),
+    ("ir", 1, 3, 1, 6, 320),
+)
 # BatchNorm epsilon: timm's PyTorch default, and TensorFlow's for `tf_`.
 BN_EPSILON = 1e-5
 TF_BN_EPSILON = 1e-3
@@ -128,12 +147,12 @@ def _conv(x, filters, kernel_size, strides=1, depthwise=False,
                          padding=padding, use_bias=use_bias, name=name)(x)
 
 
-def _bn(x, epsilon, activation=True, name=None):
-    """timm's `BatchNormAct2d` (BatchNorm, then SiLU when `activation`)."""
+def _bn(x, epsilon, activation="silu", name=None):
+    """timm's `BatchNormAct2d` (BatchNorm, then `activation` unless None)."""
     x = layers.BatchNormalization(epsilon=epsilon, momentum=BN_MOMENTUM,
                                   name=name)(x)
     if activation:
-        x = layers.Activation("silu", name=f"{name}_act")(x)
+        x = layers.Activation(activation, name=f"{name}_act")(x)
     return x
 
 
@@ -159,44 +178,51 @@ def squeeze_excite(x, reduced_channels, name=None):
 
 
 def depthwise_separable_block(x, filters, kernel_size, strides, epsilon,
-                              tf_padding, name=None):
-    """timm's `DepthwiseSeparableConv`: dw kxk, BN-SiLU, SE, 1x1, BN."""
+                              tf_padding, activation="silu",
+                              se_ratio=SE_RATIO, name=None):
+    """timm's `DepthwiseSeparableConv`: dw kxk, BN-act, SE, 1x1, BN."""
     in_channels = x.shape[-1]
     shortcut = x
     y = _conv(x, None, kernel_size, strides, depthwise=True,
               tf_padding=tf_padding, name=f"{name}_conv_dw")
-    y = _bn(y, epsilon, name=f"{name}_bn1")
-    y = squeeze_excite(y, round(in_channels * SE_RATIO), name=f"{name}_se")
+    y = _bn(y, epsilon, activation, name=f"{name}_bn1")
+    if se_ratio:
+        y = squeeze_excite(y, round(in_channels * se_ratio),
+                           name=f"{name}_se")
     y = _conv(y, filters, 1, name=f"{name}_conv_pw")
-    y = _bn(y, epsilon, activation=False, name=f"{name}_bn2")
+    y = _bn(y, epsilon, activation=None, name=f"{name}_bn2")
     if strides == 1 and in_channels == filters:
         y = layers.Add(name=f"{name}_add")([y, shortcut])
     return y
 
 
 def inverted_residual_block(x, filters, kernel_size, strides, expansion,
-                            epsilon, tf_padding, name=None):
+                            epsilon, tf_padding, activation="silu",
+                            se_ratio=SE_RATIO, name=None):
     """timm's `InvertedResidual`: 1x1 expand, dw kxk, SE, 1x1 project."""
     in_channels = x.shape[-1]
     mid_channels = make_divisible(in_channels * expansion)
     shortcut = x
     y = _conv(x, mid_channels, 1, name=f"{name}_conv_pw")
-    y = _bn(y, epsilon, name=f"{name}_bn1")
+    y = _bn(y, epsilon, activation, name=f"{name}_bn1")
     y = _conv(y, None, kernel_size, strides, depthwise=True,
               tf_padding=tf_padding, name=f"{name}_conv_dw")
-    y = _bn(y, epsilon, name=f"{name}_bn2")
-    # timm divides the SE ratio by the expansion: SE width from the input.
-    y = squeeze_excite(y, round(mid_channels * (SE_RATIO / expansion)),
-                       name=f"{name}_se")
+    y = _bn(y, epsilon, activation, name=f"{name}_bn2")
+    if se_ratio:
+        # timm divides the SE ratio by the expansion: SE width from the
+        # block input.
+        y = squeeze_excite(y, round(mid_channels * (se_ratio / expansion)),
+                           name=f"{name}_se")
     y = _conv(y, filters, 1, name=f"{name}_conv_pwl")
-    y = _bn(y, epsilon, activation=False, name=f"{name}_bn3")
+    y = _bn(y, epsilon, activation=None, name=f"{name}_bn3")
     if strides == 1 and in_channels == filters:
         y = layers.Add(name=f"{name}_add")([y, shortcut])
     return y
 
 
 def efficientnet(input_shape, channel_multiplier=1.0, depth_multiplier=1.0,
-                 tf_padding=False, name="efficientnet"):
+                 tf_padding=False, stages=STAGES, activation="silu",
+                 se_ratio=SE_RATIO, name="efficientnet"):
     """Builds an EfficientNet encoder with outputs `{"P1".."P5"}`.
 
     Args:
@@ -206,6 +232,13 @@ def efficientnet(input_shape, channel_multiplier=1.0, depth_multiplier=1.0,
         tf_padding: TensorFlow "same" padding and BatchNorm epsilon 1e-3
             (timm's `tf_efficientnet_*`) instead of symmetric padding and
             epsilon 1e-5 (timm's `efficientnet_*`). Defaults to `False`.
+        stages: the arch_def rows, `(block type, repeats, kernel size,
+            stride, expansion, channels)`. Defaults to EfficientNet's
+            `STAGES`; `MOBILENET_V2_STAGES` gives MobileNet-V2.
+        activation: every activation but the SE gate's. Defaults to
+            `"silu"` (`"relu6"` for MobileNet-V2).
+        se_ratio: squeeze-and-excitation width over the block input; 0 or
+            None for none. Defaults to `0.25`.
         name: the model name.
 
     Returns:
@@ -223,13 +256,13 @@ def efficientnet(input_shape, channel_multiplier=1.0, depth_multiplier=1.0,
     # --- stem ---
     x = _conv(inputs, round_channels(STEM_CHANNELS, channel_multiplier), 3,
               strides=2, tf_padding=tf_padding, name="conv_stem")
-    x = _bn(x, epsilon, name="bn1")
+    x = _bn(x, epsilon, activation, name="bn1")
 
     # --- stages ---
-    levels = pyramid_stages()
+    levels = pyramid_stages(stages)
     pyramid = {}
     for stage, (block_type, repeats, kernel_size, strides, expansion,
-                channels) in enumerate(STAGES):
+                channels) in enumerate(stages):
         filters = round_channels(channels, channel_multiplier)
         for index in range(scale_depth(repeats, depth_multiplier)):
             block_name = f"blocks_{stage}_{index}"
@@ -237,11 +270,12 @@ def efficientnet(input_shape, channel_multiplier=1.0, depth_multiplier=1.0,
             if block_type == "ds":
                 x = depthwise_separable_block(
                     x, filters, kernel_size, block_strides, epsilon,
-                    tf_padding, name=block_name)
+                    tf_padding, activation, se_ratio, name=block_name)
             else:
                 x = inverted_residual_block(
                     x, filters, kernel_size, block_strides, expansion,
-                    epsilon, tf_padding, name=block_name)
+                    epsilon, tf_padding, activation, se_ratio,
+                    name=block_name)
         if stage in levels:
             pyramid[f"P{len(pyramid) + 1}"] = x
     return keras.Model(inputs, pyramid, name=name)
@@ -267,9 +301,9 @@ def torch_mapping(model):
     return mapping_by_layer_names(model, rename=timm_module_name)
 
 
-def _channels(channel_multiplier):
-    return tuple(round_channels(STAGES[i][5], channel_multiplier)
-                 for i in pyramid_stages())
+def _channels(channel_multiplier, stages=STAGES):
+    return tuple(round_channels(stages[i][5], channel_multiplier)
+                 for i in pyramid_stages(stages))
 
 
 def _register(variant, tf_padding):
@@ -302,3 +336,21 @@ tf_efficientnet_b1 = _register("b1", tf_padding=True)
 tf_efficientnet_b2 = _register("b2", tf_padding=True)
 tf_efficientnet_b3 = _register("b3", tf_padding=True)
 tf_efficientnet_b4 = _register("b4", tf_padding=True)
+efficientnet_b5 = _register("b5", tf_padding=False)
+efficientnet_b6 = _register("b6", tf_padding=False)
+efficientnet_b7 = _register("b7", tf_padding=False)
+tf_efficientnet_b5 = _register("b5", tf_padding=True)
+tf_efficientnet_b6 = _register("b6", tf_padding=True)
+tf_efficientnet_b7 = _register("b7", tf_padding=True)
+
+
+@register_encoder("mobilenetv2_100", channels=_channels(1.0,
+                                                        MOBILENET_V2_STAGES),
+                  timm_name="mobilenetv2_100", torch_mapping=torch_mapping,
+                  first_conv="conv_stem.weight",
+                  ignore_prefixes=HEAD_PREFIXES)
+def mobilenetv2_100(input_shape):
+    """MobileNet-V2 1.0 (timm `mobilenetv2_100`, symmetric padding)."""
+    return efficientnet(input_shape, 1.0, 1.0, stages=MOBILENET_V2_STAGES,
+                        activation="relu6", se_ratio=None,
+                        name="mobilenetv2_100")

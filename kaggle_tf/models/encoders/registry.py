@@ -40,6 +40,18 @@ class EncoderSpec:
     # timm keys (prefixes) that exist in the state dict but have no
     # counterpart in the pyramid (e.g. a final head norm); never "unexpected".
     ignore_prefixes: tuple = ()
+    # True when P_i is exactly ceil(size / stride_i) for any input size
+    # (padded convs). Valid-padded networks (Inception, Xception) have
+    # smaller maps at the same nominal strides: classifiers only.
+    aligned: bool = True
+    # The smallest input height / width the network accepts (None: 32).
+    min_input_size: Optional[int] = None
+
+    @property
+    def segmentation_ready(self):
+        """True when U-Net / FPN decoders can use the pyramid: five levels
+        at strides 2..32, each exactly the input size over its stride."""
+        return self.aligned and self.strides == (2, 4, 8, 16, 32)
 
 
 ENCODERS = {}
@@ -47,7 +59,7 @@ ENCODERS = {}
 
 def register_encoder(name, channels, timm_name=None, torch_mapping=None,
                      first_conv=None, strides=(2, 4, 8, 16, 32),
-                     ignore_prefixes=()):
+                     ignore_prefixes=(), aligned=True, min_input_size=None):
     """Decorator: registers `build_fn(input_shape)` under `name`.
 
     Args:
@@ -60,6 +72,9 @@ def register_encoder(name, channels, timm_name=None, torch_mapping=None,
         strides: strides of P1..P5 relative to the input.
         ignore_prefixes: timm key prefixes the loader skips silently
             (beyond the classifier keys it always skips).
+        aligned: False when the maps are not exactly `size / stride`
+            (valid padding); such encoders serve classifiers only.
+        min_input_size: the smallest input height / width it accepts.
     """
 
     def wrap(build_fn):
@@ -69,10 +84,34 @@ def register_encoder(name, channels, timm_name=None, torch_mapping=None,
             name=name, build_fn=build_fn, channels=tuple(channels),
             strides=tuple(strides), timm_name=timm_name,
             torch_mapping=torch_mapping, first_conv=first_conv,
-            ignore_prefixes=tuple(ignore_prefixes))
+            ignore_prefixes=tuple(ignore_prefixes), aligned=bool(aligned),
+            min_input_size=min_input_size)
         return build_fn
 
     return wrap
+
+
+def check_segmentation_ready(name, model="U-Net / FPN"):
+    """Raises a `ValueError` when encoder `name` cannot feed a decoder.
+
+    Example:
+
+    >>> check_segmentation_ready("resnet34")
+    """
+    entry = spec(name)
+    if entry.segmentation_ready:
+        return
+    if not entry.aligned:
+        why = ("its feature maps come from unpadded ('valid') convolutions, "
+               "so they are smaller than input / stride and do not line up "
+               "with the decoder's upsampling")
+    else:
+        why = ("a U-Net / FPN decoder needs five levels at strides "
+               "(2, 4, 8, 16, 32)")
+    raise ValueError(
+        f"encoder {name!r} (strides {entry.strides}) serves classifiers "
+        f"only: {why}. Use it in `Classifier`, or pick another encoder for "
+        f"{model}. Received: encoder={name!r}")
 
 
 def names():
@@ -117,6 +156,13 @@ class Encoder(keras.Model):
                  name="encoder", **kwargs):
         entry = spec(encoder_name)
         input_shape = _check_input_shape(input_shape)
+        smallest = entry.min_input_size
+        if smallest and any(d is not None and d < smallest
+                            for d in input_shape[:2]):
+            raise ValueError(
+                f"encoder {encoder_name!r} needs inputs of at least "
+                f"{smallest}x{smallest}. Received: "
+                f"input_shape={input_shape!r}")
         built = entry.build_fn(input_shape)
         outputs = built.output
         if not isinstance(outputs, dict):

@@ -1,5 +1,8 @@
 """ResNet / ResNeXt / SE-ResNeXt encoders in timm's layout.
 
+Registered here: `resnet18`, `resnet34`, `resnet50`, `resnext50_32x4d`,
+`resnext101_32x4d`, `resnext101_32x8d` (SE-ResNeXt is in `senet`).
+
 One configurable builder, `resnet(...)`, covers every variant (as timm's
 `ResNet` class): basic or bottleneck blocks, grouped 3x3 convs
 (`cardinality`, `base_width`), squeeze-and-excitation, the plain 7x7 stem or
@@ -207,3 +210,22 @@ def resnet34(input_shape):
 def resnet50(input_shape):
     """ResNet-50 (timm `resnet50`)."""
     return resnet(input_shape, BOTTLENECK, (3, 4, 6, 3), name="resnet50")
+
+
+def _register_resnext(name, depths, base_width):
+    def build(input_shape):
+        return resnet(input_shape, BOTTLENECK, depths, cardinality=32,
+                      base_width=base_width, name=name)
+
+    build.__name__ = name
+    build.__doc__ = f"ResNeXt (timm `{name}`): 32 groups of width " \
+        f"{base_width}."
+    register_encoder(name, channels=(64, 256, 512, 1024, 2048),
+                     timm_name=name, torch_mapping=torch_mapping,
+                     first_conv="conv1.weight")(build)
+    return build
+
+
+resnext50_32x4d = _register_resnext("resnext50_32x4d", (3, 4, 6, 3), 4)
+resnext101_32x4d = _register_resnext("resnext101_32x4d", (3, 4, 23, 3), 4)
+resnext101_32x8d = _register_resnext("resnext101_32x8d", (3, 4, 23, 3), 8)

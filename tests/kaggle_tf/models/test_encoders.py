@@ -21,21 +21,37 @@ def test_names_and_unknown_name_lists_choices():
 
 @pytest.mark.parametrize("name", encoders.names())
 def test_pyramid_shapes_follow_spec(name):
-    encoder = encoders.build(name, input_shape=(64, 96, 3))
     spec = encoders.spec(name)
+    height, width = (96, 128) if spec.min_input_size else (64, 96)
+    encoder = encoders.build(name, input_shape=(height, width, 3))
     assert isinstance(encoder, encoders.Encoder)
     assert encoder.encoder_name == name and encoder.name == "encoder"
     assert sorted(encoder.output) == ["P1", "P2", "P3", "P4", "P5"]
     for level, (channels, stride) in enumerate(
             zip(spec.channels, spec.strides), start=1):
-        assert encoder.output[f"P{level}"].shape == (
-            None, 64 // stride, 96 // stride, channels)
+        shape = encoder.output[f"P{level}"].shape
+        assert shape[::3] == (None, channels)
+        if spec.aligned:
+            assert shape[1:3] == (height // stride, width // stride)
+        else:
+            # Unpadded convs: smaller than size / stride, never larger.
+            assert 0 < shape[1] <= height // stride
+            assert 0 < shape[2] <= width // stride
     assert spec.timm_name == name
+    assert spec.segmentation_ready == (
+        spec.aligned and spec.strides == (2, 4, 8, 16, 32))
+
+
+def test_min_input_size_is_checked():
+    with pytest.raises(ValueError, match="'inception_v3' needs inputs of "
+                                         "at least 75x75"):
+        encoders.build("inception_v3", input_shape=(64, 64, 3))
 
 
 @pytest.mark.parametrize("name", encoders.names())
 def test_mapping_covers_every_variable_once_and_config_round_trips(name):
-    encoder = encoders.build(name, input_shape=(64, 64, 3))
+    size = max(64, encoders.spec(name).min_input_size or 0)
+    encoder = encoders.build(name, input_shape=(size, size, 3))
     mapping = encoders.spec(name).torch_mapping(encoder)
     assert len(mapping) == len(encoder.weights)
     assert len({id(v) for v, _ in mapping.values()}) == len(mapping)
