@@ -2,7 +2,6 @@
 
 import csv
 import glob
-import hashlib
 import io
 import os
 
@@ -128,22 +127,6 @@ def test_composite_adds_yellow():
     np.testing.assert_array_equal(protein.composite(rgby),
                                   [[[110, 120, 30], [255, 255, 0]]])
 
-
-def _digest(folder):
-    h = hashlib.sha256()
-    for path in sorted(glob.glob(os.path.join(folder, "**"), recursive=True)):
-        if os.path.isfile(path):
-            h.update(path[len(str(folder)):].encode())
-            with open(path, "rb") as f:
-                h.update(f.read())
-    return h.hexdigest()
-
-
-def test_sample_deterministic(tmp_path):
-    for name, seed in (("a", 5), ("b", 5), ("c", 6)):
-        protein.make_sample(str(tmp_path / name), n=4, size=16, seed=seed)
-    assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
-    assert _digest(tmp_path / "a") != _digest(tmp_path / "c")
 
 
 def test_bad_inputs(tmp_path):
