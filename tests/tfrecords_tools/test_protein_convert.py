@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from competition_samples import parsed_records
+from competition_samples import sample_and_convert
 from kaggle_tf import config
 from tfrecords_tools import convert
-from tfrecords_tools import encode
 from tfrecords_tools import schema
 from tfrecords_tools.competitions import protein
 from tfrecords_tools.items import BadInput
@@ -25,14 +26,6 @@ def _cfg(raw, out, **data):
         "image_size": [SIZE, SIZE], "folds": 3, "shard_size": 8, **data}})
 
 
-def _records(out, split="train"):
-    import tensorflow as tf
-
-    files = sorted(glob.glob(os.path.join(str(out), f"{split}-*.tfrec")))
-    return [encode.from_example(r.numpy())
-            for r in tf.data.TFRecordDataset(files)]
-
-
 def _targets(raw):
     with open(os.path.join(raw, "train.csv"), encoding="utf-8") as f:
         return {r["Id"]: r["Target"] for r in csv.DictReader(f)}
@@ -40,10 +33,8 @@ def _targets(raw):
 
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory):
-    root = tmp_path_factory.mktemp("protein")
-    raw, out = root / "raw", root / "records"
-    protein.make_sample(str(raw), n=N, size=SIZE, seed=0)
-    manifest = convert.convert(_cfg(raw, out), progress=False)
+    raw, out, _, manifest = sample_and_convert(
+        tmp_path_factory, "protein", "protein", _cfg, N, SIZE, 0)
     return raw, out, manifest
 
 
@@ -69,7 +60,7 @@ def test_sample_layout(converted):
 def test_records_match_raw_files(converted):
     raw, out, manifest = converted
     targets = _targets(raw)
-    records = _records(out)
+    records = parsed_records(out)
     assert len(records) == N == manifest["splits"]["train"]["records"]
     for rec in records:
         sample_id = rec[schema.ID][0].decode()
@@ -80,7 +71,7 @@ def test_records_match_raw_files(converted):
         for data, color in zip(rec[schema.IMAGE], protein.COLORS):
             with open(raw / "train" / f"{sample_id}_{color}.png", "rb") as f:
                 assert data == f.read()  # kept as stored
-    assert len(_records(out, "test")) == manifest["splits"]["test"][
+    assert len(parsed_records(out, "test")) == manifest["splits"]["test"][
         "records"] > 0
 
 
@@ -111,7 +102,7 @@ def test_folds_multilabel_cover_all(converted):
     raw, out, manifest = converted
     folds = {}
     labels = {}
-    for rec in _records(out):
+    for rec in parsed_records(out):
         folds[rec[schema.ID][0].decode()] = rec[schema.FOLD][0]
         labels[rec[schema.ID][0].decode()] = np.array(rec[schema.LABELS])
     assert set(folds) == set(_targets(raw))
@@ -164,7 +155,7 @@ def test_bad_target_names_row(tmp_path):
 
 def test_draw_composite_beside_green(converted):
     _, out, _ = converted
-    rec = _records(out)[0]
+    rec = parsed_records(out)[0]
     rgby = np.stack([np.asarray(Image.open(io.BytesIO(d)))
                      for d in rec[schema.IMAGE]], -1)
     picture = protein.draw(rec)

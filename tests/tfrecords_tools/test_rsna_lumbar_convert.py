@@ -11,10 +11,11 @@ import pydicom
 import pytest
 from PIL import Image
 
+from competition_samples import parsed_records
+from competition_samples import sample_and_convert
 from kaggle_tf import config
 from tfrecords_tools import convert
 from tfrecords_tools import dicom
-from tfrecords_tools import encode
 from tfrecords_tools import schema
 from tfrecords_tools.competitions import rsna_lumbar
 from tfrecords_tools.items import BadInput
@@ -31,14 +32,6 @@ def _cfg(raw, out, **data):
         "raw_dir": str(raw), "records_dir": str(out),
         "image_size": [OUT, OUT], "folds": 2, "shard_size": 2,
         "stack_slices": STACKS, **data}})
-
-
-def _records(out, split="train"):
-    import tensorflow as tf
-
-    files = sorted(glob.glob(os.path.join(str(out), f"{split}-*.tfrec")))
-    return [encode.from_example(r.numpy())
-            for r in tf.data.TFRecordDataset(files)]
 
 
 def _csv(path):
@@ -65,10 +58,8 @@ def _reference_stack(folder, wanted):
 
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory):
-    root = tmp_path_factory.mktemp("lumbar")
-    raw, out = root / "raw", root / "records"
-    rsna_lumbar.make_sample(str(raw), n=N, size=SIZE, seed=0)
-    manifest = convert.convert(_cfg(raw, out), progress=False)
+    raw, out, _, manifest = sample_and_convert(
+        tmp_path_factory, "lumbar", "rsna_lumbar", _cfg, N, SIZE, 0)
     return raw, out, manifest
 
 
@@ -114,7 +105,7 @@ def test_records_match_raw_files(converted):
         name = (c["condition"].lower().replace(" ", "_") + "_"
                 + c["level"].lower().replace("/", "_"))
         coords[c["study_id"], rsna_lumbar.CLASSES.index(name)] = c
-    records = _records(out)
+    records = parsed_records(out)
     assert len(records) == N == manifest["splits"]["train"]["records"]
     assert manifest["channels"] == sum(STACKS.values())
     for rec in records:
@@ -150,17 +141,17 @@ def test_records_match_raw_files(converted):
             np.testing.assert_allclose(
                 xyz[k, 1:], [float(c["x"]) / meta["columns"],
                              float(c["y"]) / meta["rows"]], rtol=1e-5)
-    assert len(_records(out, "test")) == manifest["splits"]["test"][
+    assert len(parsed_records(out, "test")) == manifest["splits"]["test"][
         "records"] >= 2
 
 
 def test_folds_by_study_cover_all(converted):
     raw, out, _ = converted
     folds = {r[schema.ID][0].decode(): r[schema.FOLD][0]
-             for r in _records(out)}
+             for r in parsed_records(out)}
     assert set(folds) == {r["study_id"] for r in _csv(raw / "train.csv")}
     assert sorted(set(folds.values())) == [0, 1]
-    assert all(r[schema.GROUP] == r[schema.ID] for r in _records(out))
+    assert all(r[schema.GROUP] == r[schema.ID] for r in parsed_records(out))
 
 
 def test_pick_slices():
@@ -215,7 +206,7 @@ def test_bad_inputs(tmp_path):
 
 def test_draw_one_strip_per_series_type(converted):
     _, out, _ = converted
-    rec = _records(out)[0]
+    rec = parsed_records(out)[0]
     picture = rsna_lumbar.draw(rec)
     assert picture.shape == (3 * OUT, max(STACKS.values()) * OUT, 3)
     first = np.asarray(Image.open(io.BytesIO(rec[schema.IMAGE][0])))

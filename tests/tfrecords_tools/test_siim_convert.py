@@ -11,6 +11,9 @@ import pydicom
 import pytest
 from PIL import Image
 
+from competition_samples import parsed_records
+from competition_samples import sample_and_convert
+from competition_samples import siim_rle_decode
 from kaggle_tf import config
 from tfrecords_tools import convert
 from tfrecords_tools import dicom
@@ -28,26 +31,6 @@ def _cfg(raw, out, **data):
         "image_size": [SIZE, SIZE], "folds": 3, "shard_size": 4, **data}})
 
 
-def _records(out, split="train"):
-    import tensorflow as tf
-
-    files = sorted(glob.glob(os.path.join(str(out), f"{split}-*.tfrec")))
-    return [encode.from_example(r.numpy())
-            for r in tf.data.TFRecordDataset(files)]
-
-
-def _rle_decode(text, h, w):
-    """SIIM relative column-major RLE, re-derived with plain numpy."""
-    flat = np.zeros(h * w, bool)
-    values = [int(v) for v in text.split()] if text.strip() != "-1" else []
-    pos = 0
-    for start, length in zip(values[0::2], values[1::2]):
-        pos += start
-        flat[pos:pos + length] = True
-        pos += length
-    return flat.reshape(w, h).T
-
-
 def _dicoms(raw, folder):
     out = {}
     for path in glob.glob(os.path.join(raw, folder, "*", "*", "*.dcm")):
@@ -57,10 +40,8 @@ def _dicoms(raw, folder):
 
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory):
-    root = tmp_path_factory.mktemp("siim")
-    raw, out = root / "raw", root / "records"
-    siim.make_sample(str(raw), n=N, size=SIZE, seed=3)
-    manifest = convert.convert(_cfg(raw, out), progress=False)
+    raw, out, _, manifest = sample_and_convert(
+        tmp_path_factory, "siim", "siim", _cfg, N, SIZE, 3)
     return raw, out, manifest
 
 
@@ -101,7 +82,7 @@ def test_records_match_raw_files(converted):
         for line in f.read().splitlines()[1:]:
             image_id, rle = line.split(", ")
             rles.setdefault(image_id, []).append(rle)
-    records = _records(out)
+    records = parsed_records(out)
     assert len(records) == N == manifest["splits"]["train"]["records"]
     for rec in records:
         image_id = rec[schema.ID][0].decode()
@@ -110,12 +91,12 @@ def test_records_match_raw_files(converted):
             np.testing.assert_array_equal(np.asarray(im), ds.pixel_array)
         truth = np.zeros((SIZE, SIZE), bool)
         for rle in rles[image_id]:
-            truth |= _rle_decode(rle, SIZE, SIZE)
+            truth |= siim_rle_decode(rle, SIZE, SIZE)
         mask = encode.unpack_mask(rec[schema.MASK][0], 1)[..., 0]
         np.testing.assert_array_equal(mask, truth)
         assert rec[schema.LABELS] == [float(truth.any())]
         assert rec[schema.GROUP][0].decode() == ds.PatientID
-    test = _records(out, "test")
+    test = parsed_records(out, "test")
     assert len(test) == len(_dicoms(raw, "dicom-images-test"))
     assert all(r[schema.FOLD] == [schema.TEST_FOLD] for r in test)
 
@@ -124,7 +105,7 @@ def test_folds_grouped_by_patient_and_cover_all(converted):
     raw, out, _ = converted
     files = _dicoms(raw, "dicom-images-train")
     fold_of, patient_folds, positives = {}, {}, {}
-    for rec in _records(out):
+    for rec in parsed_records(out):
         image_id = rec[schema.ID][0].decode()
         fold = rec[schema.FOLD][0]
         fold_of[image_id] = fold
@@ -145,7 +126,7 @@ def test_relative_rle_hand_worked():
     m[1, 3] = True
     assert siim.relative_rle(m) == "1 2 7 1"
     assert siim.relative_rle(np.zeros((3, 4))) == "-1"
-    np.testing.assert_array_equal(_rle_decode("1 2 7 1", 3, 4), m)
+    np.testing.assert_array_equal(siim_rle_decode("1 2 7 1", 3, 4), m)
 
 
 def test_bad_inputs(tmp_path):
@@ -189,7 +170,7 @@ def test_cli_exit_code_names_file(tmp_path):
 
 def test_draw_overlays_the_mask(converted):
     _, out, _ = converted
-    rec = next(r for r in _records(out) if r[schema.LABELS][0] > 0)
+    rec = next(r for r in parsed_records(out) if r[schema.LABELS][0] > 0)
     picture = siim.draw(rec)
     mask = encode.unpack_mask(rec[schema.MASK][0], 1)[..., 0]
     assert picture.shape == (SIZE, SIZE, 3) and picture.dtype == np.uint8

@@ -1,17 +1,16 @@
 """kaggle_tf.data.tasks.rsna_ich: series expanded into windowed slices."""
 
-import csv
 import os
 
 import numpy as np
 import pytest
 
+from competition_samples import ich_labels
+from competition_samples import sample_and_convert
 from kaggle_tf import config
 from kaggle_tf.data import pipeline
 from kaggle_tf.data.tasks import rsna_ich as reader
-from tfrecords_tools import convert
 from tfrecords_tools import dicom
-from tfrecords_tools.competitions import rsna_ich
 
 SIZE = 32
 WINDOWS = [[40, 80], [80, 200], [40, 380]]
@@ -29,16 +28,9 @@ def _cfg(raw, out, **data):
 
 @pytest.fixture(scope="module")
 def sample(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ich_reader")
-    raw, out = root / "raw", root / "records"
-    rsna_ich.make_sample(str(raw), n=24, size=SIZE, seed=6)
-    convert.convert(_cfg(raw, out), progress=False)
-    labels = {}
-    with open(raw / "stage_2_train.csv", encoding="utf-8") as f:
-        for row in csv.DictReader(f):
-            image_id, subtype = row["ID"].rsplit("_", 1)
-            labels.setdefault(image_id, {})[subtype] = float(row["Label"])
-    return raw, out, {k: [v[s] for s in SUBTYPES] for k, v in labels.items()}
+    raw, out, _, _ = sample_and_convert(
+        tmp_path_factory, "ich_reader", "rsna_ich", _cfg, 24, SIZE, 6)
+    return raw, out, ich_labels(raw, SUBTYPES)
 
 
 def _hu(raw, image_id, folder="stage_2_train"):
