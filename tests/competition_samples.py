@@ -61,3 +61,16 @@ def siim_rle_decode(text, h, w):
         flat[pos:pos + length] = True
         pos += length
     return flat.reshape(w, h).T
+
+
+def config_maker(task, data, **top):
+    """`make_cfg(raw, out, **more_data)`: a `task` config whose `data` is
+    `data` updated by `more_data`, with `top` (e.g. `train=...`) beside."""
+    def make_cfg(raw, out, **more_data):
+        from kaggle_tf import config
+
+        return config.from_dict({"task": task, **top, "data": {
+            "raw_dir": str(raw), "records_dir": str(out), **data,
+            **more_data}})
+
+    return make_cfg

@@ -17,7 +17,7 @@ import os
 
 import pytest
 
-from kaggle_tf import config
+from competition_samples import config_maker
 from steel_helpers import raw_records
 from tfrecords_tools import competitions
 from tfrecords_tools import convert
@@ -48,8 +48,7 @@ TINY = {
 
 
 def tiny_config(task, raw, out):
-    return config.from_dict({"task": task, "data": {
-        "raw_dir": str(raw), "records_dir": str(out), **TINY[task]["data"]}})
+    return config_maker(task, TINY[task]["data"])(raw, out)
 
 
 def digest(folder):

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from competition_samples import config_maker
 from competition_samples import parsed_records
 from competition_samples import sample_and_convert
-from kaggle_tf import config
 from tfrecords_tools import convert
 from tfrecords_tools import schema
 from tfrecords_tools.competitions import protein
@@ -20,10 +20,8 @@ from tfrecords_tools.items import BadInput
 N, SIZE = 40, 32
 
 
-def _cfg(raw, out, **data):
-    return config.from_dict({"task": "protein", "data": {
-        "raw_dir": str(raw), "records_dir": str(out), "channels": 4,
-        "image_size": [SIZE, SIZE], "folds": 3, "shard_size": 8, **data}})
+_cfg = config_maker("protein", {"channels": 4, "image_size": [SIZE, SIZE],
+                                 "folds": 3, "shard_size": 8})
 
 
 def _targets(raw):

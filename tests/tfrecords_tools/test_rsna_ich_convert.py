@@ -7,10 +7,10 @@ import numpy as np
 import pydicom
 import pytest
 
+from competition_samples import config_maker
 from competition_samples import ich_labels
 from competition_samples import parsed_records
 from competition_samples import sample_and_convert
-from kaggle_tf import config
 from tfrecords_tools import convert
 from tfrecords_tools import dicom
 from tfrecords_tools import schema
@@ -22,10 +22,8 @@ SUBTYPES = ("epidural", "intraparenchymal", "intraventricular",
             "subarachnoid", "subdural", "any")
 
 
-def _cfg(raw, out, **data):
-    return config.from_dict({"task": "rsna_ich", "data": {
-        "raw_dir": str(raw), "records_dir": str(out),
-        "image_size": [SIZE, SIZE], "folds": 2, "shard_size": 2, **data}})
+_cfg = config_maker("rsna_ich", {"image_size": [SIZE, SIZE], "folds": 2,
+                                  "shard_size": 2})
 
 
 def _reference_hu(path):

@@ -11,9 +11,9 @@ import pydicom
 import pytest
 from PIL import Image
 
+from competition_samples import config_maker
 from competition_samples import parsed_records
 from competition_samples import sample_and_convert
-from kaggle_tf import config
 from tfrecords_tools import convert
 from tfrecords_tools import dicom
 from tfrecords_tools import schema
@@ -27,11 +27,8 @@ KINDS = {"Sagittal T1": "sagittal_t1", "Sagittal T2/STIR": "sagittal_t2_stir",
 SEVERITY = {"Normal/Mild": 0, "Moderate": 1, "Severe": 2, "": -1}
 
 
-def _cfg(raw, out, **data):
-    return config.from_dict({"task": "rsna_lumbar", "data": {
-        "raw_dir": str(raw), "records_dir": str(out),
-        "image_size": [OUT, OUT], "folds": 2, "shard_size": 2,
-        "stack_slices": STACKS, **data}})
+_cfg = config_maker("rsna_lumbar", {"image_size": [OUT, OUT], "folds": 2,
+                                     "shard_size": 2, "stack_slices": STACKS})
 
 
 def _csv(path):

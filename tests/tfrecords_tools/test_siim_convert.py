@@ -11,10 +11,10 @@ import pydicom
 import pytest
 from PIL import Image
 
+from competition_samples import config_maker
 from competition_samples import parsed_records
 from competition_samples import sample_and_convert
 from competition_samples import siim_rle_decode
-from kaggle_tf import config
 from tfrecords_tools import convert
 from tfrecords_tools import dicom
 from tfrecords_tools import encode
@@ -25,10 +25,8 @@ from tfrecords_tools.items import BadInput
 N, SIZE = 16, 64
 
 
-def _cfg(raw, out, **data):
-    return config.from_dict({"task": "siim", "data": {
-        "raw_dir": str(raw), "records_dir": str(out),
-        "image_size": [SIZE, SIZE], "folds": 3, "shard_size": 4, **data}})
+_cfg = config_maker("siim", {"image_size": [SIZE, SIZE], "folds": 3,
+                              "shard_size": 4})
 
 
 def _dicoms(raw, folder):

@@ -6,20 +6,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from competition_samples import config_maker
 from competition_samples import sample_and_convert
-from kaggle_tf import config
 from kaggle_tf.data import pipeline
 
 SIZE = 32
 COLORS = ("red", "green", "blue", "yellow")
 
 
-def _cfg(raw, out, **data):
-    return config.from_dict({
-        "task": "protein", "train": {"batch_size": 4},
-        "data": {"raw_dir": str(raw), "records_dir": str(out),
-                 "image_size": [SIZE, SIZE], "folds": 2, "shard_size": 8,
-                 "channels": 4, **data}})
+_cfg = config_maker("protein", {"image_size": [SIZE, SIZE], "folds": 2,
+                                 "shard_size": 8, "channels": 4},
+                    train={"batch_size": 4})
 
 
 @pytest.fixture(scope="module")

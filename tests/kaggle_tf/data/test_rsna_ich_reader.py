@@ -5,9 +5,9 @@ import os
 import numpy as np
 import pytest
 
+from competition_samples import config_maker
 from competition_samples import ich_labels
 from competition_samples import sample_and_convert
-from kaggle_tf import config
 from kaggle_tf.data import pipeline
 from kaggle_tf.data.tasks import rsna_ich as reader
 from tfrecords_tools import dicom
@@ -18,12 +18,10 @@ SUBTYPES = ("epidural", "intraparenchymal", "intraventricular",
             "subarachnoid", "subdural", "any")
 
 
-def _cfg(raw, out, **data):
-    return config.from_dict({
-        "task": "rsna_ich", "train": {"batch_size": 4},
-        "data": {"raw_dir": str(raw), "records_dir": str(out),
-                 "image_size": [SIZE, SIZE], "folds": 2, "shard_size": 2,
-                 "windows": WINDOWS, "channels": 3, **data}})
+_cfg = config_maker("rsna_ich", {"image_size": [SIZE, SIZE], "folds": 2,
+                                  "shard_size": 2, "windows": WINDOWS,
+                                  "channels": 3},
+                    train={"batch_size": 4})
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from competition_samples import config_maker
 from competition_samples import parsed_records
 from competition_samples import sample_and_convert
-from kaggle_tf import config
 from kaggle_tf.data import pipeline
 from tfrecords_tools import schema
 from tfrecords_tools.competitions import rsna_lumbar
@@ -19,12 +19,10 @@ STACKS = {"sagittal_t1": 3, "sagittal_t2_stir": 2, "axial_t2": 5}
 SEVERITY = {"Normal/Mild": 0, "Moderate": 1, "Severe": 2, "": -1}
 
 
-def _cfg(raw, out, **data):
-    return config.from_dict({
-        "task": "rsna_lumbar", "train": {"batch_size": 2},
-        "data": {"raw_dir": str(raw), "records_dir": str(out),
-                 "image_size": [SIZE, SIZE], "folds": 2, "shard_size": 2,
-                 "stack_slices": STACKS, "channels": 10, **data}})
+_cfg = config_maker("rsna_lumbar", {"image_size": [SIZE, SIZE], "folds": 2,
+                                     "shard_size": 2, "stack_slices": STACKS,
+                                     "channels": 10},
+                    train={"batch_size": 2})
 
 
 @pytest.fixture(scope="module")

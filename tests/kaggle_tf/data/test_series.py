@@ -5,6 +5,7 @@ import os
 import numpy as np
 import pytest
 
+from competition_samples import config_maker
 from competition_samples import ich_labels
 from competition_samples import sample_and_convert
 from kaggle_tf import config
@@ -17,12 +18,10 @@ SUBTYPES = ("epidural", "intraparenchymal", "intraventricular",
             "subarachnoid", "subdural", "any")
 
 
-def _cfg(raw, out, **data):
-    return config.from_dict({
-        "task": "rsna_ich", "seed": 1, "train": {"batch_size": 2},
-        "data": {"raw_dir": str(raw), "records_dir": str(out),
-                 "image_size": [SIZE, SIZE], "folds": 2, "shard_size": 2,
-                 "windows": WINDOWS, "max_series_length": 6, **data}})
+_cfg = config_maker("rsna_ich", {"image_size": [SIZE, SIZE], "folds": 2,
+                                  "shard_size": 2, "windows": WINDOWS,
+                                  "max_series_length": 6},
+                    seed=1, train={"batch_size": 2})
 
 
 @pytest.fixture(scope="module")

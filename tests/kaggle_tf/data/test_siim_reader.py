@@ -7,20 +7,17 @@ import numpy as np
 import pydicom
 import pytest
 
+from competition_samples import config_maker
 from competition_samples import sample_and_convert
 from competition_samples import siim_rle_decode
-from kaggle_tf import config
 from kaggle_tf.data import pipeline
 
 SIZE = 32
 
 
-def _cfg(raw, out, **data):
-    return config.from_dict({
-        "task": "siim", "train": {"batch_size": 4},
-        "data": {"raw_dir": str(raw), "records_dir": str(out),
-                 "image_size": [SIZE, SIZE], "folds": 2, "shard_size": 4,
-                 "channels": 3, **data}})
+_cfg = config_maker("siim", {"image_size": [SIZE, SIZE], "folds": 2,
+                              "shard_size": 4, "channels": 3},
+                    train={"batch_size": 4})
 
 
 @pytest.fixture(scope="module")
