@@ -128,17 +128,6 @@ def test_manifest(steel_records, steel_raw, steel_spec):
                                            writer.STAGING))
 
 
-def test_same_records_with_two_workers(steel_records, make_steel_config,
-                                       tmp_path):
-    cfg, manifest = steel_records
-    other = make_steel_config(cfg.data.raw_dir, tmp_path / "rec")
-    again = convert.convert(other, workers=2, progress=False)
-    assert again["plan_hash"] == manifest["plan_hash"]
-    assert raw_records(tmp_path / "rec") == raw_records(cfg.data.records_dir)
-    assert raw_records(tmp_path / "rec", "test") == raw_records(
-        cfg.data.records_dir, "test")
-
-
 def test_rerun_writes_nothing(steel_records, capsys):
     cfg, manifest = steel_records
     files = sorted(glob.glob(os.path.join(cfg.data.records_dir, "*")))

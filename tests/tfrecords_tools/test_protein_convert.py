@@ -2,7 +2,6 @@
 
 import csv
 import glob
-import hashlib
 import io
 import os
 
@@ -10,9 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from kaggle_tf import config
+from competition_samples import config_maker
+from competition_samples import parsed_records
+from competition_samples import sample_and_convert
 from tfrecords_tools import convert
-from tfrecords_tools import encode
 from tfrecords_tools import schema
 from tfrecords_tools.competitions import protein
 from tfrecords_tools.items import BadInput
@@ -20,18 +20,8 @@ from tfrecords_tools.items import BadInput
 N, SIZE = 40, 32
 
 
-def _cfg(raw, out, **data):
-    return config.from_dict({"task": "protein", "data": {
-        "raw_dir": str(raw), "records_dir": str(out), "channels": 4,
-        "image_size": [SIZE, SIZE], "folds": 3, "shard_size": 8, **data}})
-
-
-def _records(out, split="train"):
-    import tensorflow as tf
-
-    files = sorted(glob.glob(os.path.join(str(out), f"{split}-*.tfrec")))
-    return [encode.from_example(r.numpy())
-            for r in tf.data.TFRecordDataset(files)]
+_cfg = config_maker("protein", {"channels": 4, "image_size": [SIZE, SIZE],
+                                 "folds": 3, "shard_size": 8})
 
 
 def _targets(raw):
@@ -41,10 +31,8 @@ def _targets(raw):
 
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory):
-    root = tmp_path_factory.mktemp("protein")
-    raw, out = root / "raw", root / "records"
-    protein.make_sample(str(raw), n=N, size=SIZE, seed=0)
-    manifest = convert.convert(_cfg(raw, out), progress=False)
+    raw, out, _, manifest = sample_and_convert(
+        tmp_path_factory, "protein", "protein", _cfg, N, SIZE, 0)
     return raw, out, manifest
 
 
@@ -70,7 +58,7 @@ def test_sample_layout(converted):
 def test_records_match_raw_files(converted):
     raw, out, manifest = converted
     targets = _targets(raw)
-    records = _records(out)
+    records = parsed_records(out)
     assert len(records) == N == manifest["splits"]["train"]["records"]
     for rec in records:
         sample_id = rec[schema.ID][0].decode()
@@ -81,7 +69,7 @@ def test_records_match_raw_files(converted):
         for data, color in zip(rec[schema.IMAGE], protein.COLORS):
             with open(raw / "train" / f"{sample_id}_{color}.png", "rb") as f:
                 assert data == f.read()  # kept as stored
-    assert len(_records(out, "test")) == manifest["splits"]["test"][
+    assert len(parsed_records(out, "test")) == manifest["splits"]["test"][
         "records"] > 0
 
 
@@ -112,7 +100,7 @@ def test_folds_multilabel_cover_all(converted):
     raw, out, manifest = converted
     folds = {}
     labels = {}
-    for rec in _records(out):
+    for rec in parsed_records(out):
         folds[rec[schema.ID][0].decode()] = rec[schema.FOLD][0]
         labels[rec[schema.ID][0].decode()] = np.array(rec[schema.LABELS])
     assert set(folds) == set(_targets(raw))
@@ -128,22 +116,6 @@ def test_composite_adds_yellow():
     np.testing.assert_array_equal(protein.composite(rgby),
                                   [[[110, 120, 30], [255, 255, 0]]])
 
-
-def _digest(folder):
-    h = hashlib.sha256()
-    for path in sorted(glob.glob(os.path.join(folder, "**"), recursive=True)):
-        if os.path.isfile(path):
-            h.update(path[len(str(folder)):].encode())
-            with open(path, "rb") as f:
-                h.update(f.read())
-    return h.hexdigest()
-
-
-def test_sample_deterministic(tmp_path):
-    for name, seed in (("a", 5), ("b", 5), ("c", 6)):
-        protein.make_sample(str(tmp_path / name), n=4, size=16, seed=seed)
-    assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
-    assert _digest(tmp_path / "a") != _digest(tmp_path / "c")
 
 
 def test_bad_inputs(tmp_path):
@@ -181,7 +153,7 @@ def test_bad_target_names_row(tmp_path):
 
 def test_draw_composite_beside_green(converted):
     _, out, _ = converted
-    rec = _records(out)[0]
+    rec = parsed_records(out)[0]
     rgby = np.stack([np.asarray(Image.open(io.BytesIO(d)))
                      for d in rec[schema.IMAGE]], -1)
     picture = protein.draw(rec)

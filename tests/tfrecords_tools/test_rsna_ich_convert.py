@@ -1,18 +1,18 @@
 """RSNA ICH: sample -> convert -> series records in slice order."""
 
-import csv
 import glob
-import hashlib
 import os
 
 import numpy as np
 import pydicom
 import pytest
 
-from kaggle_tf import config
+from competition_samples import config_maker
+from competition_samples import ich_labels
+from competition_samples import parsed_records
+from competition_samples import sample_and_convert
 from tfrecords_tools import convert
 from tfrecords_tools import dicom
-from tfrecords_tools import encode
 from tfrecords_tools import schema
 from tfrecords_tools.competitions import rsna_ich
 from tfrecords_tools.items import BadInput
@@ -22,27 +22,8 @@ SUBTYPES = ("epidural", "intraparenchymal", "intraventricular",
             "subarachnoid", "subdural", "any")
 
 
-def _cfg(raw, out, **data):
-    return config.from_dict({"task": "rsna_ich", "data": {
-        "raw_dir": str(raw), "records_dir": str(out),
-        "image_size": [SIZE, SIZE], "folds": 2, "shard_size": 2, **data}})
-
-
-def _records(out, split="train"):
-    import tensorflow as tf
-
-    files = sorted(glob.glob(os.path.join(str(out), f"{split}-*.tfrec")))
-    return [encode.from_example(r.numpy())
-            for r in tf.data.TFRecordDataset(files)]
-
-
-def _labels(raw):
-    out = {}
-    with open(os.path.join(raw, "stage_2_train.csv"), encoding="utf-8") as f:
-        for row in csv.DictReader(f):
-            image_id, subtype = row["ID"].rsplit("_", 1)
-            out.setdefault(image_id, {})[subtype] = int(row["Label"])
-    return {k: [v[s] for s in SUBTYPES] for k, v in out.items()}
+_cfg = config_maker("rsna_ich", {"image_size": [SIZE, SIZE], "folds": 2,
+                                  "shard_size": 2})
 
 
 def _reference_hu(path):
@@ -64,10 +45,8 @@ def _reference_hu(path):
 
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ich")
-    raw, out = root / "raw", root / "records"
-    rsna_ich.make_sample(str(raw), n=N, size=SIZE, seed=0)
-    manifest = convert.convert(_cfg(raw, out), progress=False)
+    raw, out, _, manifest = sample_and_convert(
+        tmp_path_factory, "ich", "rsna_ich", _cfg, N, SIZE, 0)
     return raw, out, manifest
 
 
@@ -78,7 +57,7 @@ def test_sample_layout(converted):
     assert lines[0] == "ID,Label"
     assert len(lines) - 1 == 6 * (N + 2)  # two images duplicated
     assert len(set(lines[1:])) == 6 * N
-    labels = _labels(raw)
+    labels = ich_labels(raw, SUBTYPES, int)
     files = sorted(glob.glob(str(raw / "stage_2_train" / "ID_*.dcm")))
     assert {os.path.basename(p)[:-4] for p in files} == set(labels)
     assert all(v[5] == max(v[:5]) for v in labels.values())
@@ -102,8 +81,8 @@ def test_sample_layout(converted):
 
 def test_series_records_in_slice_order(converted):
     raw, out, manifest = converted
-    labels = _labels(raw)
-    records = _records(out)
+    labels = ich_labels(raw, SUBTYPES, int)
+    records = parsed_records(out)
     assert manifest["kind"] == "sequence"
     seen = []
     for rec in records:
@@ -125,7 +104,7 @@ def test_series_records_in_slice_order(converted):
     assert sorted(seen) == sorted(labels)
     file_order = sorted(seen)
     assert file_order != seen  # names are not in slice order
-    test = _records(out, "test")
+    test = parsed_records(out, "test")
     assert sum(len(r[schema.ID]) for r in test) == len(
         glob.glob(str(raw / "stage_2_test" / "*.dcm")))
 
@@ -133,7 +112,7 @@ def test_series_records_in_slice_order(converted):
 def test_quirk_files_are_repaired(converted):
     raw, out, _ = converted
     checked = 0
-    for rec in _records(out):
+    for rec in parsed_records(out):
         image_id = rec[schema.ID][0].decode()
         path = raw / "stage_2_train" / f"{image_id}.dcm"
         meta = dicom.read_meta(path)
@@ -149,34 +128,18 @@ def test_quirk_files_are_repaired(converted):
 def test_folds_grouped_by_patient(converted):
     raw, out, _ = converted
     patient_folds = {}
-    for rec in _records(out):
+    for rec in parsed_records(out):
         patient = rec[schema.GROUP][0].decode()
         patient_folds.setdefault(patient, set()).add(rec[schema.FOLD][0])
     assert all(len(f) == 1 for f in patient_folds.values())
     assert set.union(*patient_folds.values()) == {0, 1}
 
 
-def _digest(folder):
-    h = hashlib.sha256()
-    for path in sorted(glob.glob(os.path.join(folder, "**"), recursive=True)):
-        if os.path.isfile(path):
-            h.update(path[len(str(folder)):].encode())
-            with open(path, "rb") as f:
-                h.update(f.read())
-    return h.hexdigest()
-
-
-def test_sample_deterministic(tmp_path):
-    for name, seed in (("a", 5), ("b", 5), ("c", 6)):
-        rsna_ich.make_sample(str(tmp_path / name), n=8, size=16, seed=seed)
-    assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
-    assert _digest(tmp_path / "a") != _digest(tmp_path / "c")
-
 
 def test_bad_inputs(tmp_path):
     raw = tmp_path / "raw"
     rsna_ich.make_sample(str(raw), n=16, size=16, seed=1)
-    labels = _labels(raw)
+    labels = ich_labels(raw, SUBTYPES, int)
     ids = sorted(labels)
     header_bad = raw / "stage_2_train" / f"{ids[0]}.dcm"
     header_bad.write_bytes(b"garbage")
@@ -193,7 +156,7 @@ def test_bad_inputs(tmp_path):
     with open(tmp_path / "rec" / "errors.csv", encoding="utf-8") as f:
         errors = f.read()
     assert f"{ids[0]}.dcm" in errors and f"{ids[1]}.dcm" in errors
-    kept = [i.decode() for r in _records(tmp_path / "rec")
+    kept = [i.decode() for r in parsed_records(tmp_path / "rec")
             for i in r[schema.ID]]
     assert ids[0] not in kept and ids[1] not in kept
     assert manifest["skipped"] == 2
@@ -228,7 +191,7 @@ def test_bad_csv_rows(tmp_path):
 
 def test_draw_windows_side_by_side(converted):
     _, out, _ = converted
-    rec = _records(out)[0]
+    rec = parsed_records(out)[0]
     picture = rsna_ich.draw(rec)
     mid = len(rec[schema.IMAGE]) // 2
     hu = rsna_ich.png_hu(rec[schema.IMAGE][mid])

@@ -2,7 +2,6 @@
 
 import csv
 import glob
-import hashlib
 import io
 import os
 import shutil
@@ -12,10 +11,11 @@ import pydicom
 import pytest
 from PIL import Image
 
-from kaggle_tf import config
+from competition_samples import config_maker
+from competition_samples import parsed_records
+from competition_samples import sample_and_convert
 from tfrecords_tools import convert
 from tfrecords_tools import dicom
-from tfrecords_tools import encode
 from tfrecords_tools import schema
 from tfrecords_tools.competitions import rsna_lumbar
 from tfrecords_tools.items import BadInput
@@ -27,19 +27,8 @@ KINDS = {"Sagittal T1": "sagittal_t1", "Sagittal T2/STIR": "sagittal_t2_stir",
 SEVERITY = {"Normal/Mild": 0, "Moderate": 1, "Severe": 2, "": -1}
 
 
-def _cfg(raw, out, **data):
-    return config.from_dict({"task": "rsna_lumbar", "data": {
-        "raw_dir": str(raw), "records_dir": str(out),
-        "image_size": [OUT, OUT], "folds": 2, "shard_size": 2,
-        "stack_slices": STACKS, **data}})
-
-
-def _records(out, split="train"):
-    import tensorflow as tf
-
-    files = sorted(glob.glob(os.path.join(str(out), f"{split}-*.tfrec")))
-    return [encode.from_example(r.numpy())
-            for r in tf.data.TFRecordDataset(files)]
+_cfg = config_maker("rsna_lumbar", {"image_size": [OUT, OUT], "folds": 2,
+                                     "shard_size": 2, "stack_slices": STACKS})
 
 
 def _csv(path):
@@ -66,10 +55,8 @@ def _reference_stack(folder, wanted):
 
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory):
-    root = tmp_path_factory.mktemp("lumbar")
-    raw, out = root / "raw", root / "records"
-    rsna_lumbar.make_sample(str(raw), n=N, size=SIZE, seed=0)
-    manifest = convert.convert(_cfg(raw, out), progress=False)
+    raw, out, _, manifest = sample_and_convert(
+        tmp_path_factory, "lumbar", "rsna_lumbar", _cfg, N, SIZE, 0)
     return raw, out, manifest
 
 
@@ -115,7 +102,7 @@ def test_records_match_raw_files(converted):
         name = (c["condition"].lower().replace(" ", "_") + "_"
                 + c["level"].lower().replace("/", "_"))
         coords[c["study_id"], rsna_lumbar.CLASSES.index(name)] = c
-    records = _records(out)
+    records = parsed_records(out)
     assert len(records) == N == manifest["splits"]["train"]["records"]
     assert manifest["channels"] == sum(STACKS.values())
     for rec in records:
@@ -151,17 +138,17 @@ def test_records_match_raw_files(converted):
             np.testing.assert_allclose(
                 xyz[k, 1:], [float(c["x"]) / meta["columns"],
                              float(c["y"]) / meta["rows"]], rtol=1e-5)
-    assert len(_records(out, "test")) == manifest["splits"]["test"][
+    assert len(parsed_records(out, "test")) == manifest["splits"]["test"][
         "records"] >= 2
 
 
 def test_folds_by_study_cover_all(converted):
     raw, out, _ = converted
     folds = {r[schema.ID][0].decode(): r[schema.FOLD][0]
-             for r in _records(out)}
+             for r in parsed_records(out)}
     assert set(folds) == {r["study_id"] for r in _csv(raw / "train.csv")}
     assert sorted(set(folds.values())) == [0, 1]
-    assert all(r[schema.GROUP] == r[schema.ID] for r in _records(out))
+    assert all(r[schema.GROUP] == r[schema.ID] for r in parsed_records(out))
 
 
 def test_pick_slices():
@@ -170,23 +157,6 @@ def test_pick_slices():
     assert rsna_lumbar.pick_slices(1, 3).tolist() == [0, 0, 0]
     assert rsna_lumbar.pick_slices(3, 6).tolist() == [0, 0, 1, 1, 2, 2]
 
-
-def _digest(folder):
-    h = hashlib.sha256()
-    for path in sorted(glob.glob(os.path.join(folder, "**"), recursive=True)):
-        if os.path.isfile(path):
-            h.update(path[len(str(folder)):].encode())
-            with open(path, "rb") as f:
-                h.update(f.read())
-    return h.hexdigest()
-
-
-def test_sample_deterministic(tmp_path):
-    for name, seed in (("a", 5), ("b", 5), ("c", 6)):
-        rsna_lumbar.make_sample(str(tmp_path / name), n=2, size=32,
-                                seed=seed)
-    assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
-    assert _digest(tmp_path / "a") != _digest(tmp_path / "c")
 
 
 def test_missing_series_type_gives_black_slices(tmp_path):
@@ -233,7 +203,7 @@ def test_bad_inputs(tmp_path):
 
 def test_draw_one_strip_per_series_type(converted):
     _, out, _ = converted
-    rec = _records(out)[0]
+    rec = parsed_records(out)[0]
     picture = rsna_lumbar.draw(rec)
     assert picture.shape == (3 * OUT, max(STACKS.values()) * OUT, 3)
     first = np.asarray(Image.open(io.BytesIO(rec[schema.IMAGE][0])))

@@ -1,7 +1,6 @@
 """SIIM: sample -> convert -> records, checked against the raw files."""
 
 import glob
-import hashlib
 import io
 import os
 import subprocess
@@ -12,7 +11,10 @@ import pydicom
 import pytest
 from PIL import Image
 
-from kaggle_tf import config
+from competition_samples import config_maker
+from competition_samples import parsed_records
+from competition_samples import sample_and_convert
+from competition_samples import siim_rle_decode
 from tfrecords_tools import convert
 from tfrecords_tools import dicom
 from tfrecords_tools import encode
@@ -23,30 +25,8 @@ from tfrecords_tools.items import BadInput
 N, SIZE = 16, 64
 
 
-def _cfg(raw, out, **data):
-    return config.from_dict({"task": "siim", "data": {
-        "raw_dir": str(raw), "records_dir": str(out),
-        "image_size": [SIZE, SIZE], "folds": 3, "shard_size": 4, **data}})
-
-
-def _records(out, split="train"):
-    import tensorflow as tf
-
-    files = sorted(glob.glob(os.path.join(str(out), f"{split}-*.tfrec")))
-    return [encode.from_example(r.numpy())
-            for r in tf.data.TFRecordDataset(files)]
-
-
-def _rle_decode(text, h, w):
-    """SIIM relative column-major RLE, re-derived with plain numpy."""
-    flat = np.zeros(h * w, bool)
-    values = [int(v) for v in text.split()] if text.strip() != "-1" else []
-    pos = 0
-    for start, length in zip(values[0::2], values[1::2]):
-        pos += start
-        flat[pos:pos + length] = True
-        pos += length
-    return flat.reshape(w, h).T
+_cfg = config_maker("siim", {"image_size": [SIZE, SIZE], "folds": 3,
+                              "shard_size": 4})
 
 
 def _dicoms(raw, folder):
@@ -58,10 +38,8 @@ def _dicoms(raw, folder):
 
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory):
-    root = tmp_path_factory.mktemp("siim")
-    raw, out = root / "raw", root / "records"
-    siim.make_sample(str(raw), n=N, size=SIZE, seed=3)
-    manifest = convert.convert(_cfg(raw, out), progress=False)
+    raw, out, _, manifest = sample_and_convert(
+        tmp_path_factory, "siim", "siim", _cfg, N, SIZE, 3)
     return raw, out, manifest
 
 
@@ -102,7 +80,7 @@ def test_records_match_raw_files(converted):
         for line in f.read().splitlines()[1:]:
             image_id, rle = line.split(", ")
             rles.setdefault(image_id, []).append(rle)
-    records = _records(out)
+    records = parsed_records(out)
     assert len(records) == N == manifest["splits"]["train"]["records"]
     for rec in records:
         image_id = rec[schema.ID][0].decode()
@@ -111,12 +89,12 @@ def test_records_match_raw_files(converted):
             np.testing.assert_array_equal(np.asarray(im), ds.pixel_array)
         truth = np.zeros((SIZE, SIZE), bool)
         for rle in rles[image_id]:
-            truth |= _rle_decode(rle, SIZE, SIZE)
+            truth |= siim_rle_decode(rle, SIZE, SIZE)
         mask = encode.unpack_mask(rec[schema.MASK][0], 1)[..., 0]
         np.testing.assert_array_equal(mask, truth)
         assert rec[schema.LABELS] == [float(truth.any())]
         assert rec[schema.GROUP][0].decode() == ds.PatientID
-    test = _records(out, "test")
+    test = parsed_records(out, "test")
     assert len(test) == len(_dicoms(raw, "dicom-images-test"))
     assert all(r[schema.FOLD] == [schema.TEST_FOLD] for r in test)
 
@@ -125,7 +103,7 @@ def test_folds_grouped_by_patient_and_cover_all(converted):
     raw, out, _ = converted
     files = _dicoms(raw, "dicom-images-train")
     fold_of, patient_folds, positives = {}, {}, {}
-    for rec in _records(out):
+    for rec in parsed_records(out):
         image_id = rec[schema.ID][0].decode()
         fold = rec[schema.FOLD][0]
         fold_of[image_id] = fold
@@ -139,23 +117,6 @@ def test_folds_grouped_by_patient_and_cover_all(converted):
     assert all(positives.get(f, 0) >= 1 for f in range(3))
 
 
-def _digest(folder):
-    h = hashlib.sha256()
-    for path in sorted(glob.glob(os.path.join(folder, "**"), recursive=True)):
-        if os.path.isfile(path):
-            h.update(os.path.relpath(path, folder).encode())
-            with open(path, "rb") as f:
-                h.update(f.read())
-    return h.hexdigest()
-
-
-def test_sample_deterministic(tmp_path):
-    siim.make_sample(str(tmp_path / "a"), n=4, size=32, seed=7)
-    siim.make_sample(str(tmp_path / "b"), n=4, size=32, seed=7)
-    siim.make_sample(str(tmp_path / "c"), n=4, size=32, seed=8)
-    assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
-    assert _digest(tmp_path / "a") != _digest(tmp_path / "c")
-
 
 def test_relative_rle_hand_worked():
     m = np.zeros((3, 4), bool)
@@ -163,7 +124,7 @@ def test_relative_rle_hand_worked():
     m[1, 3] = True
     assert siim.relative_rle(m) == "1 2 7 1"
     assert siim.relative_rle(np.zeros((3, 4))) == "-1"
-    np.testing.assert_array_equal(_rle_decode("1 2 7 1", 3, 4), m)
+    np.testing.assert_array_equal(siim_rle_decode("1 2 7 1", 3, 4), m)
 
 
 def test_bad_inputs(tmp_path):
@@ -207,7 +168,7 @@ def test_cli_exit_code_names_file(tmp_path):
 
 def test_draw_overlays_the_mask(converted):
     _, out, _ = converted
-    rec = next(r for r in _records(out) if r[schema.LABELS][0] > 0)
+    rec = next(r for r in parsed_records(out) if r[schema.LABELS][0] > 0)
     picture = siim.draw(rec)
     mask = encode.unpack_mask(rec[schema.MASK][0], 1)[..., 0]
     assert picture.shape == (SIZE, SIZE, 3) and picture.dtype == np.uint8

@@ -1,14 +1,12 @@
 """The Severstal sample: Kaggle layout, exact CSVs, visible defects."""
 
 import csv
-import hashlib
 import os
 
 import numpy as np
 from PIL import Image
 
 from steel_helpers import truth_masks
-from tfrecords_tools import sample
 from tfrecords_tools.competitions import steel
 
 H, W = 64, 400  # the `steel_raw` fixture's size
@@ -70,24 +68,6 @@ def test_defects_have_strong_contrast(steel_raw):
             outside = gray[~m.any(-1)].mean()
             diffs.append(outside - inside if darker else inside - outside)
         assert min(diffs) > 40, (cls + 1, diffs)
-
-
-def test_deterministic_bytes_for_a_seed(tmp_path):
-    def digest(folder):
-        h = hashlib.sha256()
-        for root, _, files in sorted(os.walk(folder)):
-            for name in sorted(files):
-                h.update(name.encode())
-                with open(os.path.join(root, name), "rb") as f:
-                    h.update(f.read())
-        return h.hexdigest()
-
-    assert sample.main(["--task", "steel", "--out", str(tmp_path / "a"),
-                        "--n", "6", "--size", "32x200", "--seed", "3"]) == 0
-    steel.make_sample(str(tmp_path / "b"), n=6, size=(32, 200), seed=3)
-    steel.make_sample(str(tmp_path / "c"), n=6, size=(32, 200), seed=4)
-    assert digest(tmp_path / "a") == digest(tmp_path / "b")
-    assert digest(tmp_path / "a") != digest(tmp_path / "c")
 
 
 def test_full_size_default(tmp_path):

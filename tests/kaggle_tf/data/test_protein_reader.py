@@ -6,29 +6,23 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from kaggle_tf import config
+from competition_samples import config_maker
+from competition_samples import sample_and_convert
 from kaggle_tf.data import pipeline
-from tfrecords_tools import convert
-from tfrecords_tools.competitions import protein
 
 SIZE = 32
 COLORS = ("red", "green", "blue", "yellow")
 
 
-def _cfg(raw, out, **data):
-    return config.from_dict({
-        "task": "protein", "train": {"batch_size": 4},
-        "data": {"raw_dir": str(raw), "records_dir": str(out),
-                 "image_size": [SIZE, SIZE], "folds": 2, "shard_size": 8,
-                 "channels": 4, **data}})
+_cfg = config_maker("protein", {"image_size": [SIZE, SIZE], "folds": 2,
+                                 "shard_size": 8, "channels": 4},
+                    train={"batch_size": 4})
 
 
 @pytest.fixture(scope="module")
 def sample(tmp_path_factory):
-    root = tmp_path_factory.mktemp("protein_reader")
-    raw, out = root / "raw", root / "records"
-    protein.make_sample(str(raw), n=12, size=SIZE, seed=5)
-    convert.convert(_cfg(raw, out), progress=False)
+    raw, out, _, _ = sample_and_convert(
+        tmp_path_factory, "protein_reader", "protein", _cfg, 12, SIZE, 5)
     with open(raw / "train.csv", encoding="utf-8") as f:
         targets = {r["Id"]: r["Target"] for r in csv.DictReader(f)}
     return raw, out, targets

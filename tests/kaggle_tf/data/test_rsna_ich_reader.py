@@ -1,17 +1,16 @@
 """kaggle_tf.tasks.rsna_ich: series expanded into windowed slices."""
 
-import csv
 import os
 
 import numpy as np
 import pytest
 
-from kaggle_tf import config
+from competition_samples import config_maker
+from competition_samples import ich_labels
+from competition_samples import sample_and_convert
 from kaggle_tf.data import pipeline
 from kaggle_tf.tasks import rsna_ich as reader
-from tfrecords_tools import convert
 from tfrecords_tools import dicom
-from tfrecords_tools.competitions import rsna_ich
 
 SIZE = 32
 WINDOWS = [[40, 80], [80, 200], [40, 380]]
@@ -19,26 +18,17 @@ SUBTYPES = ("epidural", "intraparenchymal", "intraventricular",
             "subarachnoid", "subdural", "any")
 
 
-def _cfg(raw, out, **data):
-    return config.from_dict({
-        "task": "rsna_ich", "train": {"batch_size": 4},
-        "data": {"raw_dir": str(raw), "records_dir": str(out),
-                 "image_size": [SIZE, SIZE], "folds": 2, "shard_size": 2,
-                 "windows": WINDOWS, "channels": 3, **data}})
+_cfg = config_maker("rsna_ich", {"image_size": [SIZE, SIZE], "folds": 2,
+                                  "shard_size": 2, "windows": WINDOWS,
+                                  "channels": 3},
+                    train={"batch_size": 4})
 
 
 @pytest.fixture(scope="module")
 def sample(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ich_reader")
-    raw, out = root / "raw", root / "records"
-    rsna_ich.make_sample(str(raw), n=24, size=SIZE, seed=6)
-    convert.convert(_cfg(raw, out), progress=False)
-    labels = {}
-    with open(raw / "stage_2_train.csv", encoding="utf-8") as f:
-        for row in csv.DictReader(f):
-            image_id, subtype = row["ID"].rsplit("_", 1)
-            labels.setdefault(image_id, {})[subtype] = float(row["Label"])
-    return raw, out, {k: [v[s] for s in SUBTYPES] for k, v in labels.items()}
+    raw, out, _, _ = sample_and_convert(
+        tmp_path_factory, "ich_reader", "rsna_ich", _cfg, 24, SIZE, 6)
+    return raw, out, ich_labels(raw, SUBTYPES)
 
 
 def _hu(raw, image_id, folder="stage_2_train"):

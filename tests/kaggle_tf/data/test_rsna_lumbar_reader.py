@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from kaggle_tf import config
+from competition_samples import config_maker
+from competition_samples import parsed_records
+from competition_samples import sample_and_convert
 from kaggle_tf.data import pipeline
-from tfrecords_tools import convert
 from tfrecords_tools import schema
 from tfrecords_tools.competitions import rsna_lumbar
 
@@ -18,21 +19,16 @@ STACKS = {"sagittal_t1": 3, "sagittal_t2_stir": 2, "axial_t2": 5}
 SEVERITY = {"Normal/Mild": 0, "Moderate": 1, "Severe": 2, "": -1}
 
 
-def _cfg(raw, out, **data):
-    return config.from_dict({
-        "task": "rsna_lumbar", "train": {"batch_size": 2},
-        "data": {"raw_dir": str(raw), "records_dir": str(out),
-                 "image_size": [SIZE, SIZE], "folds": 2, "shard_size": 2,
-                 "stack_slices": STACKS, "channels": 10, **data}})
+_cfg = config_maker("rsna_lumbar", {"image_size": [SIZE, SIZE], "folds": 2,
+                                     "shard_size": 2, "stack_slices": STACKS,
+                                     "channels": 10},
+                    train={"batch_size": 2})
 
 
 @pytest.fixture(scope="module")
 def sample(tmp_path_factory):
-    root = tmp_path_factory.mktemp("lumbar_reader")
-    raw, out = root / "raw", root / "records"
-    rsna_lumbar.make_sample(str(raw), n=4, size=SIZE, seed=6)
-    cfg = _cfg(raw, out)
-    convert.convert(cfg, progress=False)
+    raw, _, cfg, _ = sample_and_convert(
+        tmp_path_factory, "lumbar_reader", "rsna_lumbar", _cfg, 4, SIZE, 6)
     with open(raw / "train.csv", encoding="utf-8") as f:
         rows = {r["study_id"]: r for r in csv.DictReader(f)}
     with open(raw / "train_label_coordinates.csv", encoding="utf-8") as f:
@@ -43,20 +39,9 @@ def sample(tmp_path_factory):
 def _stored_stacks(cfg):
     """study -> (H, W, 10) uint8 of the records (checked against the DICOMs
     in tests/tfrecords_tools/test_rsna_lumbar.py)."""
-    import glob
-
-    import tensorflow as tf
-
-    from tfrecords_tools import encode
-
-    out = {}
-    files = sorted(glob.glob(f"{cfg.data.records_dir}/train-*.tfrec"))
-    for r in tf.data.TFRecordDataset(files):
-        ex = encode.from_example(r.numpy())
-        out[ex[schema.ID][0].decode()] = np.stack(
-            [np.asarray(Image.open(io.BytesIO(d)))
-             for d in ex[schema.IMAGE]], -1)
-    return out
+    return {ex[schema.ID][0].decode(): np.stack(
+        [np.asarray(Image.open(io.BytesIO(d))) for d in ex[schema.IMAGE]], -1)
+        for ex in parsed_records(cfg.data.records_dir)}
 
 
 def test_batches_match_raw_labels(sample):

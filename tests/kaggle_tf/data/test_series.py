@@ -1,16 +1,16 @@
 """kaggle_tf.data.series: whole ICH series, in slice order, padded."""
 
-import csv
 import os
 
 import numpy as np
 import pytest
 
+from competition_samples import config_maker
+from competition_samples import ich_labels
+from competition_samples import sample_and_convert
 from kaggle_tf import config
 from kaggle_tf.data import series
-from tfrecords_tools import convert
 from tfrecords_tools import dicom
-from tfrecords_tools.competitions import rsna_ich
 
 SIZE = 32
 WINDOWS = [[40, 80], [80, 200], [40, 380]]
@@ -18,32 +18,22 @@ SUBTYPES = ("epidural", "intraparenchymal", "intraventricular",
             "subarachnoid", "subdural", "any")
 
 
-def _cfg(raw, out, **data):
-    return config.from_dict({
-        "task": "rsna_ich", "seed": 1, "train": {"batch_size": 2},
-        "data": {"raw_dir": str(raw), "records_dir": str(out),
-                 "image_size": [SIZE, SIZE], "folds": 2, "shard_size": 2,
-                 "windows": WINDOWS, "max_series_length": 6, **data}})
+_cfg = config_maker("rsna_ich", {"image_size": [SIZE, SIZE], "folds": 2,
+                                  "shard_size": 2, "windows": WINDOWS,
+                                  "max_series_length": 6},
+                    seed=1, train={"batch_size": 2})
 
 
 @pytest.fixture(scope="module")
 def sample(tmp_path_factory):
-    root = tmp_path_factory.mktemp("series")
-    raw, out = root / "raw", root / "records"
-    rsna_ich.make_sample(str(raw), n=32, size=SIZE, seed=4)
-    cfg = _cfg(raw, out)
-    convert.convert(cfg, progress=False)
-    labels = {}
-    with open(raw / "stage_2_train.csv", encoding="utf-8") as f:
-        for row in csv.DictReader(f):
-            image_id, subtype = row["ID"].rsplit("_", 1)
-            labels.setdefault(image_id, {})[subtype] = float(row["Label"])
+    raw, _, cfg, _ = sample_and_convert(
+        tmp_path_factory, "series", "rsna_ich", _cfg, 32, SIZE, 4)
     slices = {}  # series -> [(z, id)] from the DICOM headers
     for name in os.listdir(raw / "stage_2_train"):
         meta = dicom.read_meta(raw / "stage_2_train" / name)
         slices.setdefault(meta["series_instance_uid"], []).append(
             (meta["z"], name[:-4]))
-    return cfg, raw, labels, {k: [i for _, i in sorted(v)]
+    return cfg, raw, ich_labels(raw, SUBTYPES), {k: [i for _, i in sorted(v)]
                               for k, v in slices.items()}
 
 
@@ -73,7 +63,7 @@ def test_eval_series_in_slice_order_cover_every_slice(sample):
                     images[b, j], _expected_image(raw, image_id), atol=1e-6)
                 np.testing.assert_array_equal(
                     batch["labels"].numpy()[b, j],
-                    [labels[image_id][s] for s in SUBTYPES])
+                    labels[image_id])
             assert not images[b, n:].any()
     assert {k: [v[i] for i in sorted(v)] for k, v in got.items()} == slices
     assert max(len(v) for v in slices.values()) > 6  # chunked series

@@ -7,47 +7,30 @@ import numpy as np
 import pydicom
 import pytest
 
-from kaggle_tf import config
+from competition_samples import config_maker
+from competition_samples import sample_and_convert
+from competition_samples import siim_rle_decode
 from kaggle_tf.data import pipeline
-from tfrecords_tools import convert
-from tfrecords_tools.competitions import siim
 
 SIZE = 32
 
 
-def _cfg(raw, out, **data):
-    return config.from_dict({
-        "task": "siim", "train": {"batch_size": 4},
-        "data": {"raw_dir": str(raw), "records_dir": str(out),
-                 "image_size": [SIZE, SIZE], "folds": 2, "shard_size": 4,
-                 "channels": 3, **data}})
-
-
-def _rle_decode(text, h, w):
-    flat = np.zeros(h * w, bool)
-    values = [int(v) for v in text.split()] if text.strip() != "-1" else []
-    pos = 0
-    for start, length in zip(values[0::2], values[1::2]):
-        pos += start
-        flat[pos:pos + length] = True
-        pos += length
-    return flat.reshape(w, h).T
+_cfg = config_maker("siim", {"image_size": [SIZE, SIZE], "folds": 2,
+                              "shard_size": 4, "channels": 3},
+                    train={"batch_size": 4})
 
 
 @pytest.fixture(scope="module")
 def sample(tmp_path_factory):
-    root = tmp_path_factory.mktemp("siim_reader")
-    raw, out = root / "raw", root / "records"
-    siim.make_sample(str(raw), n=12, size=SIZE, seed=5)
-    cfg = _cfg(raw, out)
-    convert.convert(cfg, progress=False)
+    raw, _, cfg, _ = sample_and_convert(
+        tmp_path_factory, "siim_reader", "siim", _cfg, 12, SIZE, 5)
     files = {os.path.basename(p)[:-4]: p for p in glob.glob(
         str(raw / "dicom-images-*" / "*" / "*" / "*.dcm"))}
     masks = {}
     with open(raw / "train-rle.csv", encoding="utf-8") as f:
         for line in f.read().splitlines()[1:]:
             image_id, rle = line.split(", ")
-            masks[image_id] = masks.get(image_id, False) | _rle_decode(
+            masks[image_id] = masks.get(image_id, False) | siim_rle_decode(
                 rle, SIZE, SIZE)
     return cfg, files, masks
 
