@@ -31,6 +31,7 @@ from kaggle_tf.models.encoders import densenet  # noqa: F401
 from kaggle_tf.models.encoders import efficientnet  # noqa: F401
 from kaggle_tf.models.encoders import resnet  # noqa: F401
 from kaggle_tf.models.encoders import senet  # noqa: F401
+from kaggle_tf.models.encoders import smp  # noqa: F401
 from kaggle_tf.models.encoders import testing  # noqa: F401
 from kaggle_tf.models.encoders.registry import ENCODERS
 from kaggle_tf.models.encoders.registry import Encoder
