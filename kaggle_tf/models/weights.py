@@ -20,11 +20,13 @@ Example:
 """
 
 import collections
+import json
 import os
 
 import numpy as np
 
 from kaggle_tf.models.encoders import registry
+from kaggle_tf.models.encoders import smp as smp_encoders
 from kaggle_tf.models.torch_layout import adapt_input_conv
 from kaggle_tf.models.torch_layout import mapping_by_layer_names
 from kaggle_tf.models.torch_layout import to_keras_like
@@ -284,8 +286,6 @@ def load_keras_weights(model, path):
 
 def _smp_directory(path):
     """`(weight file, smp encoder_name or None)` of an smp directory."""
-    import json
-
     encoder_name = None
     config = os.path.join(path, "config.json")
     if os.path.isfile(config):
@@ -439,9 +439,8 @@ def load_smp_state_dict(model, state_dict_or_path, strict=True,
 
 
 def _check_smp_encoder(smp_encoder, encoder_name):
-    from kaggle_tf.models.encoders import smp
-
-    want = smp.smp_encoder_name(smp_encoder)  # unknown names: ValueError
+    # Unknown smp names raise a ValueError listing the supported ones.
+    want = smp_encoders.smp_encoder_name(smp_encoder)
     if want != encoder_name:
         raise ValueError(
             f"smp encoder {smp_encoder!r} loads into encoder {want!r}; "
@@ -450,10 +449,8 @@ def _check_smp_encoder(smp_encoder, encoder_name):
 
 
 def _smp_hint(encoder_name):
-    from kaggle_tf.models.encoders import smp
-
     pairs = ", ".join(f"{k} -> {v}" for k, v in sorted(
-        smp.SMP_ENCODERS.items()))
+        smp_encoders.SMP_ENCODERS.items()))
     return (f"The model's encoder is {encoder_name!r}. smp encoders load "
             f"into (smp -> kaggle_tf): {pairs}, tu-<timm name> -> <timm "
             "name>; other smp encoders are not supported.")

@@ -26,6 +26,9 @@ needs an encoder of its own:
   epsilon 1e-5, timm's keys) with the stem output as the stride-2 feature.
   Registered as `smp-timm-efficientnet-bN`.
 
+The `smp-*` encoders are no timm models (`timm_name` is None); their
+weights are smp's encoder weights (smp-hub), with the keys described above.
+
 `SMP_ENCODERS` maps smp's encoder names to these registry names;
 `smp_encoder_name` resolves one (also `tu-<name>`).
 
@@ -119,7 +122,6 @@ def legacy_seresnext50_32x4d(input_shape):
     # after the ReLU, zeros are as good as -inf.
     x = layers.ZeroPadding2D(((0, 1), (0, 1)), name="maxpool_pad")(x)
     x = layers.MaxPooling2D(3, strides=2, name="maxpool")(x)
-    inplanes = 64
     for stage, (planes, depth) in enumerate(zip((64, 128, 256, 512),
                                                 (3, 4, 6, 3))):
         stage_name = f"layer{stage + 1}"
@@ -133,16 +135,14 @@ def legacy_seresnext50_32x4d(input_shape):
                 cardinality=32, base_width=4, attn="se",
                 name=f"{stage_name}_{index}")
             strides = 1
-        inplanes = out
         pyramid[f"P{stage + 2}"] = x
-    del inplanes
     return keras.Model(inputs, pyramid, name="legacy_seresnext50_32x4d")
 
 
 # --- smp-densenet121 ---
 
 @register_encoder("smp-densenet121", channels=(64, 256, 512, 1024, 1024),
-                  timm_name="densenet121",
+                  timm_name=None,
                   torch_mapping=densenet_family.torch_mapping,
                   first_conv="features.conv0.weight")
 def smp_densenet121(input_shape):
@@ -271,8 +271,7 @@ def _register_timm_efficientnet(variant):
     build.__name__ = name.replace("-", "_")
     build.__doc__ = (f"timm EfficientNet-{variant.upper()} with smp's "
                      f"pyramid (smp `{name[4:]}`).")
-    register_encoder(name, channels=channels,
-                     timm_name=f"efficientnet_{variant}",
+    register_encoder(name, channels=channels, timm_name=None,
                      torch_mapping=effnet.torch_mapping,
                      first_conv="conv_stem.weight",
                      ignore_prefixes=effnet.HEAD_PREFIXES)(build)

@@ -52,7 +52,7 @@ SMP_ENCODERS = [
     "timm-efficientnet-b0",
     "densenet121",
     "tu-resnet18",
-    pytest.param("resnet50", marks=pytest.mark.slow),
+    "resnet50",
     pytest.param("timm-efficientnet-b2", marks=pytest.mark.slow),
 ]
 
