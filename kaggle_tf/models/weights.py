@@ -20,11 +20,13 @@ Example:
 """
 
 import collections
+import json
 import os
 
 import numpy as np
 
 from kaggle_tf.models.encoders import registry
+from kaggle_tf.models.encoders import smp as smp_encoders
 from kaggle_tf.models.torch_layout import adapt_input_conv
 from kaggle_tf.models.torch_layout import mapping_by_layer_names
 from kaggle_tf.models.torch_layout import to_keras_like
@@ -38,7 +40,8 @@ WRAPPER_PREFIXES = ("module.", "encoder.", "model.", "backbone.")
 CHECKPOINT_KEYS = ("state_dict", "model", "model_state_dict", "net")
 
 LoadResult = collections.namedtuple(
-    "LoadResult", ["loaded", "missing", "unexpected", "mismatched"])
+    "LoadResult", ["loaded", "missing", "unexpected", "mismatched",
+                   "skipped"], defaults=((),))
 LoadResult.__doc__ = """What `load_torch_state_dict` did.
 
 Attributes:
@@ -47,7 +50,14 @@ Attributes:
     unexpected: state dict keys the encoder has no place for.
     mismatched: `(key, state_dict_shape, expected_shape)` tuples, both
         shapes in PyTorch layout.
+    skipped: `(key, reason)` tuples for tensors deliberately left out,
+        e.g. a timm classifier head that does not fit `Classifier`'s head.
 """
+
+# Files written by Keras (ours): loaded with `model.load_weights`.
+KERAS_SUFFIXES = (".keras", ".weights.h5")
+# The weight file inside an smp `save_pretrained` / smp-hub directory.
+SMP_DIR_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
 class WeightLoadError(ValueError):
@@ -173,35 +183,76 @@ def _is_ignored(key, spec):
     return any(key.startswith(p) for p in prefixes)
 
 
-def load_torch_state_dict(model_or_encoder, state_dict_or_path, strict=True):
-    """Loads a timm state dict into an encoder (or a model holding one).
+def load_torch_state_dict(model_or_encoder, state_dict_or_path, strict=True,
+                          smp_encoder=None):
+    """Loads PyTorch weights into an encoder or a whole model.
 
-    Keys are timm's (`layer1.0.conv1.weight`); wrapper prefixes
-    (`module.`, `encoder.`, `model.`, `backbone.`) are stripped, timm's
-    classifier (`fc.*`, `classifier.*`, `head.fc.*`) and BatchNorm's
-    `num_batches_tracked` are ignored. When the stem conv has another input
-    channel count than the model, it is adapted as timm's
-    `adapt_input_conv` does (summed for 1 channel, tiled and rescaled
-    otherwise).
+    What is filled depends on the weights and the model:
+
+    * an encoder, or any model holding one, from a timm state dict: the
+      encoder (keys are timm's, `layer1.0.conv1.weight`; wrapper prefixes
+      `module.`, `encoder.`, `model.`, `backbone.` are stripped; timm's
+      classifier and BatchNorm's `num_batches_tracked` are ignored);
+    * a `Unet` / `FPN` from a segmentation_models_pytorch checkpoint
+      (keys `encoder.*`, `decoder.*`, `segmentation_head.*`): encoder,
+      decoder and heads (`load_smp_state_dict`). Build the model with the
+      encoder `encoders.smp.smp_encoder_name(<smp encoder_name>)` and smp's
+      decoder arguments;
+    * a `Classifier` from a timm classifier state dict: the encoder, and
+      the head's dense layer from timm's `fc` / `classifier` / `head.fc`
+      when `Classifier` computes what timm's head sees (`head="avg"`, no
+      timm pre-head such as EfficientNet's `conv_head` or ConvNeXt's
+      `head.norm`) and the shapes agree; otherwise the head is listed in
+      `LoadResult.skipped` with the reason;
+    * any model from a Keras file of ours (`.keras` / `.weights.h5`, by
+      suffix): every variable, with `model.load_weights`.
+
+    When the stem conv has another input channel count than the model, it
+    is adapted as timm's `adapt_input_conv` does (summed for 1 channel,
+    tiled and rescaled otherwise).
 
     Args:
         model_or_encoder: a model from `encoders.build`, or a full model
             (`Unet`, `FPN`, `Classifier`, ...) with a nested encoder.
-        state_dict_or_path: a `.pth` / `.pt` / `.safetensors` file, or a
+        state_dict_or_path: a `.pth` / `.pt` / `.safetensors` file, an
+            smp `save_pretrained` directory (`config.json` +
+            `model.safetensors`), a `.keras` / `.weights.h5` file, or a
             dict of numpy arrays / torch tensors.
         strict: when True (default), any missing, unexpected or mis-shaped
             tensor raises one `WeightLoadError` listing them all and nothing
             is assigned. When False, the tensors that fit are loaded and the
             rest reported in the result.
+        smp_encoder: smp's `encoder_name` of an smp checkpoint (read from
+            an smp directory's `config.json` otherwise). When given, it
+            must map to the model's encoder (`encoders.smp.SMP_ENCODERS`).
 
     Returns:
-        A `LoadResult(loaded, missing, unexpected, mismatched)`.
+        A `LoadResult(loaded, missing, unexpected, mismatched, skipped)`.
 
     Example:
 
     >>> model = Unet("resnet34", classes=4, input_shape=(256, 1600, 3))
     >>> load_torch_state_dict(model, "resnet34.pth")
     """
+    source = state_dict_or_path
+    if isinstance(source, (str, os.PathLike)):
+        path = os.fspath(source)
+        if path.endswith(KERAS_SUFFIXES):
+            return load_keras_weights(model_or_encoder, path)
+        if os.path.isdir(path):
+            source, config_encoder = _smp_directory(path)
+            smp_encoder = smp_encoder or config_encoder
+    state = read_state_dict(source)
+    if not _is_encoder(model_or_encoder):
+        if smp_encoder is not None or is_smp_state_dict(state):
+            return load_smp_state_dict(model_or_encoder, state, strict=strict,
+                                       smp_encoder=smp_encoder)
+        if _classifier_dense(model_or_encoder) is not None:
+            return _load_classifier(model_or_encoder, state, strict)
+    return _load_encoder(model_or_encoder, state, strict)
+
+
+def _load_encoder(model_or_encoder, state_dict_or_path, strict):
     encoder, spec = find_encoder(model_or_encoder)
     state = {}
     for key, value in read_state_dict(state_dict_or_path).items():
@@ -212,7 +263,128 @@ def load_torch_state_dict(model_or_encoder, state_dict_or_path, strict=True):
     return _apply(match, spec.name, strict)
 
 
-def load_smp_state_dict(model, state_dict_or_path, strict=True):
+def load_keras_weights(model, path):
+    """Loads a `.keras` / `.weights.h5` file of ours into `model`.
+
+    Args:
+        model: a Keras model built as the one saved (same architecture).
+        path: the file.
+
+    Returns:
+        A `LoadResult` whose `loaded` lists every variable's path.
+
+    Example:
+
+    >>> load_keras_weights(Unet("resnet34"), "fold0/best.keras")
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"no weight file at state_dict_or_path. Received: {path!r}")
+    model.load_weights(path)
+    return LoadResult([v.path for v in model.variables], [], [], [])
+
+
+def _smp_directory(path):
+    """`(weight file, smp encoder_name or None)` of an smp directory."""
+    encoder_name = None
+    config = os.path.join(path, "config.json")
+    if os.path.isfile(config):
+        with open(config) as f:
+            encoder_name = json.load(f).get("encoder_name")
+    for name in SMP_DIR_FILES:
+        candidate = os.path.join(path, name)
+        if os.path.isfile(candidate):
+            return candidate, encoder_name
+    raise FileNotFoundError(
+        f"no {' or '.join(SMP_DIR_FILES)} in the directory "
+        f"state_dict_or_path. Received: {path!r}")
+
+
+def _is_encoder(model):
+    return isinstance(model, registry.Encoder) or getattr(
+        model, "name", None) in registry.ENCODERS
+
+
+def is_smp_state_dict(state):
+    """True for an smp model's state dict (`decoder.*` /
+    `segmentation_head.*` keys beside `encoder.*`).
+
+    Example:
+
+    >>> is_smp_state_dict({"encoder.conv1.weight": 0,
+    ...                    "segmentation_head.0.weight": 0})
+    True
+    """
+    keys = [k[len("module."):] if k.startswith("module.") else k
+            for k in state]
+    return any(k.startswith("encoder.") for k in keys) and any(
+        k.startswith(("decoder.", "segmentation_head.")) for k in keys)
+
+
+# --- timm classifier -> Classifier ---
+
+CLASSIFIER_DENSE = "head_fc"  # `heads.pooled_head`'s dense layer
+CLASSIFIER_BN = "head_bn"  # present for head="concat_pool"
+
+
+def _classifier_dense(model):
+    try:
+        layer = model.get_layer(CLASSIFIER_DENSE)
+    except ValueError:
+        return None
+    return layer if hasattr(layer, "kernel") else None
+
+
+def _load_classifier(model, state_dict_or_path, strict):
+    """Encoder as `_load_encoder`, plus timm's head dense when it fits."""
+    state = {strip_key(k): v for k, v in
+             read_state_dict(state_dict_or_path).items()}
+    _, spec = find_encoder(model)
+    result = _load_encoder(model, state, strict)
+    prefix = next((p for p in CLASSIFIER_PREFIXES
+                   if f"{p}weight" in state), None)
+    if prefix is None:
+        return result
+    head_keys = [k for k in state if k.startswith(prefix)]
+    reason = _head_mismatch(model, spec, state, prefix)
+    if reason is not None:
+        return result._replace(skipped=tuple(
+            (k, reason) for k in sorted(head_keys)))
+    dense = _classifier_dense(model)
+    mapping = {f"{prefix}weight": (dense.kernel, "dense"),
+               f"{prefix}bias": (dense.bias, "plain")}
+    head = _apply(_match(mapping, {k: state[k] for k in head_keys}, None),
+                  model.name, strict)
+    return LoadResult(*(a + b for a, b in zip(result[:4], head[:4])))
+
+
+def _head_mismatch(model, spec, state, prefix):
+    """Why timm's head cannot load into `model`'s head (None if it can)."""
+    try:
+        model.get_layer(CLASSIFIER_BN)
+        return ("head='concat_pool' pools max + average and adds BatchNorm;"
+                " timm's head is an average pool: build the Classifier with"
+                " head='avg' to load it")
+    except ValueError:
+        pass
+    pre_head = sorted({k.split(".")[0] if not k.startswith("head.") else
+                       ".".join(k.split(".")[:2]) for k in state
+                       if not k.startswith(prefix)
+                       and any(k.startswith(p) for p in spec.ignore_prefixes)})
+    if pre_head:
+        return (f"timm's head runs on {', '.join(pre_head)}, which "
+                f"Classifier({spec.name!r}) does not compute")
+    dense = _classifier_dense(model)
+    want = torch_shape(dense.kernel.shape, "dense")
+    got = tuple(state[f"{prefix}weight"].shape)
+    if got != want:
+        return (f"shape {got} does not fit the head's dense layer "
+                f"{want} (PyTorch layout)")
+    return None
+
+
+def load_smp_state_dict(model, state_dict_or_path, strict=True,
+                        smp_encoder=None):
     """Loads a whole segmentation_models_pytorch checkpoint into a model.
 
     For `Unet` / `FPN` built with the same encoder and arguments as the smp
@@ -225,6 +397,8 @@ def load_smp_state_dict(model, state_dict_or_path, strict=True):
         model: a `Unet` or `FPN`.
         state_dict_or_path: smp's `state_dict()`, or a file holding it.
         strict: as in `load_torch_state_dict`.
+        smp_encoder: smp's `encoder_name`, checked against the model's
+            encoder when given. Defaults to `None`.
 
     Returns:
         A `LoadResult` over both parts (decoder keys keep smp's names,
@@ -236,6 +410,8 @@ def load_smp_state_dict(model, state_dict_or_path, strict=True):
     >>> load_smp_state_dict(model, "smp_unet_resnet34.pth")
     """
     encoder, spec = find_encoder(model)
+    if smp_encoder is not None:
+        _check_smp_encoder(smp_encoder, spec.name)
     encoder_state, head_state = {}, {}
     for key, value in read_state_dict(state_dict_or_path).items():
         if key.startswith("module."):
@@ -256,7 +432,28 @@ def load_smp_state_dict(model, state_dict_or_path, strict=True):
         [(f"encoder.{k}", s) for k, s in enc.unexpected],
         [(f"encoder.{k}",) + rest for k, *rest in enc.mismatched])
     both = _Match(*(a + b for a, b in zip(prefixed, head)))
-    return _apply(both, model.name, strict)
+    try:
+        return _apply(both, model.name, strict)
+    except WeightLoadError as error:
+        raise WeightLoadError(f"{error}\n{_smp_hint(spec.name)}") from None
+
+
+def _check_smp_encoder(smp_encoder, encoder_name):
+    # Unknown smp names raise a ValueError listing the supported ones.
+    want = smp_encoders.smp_encoder_name(smp_encoder)
+    if want != encoder_name:
+        raise ValueError(
+            f"smp encoder {smp_encoder!r} loads into encoder {want!r}; "
+            f"build the model with encoder={want!r}. Received: a model "
+            f"with encoder {encoder_name!r}")
+
+
+def _smp_hint(encoder_name):
+    pairs = ", ".join(f"{k} -> {v}" for k, v in sorted(
+        smp_encoders.SMP_ENCODERS.items()))
+    return (f"The model's encoder is {encoder_name!r}. smp encoders load "
+            f"into (smp -> kaggle_tf): {pairs}, tu-<timm name> -> <timm "
+            "name>; other smp encoders are not supported.")
 
 
 # smp module names that contain an underscore themselves.
@@ -375,10 +572,13 @@ def _report(name, missing, unexpected, mismatched):
 
 
 __all__ = [
+    "KERAS_SUFFIXES",
     "LoadResult",
     "WeightLoadError",
     "find_encoder",
+    "is_smp_state_dict",
     "is_unused_smp_key",
+    "load_keras_weights",
     "load_smp_state_dict",
     "load_torch_state_dict",
     "read_state_dict",

@@ -32,6 +32,7 @@ from kaggle_tf.models.encoders import efficientnet  # noqa: F401
 from kaggle_tf.models.encoders import inception  # noqa: F401
 from kaggle_tf.models.encoders import resnet  # noqa: F401
 from kaggle_tf.models.encoders import senet  # noqa: F401
+from kaggle_tf.models.encoders import smp  # noqa: F401
 from kaggle_tf.models.encoders import testing  # noqa: F401
 from kaggle_tf.models.encoders import xception  # noqa: F401
 from kaggle_tf.models.encoders.registry import ENCODERS
