@@ -76,8 +76,25 @@ _STATE = {"debug": False}
 
 def debugging() -> bool:
     """True inside a command run with `--debug` / `KAGGLE_TF_DEBUG=1`: its
-    own error handlers re-raise (see `kaggle_tf.config.report`)."""
+    own error handlers re-raise (see `report`)."""
     return _STATE["debug"]
+
+
+def report(error, config_path=None):
+    """Prints a command's error in one line; returns its exit code.
+
+    A `ConfigError` is "config error: ..." (naming the config file when
+    given) and exits 2; anything else is "error: ..." and exits 1. Under
+    `--debug` the error is re-raised instead.
+    """
+    if debugging():
+        raise error
+    if type(error).__name__ == "ConfigError":
+        where = f" ({os.path.basename(config_path)})" if config_path else ""
+        print(f"config error: {error}{where}", file=sys.stderr)
+        return 2
+    print(f"error: {error}", file=sys.stderr)
+    return 1
 
 
 def debug_enabled(argv=None) -> bool:
@@ -229,7 +246,7 @@ def _tf_message(e):
                     "InvalidArgumentError", "PermissionDeniedError"):
         return None
     try:
-        from kaggle_tf.data import shard_check
+        from tfrecords_tools import shard_check
 
         shard = shard_check.find_damaged()
     except Exception:  # noqa: BLE001 - the diagnosis is best effort

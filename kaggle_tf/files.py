@@ -15,6 +15,8 @@ import json
 import os
 import zipfile
 
+import numpy as np
+
 
 class InputError(ValueError):
     """An expected failure on an input file; the message names the file
@@ -45,8 +47,6 @@ def load_npz(path, keys=None, hint=None):
         InputError: missing, damaged or truncated, holding pickled objects,
             or lacking one of `keys`; names the file (and key).
     """
-    import numpy as np
-
     hint = hint or "delete it and rerun the command that wrote it"
     _check_file(path, hint)
     try:

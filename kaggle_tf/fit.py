@@ -66,7 +66,7 @@ def main(argv=None):
     try:
         run.run(cfg, args.fold)
     except (config_lib.ConfigError, FileNotFoundError) as e:
-        return config_lib.report(e, args.config)
+        return cli.report(e, args.config)
     return 0
 
 

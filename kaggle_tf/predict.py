@@ -35,7 +35,7 @@ def main(argv=None):
     try:
         folds = config_lib.parse_folds(args.folds)
     except config_lib.ConfigError as e:
-        return config_lib.report(e)
+        return cli.report(e)
     from kaggle_tf.fit import ensure_records
     from kaggle_tf.inference import run as inference_run
 
@@ -44,7 +44,7 @@ def main(argv=None):
         path = inference_run.predict(cfg, tta=args.tta, folds=folds,
                                    save_probs=args.save_probs or None)
     except (config_lib.ConfigError, FileNotFoundError) as e:
-        return config_lib.report(e, args.config)
+        return cli.report(e, args.config)
     # A progress bar may leave the cursor mid-line: the path gets its own.
     print(f"\n{os.path.abspath(path)}")
     return 0

@@ -150,7 +150,7 @@ def main(argv=None):
               flush=True)
         result = tune(cfg, probs, truth, thresholds, min_areas, bottoms)
     except ValueError as e:  # OofError, TuneError, ConfigError
-        return config_lib.report(e, args.config)
+        return cli.report(e, args.config)
     name = result["metric"]
     print(f"{name} before: {result['metric_before']:.5f} "
           f"({_describe(cfg, result, True)})")

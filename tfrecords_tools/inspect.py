@@ -96,7 +96,7 @@ def read_examples(records_dir: str, manifest: dict, split: str,
              for s in manifest["splits"][split]["shards"]]
     if not files:
         return []
-    from kaggle_tf.data import shard_check
+    from tfrecords_tools import shard_check
 
     shard_check.remember(files)
     ds = tf.data.TFRecordDataset(files).take(limit)

@@ -10,10 +10,9 @@ from kaggle_tf.config.load import from_dict
 from kaggle_tf.config.load import load
 from kaggle_tf.config.load import load_or_exit
 from kaggle_tf.config.load import parse_folds
-from kaggle_tf.config.load import report
 from kaggle_tf.config.load import save
 from kaggle_tf.config.schema import Config
 
 __all__ = ["Config", "ConfigError", "ConfigKeyDeprecationWarning",
-           "from_dict", "load", "load_or_exit", "parse_folds", "report",
+           "from_dict", "load", "load_or_exit", "parse_folds",
            "save"]

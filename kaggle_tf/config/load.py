@@ -396,25 +396,6 @@ def parse_folds(text):
                           f"{text!r}") from None
 
 
-def report(error, config_path=None):
-    """Prints a command's error in one line; returns its exit code.
-
-    A `ConfigError` is "config error: ..." (naming the config file when
-    given) and exits 2; anything else is "error: ..." and exits 1. Under
-    `--debug` (see `kaggle_tf.cli`) the error is re-raised instead.
-    """
-    from kaggle_tf import cli
-
-    if cli.debugging():
-        raise error
-    if isinstance(error, ConfigError):
-        where = f" ({os.path.basename(config_path)})" if config_path else ""
-        print(f"config error: {error}{where}", file=sys.stderr)
-        return 2
-    print(f"error: {error}", file=sys.stderr)
-    return 1
-
-
 def save(cfg, path):
     """Writes the resolved config as JSON (atomically)."""
     layout.write_json(path, cfg.to_dict())

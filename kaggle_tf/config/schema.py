@@ -8,6 +8,7 @@ at validation time: this module imports no TensorFlow.
 """
 
 import dataclasses
+import importlib
 from dataclasses import dataclass
 from dataclasses import field
 from typing import Any
@@ -38,8 +39,6 @@ def encoder_names():
 
 def arch_names():
     """`model.arch` choices: the architectures `models.build` knows."""
-    import importlib
-
     return tuple(importlib.import_module(
         "kaggle_tf.models.build").ARCHITECTURES)
 

@@ -17,7 +17,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from kaggle_tf.data import shard_check
+from tfrecords_tools import shard_check
 from tfrecords_tools import schema
 # The record codec lives beside the encoder, in `tfrecords_tools.decode`;
 # the data layer's readers use it through these names.

@@ -37,7 +37,7 @@ def main(argv=None):
     try:
         folds = config_lib.parse_folds(args.folds)
     except config_lib.ConfigError as e:
-        return config_lib.report(e)
+        return cli.report(e)
     from kaggle_tf.export import run as export_run
 
     try:
@@ -45,7 +45,7 @@ def main(argv=None):
                                   version=args.version)
     except (config_lib.ConfigError, FileExistsError,
             FileNotFoundError) as e:
-        return config_lib.report(e, args.config)
+        return cli.report(e, args.config)
     print(os.path.abspath(path))
     return 0
 

@@ -16,6 +16,7 @@ import math
 import os
 
 import keras
+import tensorflow as tf
 
 from kaggle_tf import checkpoints
 from kaggle_tf import augment
@@ -70,8 +71,6 @@ def _sample_rate_setup(cfg, stage):
     if stage.sample_rate is not None:
         return stage.sample_rate, []
     if cfg.sampling.schedule:
-        import tensorflow as tf
-
         rate = tf.Variable(cfg.sampling.schedule[0], trainable=False,
                            dtype="float32")
         return rate, [sampling.SampleRateScheduler(rate,
@@ -104,8 +103,6 @@ def setup(cfg):
     """Seeds, determinism and the mixed-precision policy of a fold."""
     keras.utils.set_random_seed(cfg.seed)
     if cfg.train.deterministic:
-        import tensorflow as tf
-
         tf.config.experimental.enable_op_determinism()
     if cfg.train.mixed_precision:
         keras.mixed_precision.set_global_policy(cfg.train.mixed_precision)
