@@ -19,7 +19,10 @@ import re
 from tfrecords_tools import competitions
 from tfrecords_tools.items import BadInput
 
-_MISSING_IN = re.compile(r"(?:image |\.\.\./)?([\w.-]+)/[^/\s]+ not found")
+# "<folder>/<file> not found": the folder named must hold a word character
+# (".../x.dcm not found" names no folder).
+_MISSING_IN = re.compile(
+    r"(?:image |\.\.\./)?([\w.-]*[A-Za-z0-9_][\w.-]*)/[^/\s]+ not found")
 
 
 def slug(task: str) -> str:

@@ -278,4 +278,10 @@ class Config:
     source: Optional[str] = None
 
     def to_dict(self):
-        return dataclasses.asdict(self)
+        """The config as plain data, loadable again (`from_dict`, a JSON
+        file): the `model` section holds only the keys its arch takes."""
+        data = dataclasses.asdict(self)
+        keys = importlib.import_module(
+            "kaggle_tf.models.build").config_keys(self.model.arch)
+        data["model"] = {k: v for k, v in data["model"].items() if k in keys}
+        return data

@@ -176,8 +176,7 @@ def test_model_key_table_matches_the_builders_and_the_schema():
 
     build_lib = importlib.import_module("kaggle_tf.models.build")
     fields = {f.name for f in dataclasses.fields(ModelConfig)}
-    for arch, (module, attr) in build_lib.ARCHITECTURES.items():
-        builder = getattr(importlib.import_module(module), attr)
+    for arch, builder in build_lib.ARCHITECTURES.items():
         params = inspect.signature(builder).parameters
         keys = build_lib.config_keys(arch)
         assert set(keys) <= fields, arch
