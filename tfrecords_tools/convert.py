@@ -61,6 +61,7 @@ _WORKER = {}
 
 
 def _init_worker(task, cfg):
+    cli.quiet_from_env()  # as quiet as the command that spawned it
     _WORKER["module"] = competitions.get(task)
     _WORKER["cfg"] = cfg
 
