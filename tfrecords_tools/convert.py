@@ -46,6 +46,7 @@ import sys
 from kaggle_tf import cli
 from tfrecords_tools import competitions
 from tfrecords_tools import download
+from tfrecords_tools import faults
 from tfrecords_tools import folds as folds_lib
 from tfrecords_tools import schema
 from tfrecords_tools.items import BadInput
@@ -308,6 +309,7 @@ def _write_split(cfg, staging, split, items, shards, skip_bad, pool,
                 "errors": errors, "sizes": sorted(sizes),
                 "keys": sorted(keys), "fold": fold})
             writer.pause_after_shard()
+            faults.point("shard")
     return states
 
 
