@@ -252,13 +252,15 @@ def _tf_message(e):
     except Exception:  # noqa: BLE001 - the diagnosis is best effort
         shard = None
     if shard is not None:
-        return (f"{shard[0]}: damaged TFRecord shard ({shard[1]}); convert "
-                "the records again (delete the records folder and rerun "
-                "python -m tfrecords_tools.convert)")
+        return (f"{shard[0]}: damaged TFRecord shard ({shard[1]}); check "
+                "them all with python -m tfrecords_tools.convert --config "
+                "C --verify, then remove the records folder's "
+                "manifest.json and convert again")
     if kind == "NotFoundError":
         return f"{_first_line(message)}; check the path"
-    return (f"{_first_line(message)}; a data file is damaged: convert the "
-            "records again (python -m tfrecords_tools.convert)")
+    return (f"{_first_line(message)}; a data file is damaged: check the "
+            "records with python -m tfrecords_tools.convert --config C "
+            "--verify")
 
 
 def _names_a_file(text):

@@ -78,6 +78,16 @@ def read_checkpoints(fold_dir):
     return read_json(path, expect=list)
 
 
+def remove_temporaries(folder):
+    """Removes the `*.tmp-<pid>*` files a killed process left in `folder`
+    (one command writes a run at a time); returns their names."""
+    stale = sorted(glob.glob(os.path.join(glob.escape(folder), "*.tmp-*")))
+    for path in stale:
+        if os.path.isfile(path):
+            os.remove(path)
+    return [os.path.basename(p) for p in stale]
+
+
 class RunLayout:
     """The files of one run (`output_dir`), fold by fold.
 

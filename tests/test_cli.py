@@ -164,3 +164,20 @@ def test_no_unsafe_loading_in_the_source():
                 bad.append(f"{path}: torch.load({args}) without "
                            "weights_only=True")
     assert not bad, "\n".join(bad)
+
+
+def test_a_lambda_layer_checkpoint_is_refused(tmp_path):
+    """A .keras file holding a Lambda (Python code) is not loaded: one
+    clear error naming the file."""
+    import keras
+
+    from kaggle_tf import checkpoints
+
+    inputs = keras.Input((2,))
+    outputs = keras.layers.Lambda(lambda x: x * 2.0)(inputs)
+    path = str(tmp_path / "crafted.keras")
+    keras.Model(inputs, outputs).save(path)
+    with pytest.raises(checkpoints.InputError) as info:
+        checkpoints.load_model(path)
+    assert path in str(info.value)
+    assert "Lambda" in str(info.value) or "safe_mode" in str(info.value)

@@ -46,6 +46,7 @@ import sys
 from kaggle_tf import cli
 from tfrecords_tools import competitions
 from tfrecords_tools import download
+from tfrecords_tools import faults
 from tfrecords_tools import folds as folds_lib
 from tfrecords_tools import schema
 from tfrecords_tools.items import BadInput
@@ -61,6 +62,7 @@ _WORKER = {}
 
 
 def _init_worker(task, cfg):
+    cli.quiet_from_env()  # as quiet as the command that spawned it
     _WORKER["module"] = competitions.get(task)
     _WORKER["cfg"] = cfg
 
@@ -307,6 +309,7 @@ def _write_split(cfg, staging, split, items, shards, skip_bad, pool,
                 "errors": errors, "sizes": sorted(sizes),
                 "keys": sorted(keys), "fold": fold})
             writer.pause_after_shard()
+            faults.point("shard")
     return states
 
 
@@ -331,12 +334,15 @@ def _finalize(cfg, module, staging, items, fold_ids, shards, states,
         for name, fold, _ in shards[split]:
             state = states[name]
             staging.promote(name)
+            final = os.path.join(out, name)
             skipped_ids.update(e[2] for e in state["errors"])
             errors.extend(tuple(e) for e in state["errors"])
             sizes.update(tuple(s) for s in state["sizes"])
             split_keys.update(state["keys"])
             entries.append({"file": name, "records": state["records"],
-                            "fold": fold})
+                            "fold": fold,
+                            "bytes": tf.io.gfile.stat(final).length,
+                            "sha256": writer.file_sha256(final)})
         kept = [(it, int(f)) for it, f in zip(items[split], fold_ids[split])
                 if it.id not in skipped_ids]
         splits[split] = _split_summary(module, kept, entries,
@@ -438,6 +444,10 @@ def parse_args(argv=None):
     p.add_argument("--skip-bad", action="store_true",
                    help="skip unusable inputs, listing them in errors.csv")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--verify", action="store_true",
+                   help="check every shard of records_dir against the "
+                        "manifest (size, sha256, records) instead of "
+                        "converting")
     cli.add_common(p)
     return p.parse_args(argv)
 
@@ -452,6 +462,8 @@ def main(argv=None) -> int:
         print(f"error: --workers must be >= 1. Received: {args.workers}",
               file=sys.stderr)
         return 2
+    if args.verify:
+        return _verify(cfg.data.records_dir)
     try:
         manifest = convert(cfg, workers=args.workers,
                            skip_bad=args.skip_bad,
@@ -473,6 +485,45 @@ def main(argv=None) -> int:
     print(f"{cfg.data.records_dir}: {train['records']} train records in "
           f"{len(train['shards'])} shards, {test['records']} test records; "
           f"{manifest['skipped']} skipped", flush=True)
+    return 0
+
+
+def verify(records_dir):
+    """[(shard path, reason)] of the shards that do not match the manifest.
+
+    Raises:
+        FileNotFoundError: no manifest in `records_dir`.
+    """
+    from tfrecords_tools import writer
+
+    path = os.path.join(records_dir, schema.MANIFEST)
+    manifest = writer.read_json(path)
+    if manifest is None:
+        raise FileNotFoundError(f"{path}: no readable manifest; convert "
+                                "first (python -m tfrecords_tools.convert "
+                                "--config ...)")
+    bad = []
+    for split in schema.SPLITS:
+        for entry in manifest.get("splits", {}).get(split, {}).get(
+                "shards", []):
+            reason = writer.verify_shard(records_dir, entry)
+            if reason:
+                bad.append((os.path.join(records_dir, entry["file"]),
+                            reason))
+    return bad
+
+
+def _verify(records_dir):
+    bad = verify(records_dir)
+    for path, reason in bad:
+        print(f"{path}: {reason}", file=sys.stderr)
+    if bad:
+        manifest = os.path.join(records_dir, schema.MANIFEST)
+        print(f"error: {len(bad)} damaged shard(s) in {records_dir}; "
+              f"remove {manifest} and convert again (every shard is "
+              "written anew)", file=sys.stderr)
+        return 1
+    print(f"{records_dir}: every shard matches the manifest", flush=True)
     return 0
 
 

@@ -11,7 +11,9 @@ are they moved to their final names (`train-00003-of-00016.tfrec`), then
   (the staging names never match `*-of-*.tfrec`);
 - a killed run (even `kill -9`) resumes: staged parts whose state matches
   the plan and whose record count is verified are kept;
-- a rerun after success finds the manifest up to date and writes nothing.
+- a rerun after success finds the manifest up to date and writes nothing;
+- the manifest records each shard's size and sha256, so
+  `python -m tfrecords_tools.convert --verify` tells a damaged shard.
 
 File access goes through `tf.io.gfile`, so `records_dir` may be `gs://`.
 
@@ -23,6 +25,7 @@ Example:
 1
 """
 
+import hashlib
 import json
 import os
 import struct
@@ -110,6 +113,40 @@ def count_records(path: str) -> int:
             f.seek(offset)
             count += 1
     return count
+
+
+def file_sha256(path: str, chunk: int = 1 << 22) -> str:
+    """sha256 hex digest of a file (any `tf.io.gfile` path)."""
+    h = hashlib.sha256()
+    with tf.io.gfile.GFile(path, "rb") as f:
+        while True:
+            block = f.read(chunk)
+            if not block:
+                break
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify_shard(records_dir: str, entry: dict):
+    """None when the manifest entry's shard is intact, else the reason.
+
+    Checks that the file exists, its size and sha256 (manifests written
+    before checksums existed have none: then the record count only) and
+    that its record framing holds `entry["records"]` records.
+    """
+    path = os.path.join(records_dir, entry["file"])
+    if not tf.io.gfile.exists(path):
+        return "missing"
+    size = tf.io.gfile.stat(path).length
+    if "bytes" in entry and size != entry["bytes"]:
+        return f"{size} bytes, the manifest says {entry['bytes']}"
+    if "sha256" in entry and file_sha256(path) != entry["sha256"]:
+        return "checksum differs from the manifest's (damaged)"
+    count = count_records(path)
+    if count != entry["records"]:
+        return ("truncated" if count < 0 else
+                f"{count} records, the manifest says {entry['records']}")
+    return None
 
 
 def pause_after_shard() -> None:

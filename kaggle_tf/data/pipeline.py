@@ -44,6 +44,8 @@ from tfrecords_tools import schema
 
 AUTOTUNE = tf.data.AUTOTUNE
 META_KEYS = ("id", "fold")
+# Epoch e's shuffling seed is cfg.seed + EPOCH_SEED_STRIDE * e.
+EPOCH_SEED_STRIDE = 1_000_003
 
 
 def _manifest(cfg):
@@ -77,7 +79,8 @@ def count_records(cfg, folds=None, split: str = "train",
 
 def make_dataset(cfg, folds, training: bool, *, split: str = "train",
                  sample_rate=None, augmenter=None, repeat=None,
-                 batch_size=None, with_meta: bool = False):
+                 batch_size=None, with_meta: bool = False,
+                 epoch_examples=None, first_epoch=0):
     """The batched dataset of `split`, restricted to `folds`.
 
     Args:
@@ -92,6 +95,13 @@ def make_dataset(cfg, folds, training: bool, *, split: str = "train",
         repeat: repeat forever. Defaults to `training`.
         batch_size: defaults to `cfg.train.batch_size`.
         with_meta: also yield `id` and `fold`.
+        epoch_examples: with `repeat`, examples per epoch: each epoch is
+            then a stream of its own, shuffled with a seed of
+            `(cfg.seed, epoch)`, so that training resumed at an epoch sees
+            the same examples as an uninterrupted run. None: one
+            continuous stream (seeded once).
+        first_epoch: the epoch the stream starts at (with
+            `epoch_examples`). Defaults to 0.
 
     Returns:
         A `tf.data.Dataset` of dict batches (see the module docstring).
@@ -111,39 +121,63 @@ def make_dataset(cfg, folds, training: bool, *, split: str = "train",
     seed = cfg.seed
     spec = task.features(split)
 
-    ds = tf.data.Dataset.from_tensor_slices(files)
-    if training:
-        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.interleave(tf.data.TFRecordDataset,
-                       cycle_length=min(len(files), 8), block_length=1,
-                       num_parallel_calls=AUTOTUNE, deterministic=True)
-    ds = ds.map(lambda s: tf.io.parse_single_example(s, spec),
-                num_parallel_calls=AUTOTUNE)
-    if folds is not None:
-        keep = tf.constant(sorted(int(f) for f in folds), tf.int64)
-        ds = ds.filter(lambda p: tf.reduce_any(
-            tf.equal(tf.cast(p[schema.FOLD], tf.int64), keep)))
-    if task.expand is not None:
-        ds = ds.flat_map(lambda p: task.expand(p, cfg, split))
+    def parsed_records(seed):
+        ds = tf.data.Dataset.from_tensor_slices(files)
+        if training:
+            ds = ds.shuffle(len(files), seed=seed,
+                            reshuffle_each_iteration=True)
+        ds = ds.interleave(tf.data.TFRecordDataset,
+                           cycle_length=min(len(files), 8), block_length=1,
+                           num_parallel_calls=AUTOTUNE, deterministic=True)
+        ds = ds.map(lambda s: tf.io.parse_single_example(s, spec),
+                    num_parallel_calls=AUTOTUNE)
+        if folds is not None:
+            keep = tf.constant(sorted(int(f) for f in folds), tf.int64)
+            ds = ds.filter(lambda p: tf.reduce_any(
+                tf.equal(tf.cast(p[schema.FOLD], tf.int64), keep)))
+        if task.expand is not None:
+            ds = ds.flat_map(lambda p: task.expand(p, cfg, split))
+        return ds
 
     def decode(parsed):
         return task.decode(parsed, cfg, split, manifest)
 
     shuffle = training and cfg.data.shuffle_buffer > 1
+    cached = None
     if cfg.data.cache:
-        ds = ds.map(decode, num_parallel_calls=AUTOTUNE).cache()
-        if shuffle:
-            ds = ds.shuffle(cfg.data.shuffle_buffer, seed=seed,
-                            reshuffle_each_iteration=True)
+        cached = parsed_records(seed).map(
+            decode, num_parallel_calls=AUTOTUNE).cache()
+
+    def examples(seed):
+        """Decoded examples, shuffled (then repeated, resampled)."""
+        if cached is not None:
+            ds = cached
+            if shuffle:
+                ds = ds.shuffle(cfg.data.shuffle_buffer, seed=seed,
+                                reshuffle_each_iteration=True)
+        else:
+            ds = parsed_records(seed)
+            if shuffle:
+                ds = ds.shuffle(cfg.data.shuffle_buffer, seed=seed,
+                                reshuffle_each_iteration=True)
+            ds = ds.map(decode, num_parallel_calls=AUTOTUNE)
+        if repeat:
+            ds = ds.repeat()
+        if sample_rate is not None:
+            ds = sampling.with_sample_rate(ds, sample_rate, seed)
+        return ds
+
+    if repeat and epoch_examples:
+        # Epoch e is its own stream, seeded by (seed, e): a run resumed at
+        # epoch k sees exactly the examples an uninterrupted run saw.
+        def epoch(e):
+            return examples(seed + EPOCH_SEED_STRIDE * e).take(
+                epoch_examples)
+
+        ds = tf.data.Dataset.range(int(first_epoch), 2 ** 62).flat_map(
+            epoch)
     else:
-        if shuffle:
-            ds = ds.shuffle(cfg.data.shuffle_buffer, seed=seed,
-                            reshuffle_each_iteration=True)
-        ds = ds.map(decode, num_parallel_calls=AUTOTUNE)
-    if repeat:
-        ds = ds.repeat()
-    if sample_rate is not None:
-        ds = sampling.with_sample_rate(ds, sample_rate, seed)
+        ds = examples(seed)
     if not with_meta:
         ds = ds.map(_drop_meta)
     ds = ds.batch(batch_size, drop_remainder=training,

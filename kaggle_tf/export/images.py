@@ -134,22 +134,8 @@ def build_graph(cfg, tta=None, folds=None):
 
 
 def export(cfg, out_dir, tta=None, folds=None, version=None):
-    """Writes the SavedModel with both signatures.
-
-    Args:
-        cfg: a validated config.
-        out_dir: the model's base folder (TF Serving's `--model_base_path`).
-        tta: TTA mode; defaults to `cfg.inference.tta`.
-        folds: fold indices; defaults to every trained fold.
-        version: the version number; defaults to the next free one.
-
-    Returns:
-        The path of the version folder.
-
-    Raises:
-        FileExistsError: the version folder exists (versions are immutable).
-        FileNotFoundError: no trained checkpoints.
-    """
+    """Writes an image model's SavedModel with both signatures (the
+    arguments, return value and errors of `export.run.export`)."""
     version = version or saved_model.next_version(out_dir)
     final = os.path.join(out_dir, str(version))
     if tf.io.gfile.exists(final):

@@ -8,6 +8,7 @@ import keras
 import numpy as np
 
 from kaggle_tf import layout
+from tfrecords_tools import faults
 from kaggle_tf.training import schedules
 
 
@@ -121,6 +122,7 @@ def save_model(model, path):
     """`model.save(path)` through a temporary name and an atomic rename."""
     tmp = f"{path[:-len('.keras')]}.tmp-{os.getpid()}.keras"
     model.save(tmp)
+    faults.point("checkpoint")
     os.replace(tmp, path)
 
 
@@ -132,6 +134,7 @@ class NaNGuard(keras.callbacks.Callback):
         self.message = None
 
     def on_train_batch_end(self, batch, logs=None):
+        faults.point("batch")
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
             self.message = (

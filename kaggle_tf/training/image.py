@@ -133,11 +133,12 @@ def train_fold(cfg, fold):
                 loss=loss, metrics=task.metrics(cfg),
                 jit_compile=_jit(cfg, augmenter if in_model else None))
 
-    def data_for_stage(stage):
+    def data_for_stage(stage, first_epoch):
         rate, rate_callbacks = _sample_rate_setup(cfg, stage)
         train_ds = pipeline.make_dataset(
             cfg, train_folds, training=True, sample_rate=rate,
-            augmenter=None if in_model else augmenter, batch_size=batch)
+            augmenter=None if in_model else augmenter, batch_size=batch,
+            epoch_examples=steps * batch, first_epoch=first_epoch)
         val_ds = pipeline.make_dataset(cfg, [fold], training=False,
                                        batch_size=batch)
         return stages.StageData(

@@ -13,6 +13,7 @@ from kaggle_tf import files
 from kaggle_tf import layout
 from kaggle_tf import tasks
 from kaggle_tf.data import records
+from tfrecords_tools import faults
 
 
 class OofError(ValueError):
@@ -49,6 +50,7 @@ def predict_dataset(model, ds, cfg):
 def save(path, ids, probs, truth):
     tmp = f"{path[:-4]}.tmp-{os.getpid()}.npz"
     np.savez_compressed(tmp, ids=np.asarray(ids), probs=probs, truth=truth)
+    faults.point("oof")
     os.replace(tmp, path)
 
 

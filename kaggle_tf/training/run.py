@@ -27,6 +27,7 @@ from kaggle_tf.models.build import family
 from kaggle_tf.training import image
 from kaggle_tf.training import oof as oof_lib
 from kaggle_tf.training import sequence
+from tfrecords_tools import faults
 
 # Model family -> its trainer: `train_fold(cfg, fold)` and
 # `evaluate_fold(cfg, fold, fold_dir)`.
@@ -56,6 +57,9 @@ def run(cfg, folds="all"):
             raise config_lib.ConfigError(
                 f"--fold must be in 0..{cfg.data.folds - 1} or 'all'. "
                 f"Received: {folds}")
+    layout.remove_temporaries(cfg.output_dir)
+    for k in fold_list:
+        layout.remove_temporaries(runs.fold_dir(k))
     chosen = trainer(cfg)
     if hasattr(chosen, "check_config"):
         chosen.check_config(cfg)
@@ -88,6 +92,7 @@ def gather(cfg):
     ids, probs, truth = oof_lib.concatenate(
         [runs.fold_file(k, layout.OOF) for k in folds])
     oof_lib.save(runs.path(layout.OOF), ids, probs, truth)
+    faults.point("gather")
     per_fold = {str(k): layout.read_json(
         runs.fold_file(k, layout.METRICS))["kaggle_metric"] for k in folds}
     overall = float(tasks.score(cfg.task, truth, probs, cfg))

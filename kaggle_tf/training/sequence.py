@@ -228,7 +228,8 @@ class SeriesBatches(keras.utils.PyDataset):
         data: the arrays of `embed_series`.
         windows: `series_windows` row lists.
         batch_size: windows per batch.
-        shuffle: reshuffle the windows every epoch.
+        shuffle: reshuffle the windows every epoch (epoch e's order is
+            seeded by (seed, e), see `set_epoch`).
         seed: the shuffling seed.
     """
 
@@ -238,11 +239,17 @@ class SeriesBatches(keras.utils.PyDataset):
         self.windows = list(windows)
         self.batch_size = int(batch_size)
         self.shuffle = shuffle
-        self.rng = np.random.default_rng(seed)
+        self.seed = seed
         self.length = max((len(w) for w in self.windows), default=1)
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch):
+        """Orders the windows of `epoch`: a permutation seeded by
+        (seed, epoch), so a resumed run sees the order it would have."""
+        self.epoch = int(epoch)
         self.order = np.arange(len(self.windows))
-        if shuffle:
-            self.rng.shuffle(self.order)
+        if self.shuffle:
+            np.random.default_rng([self.seed, self.epoch]).shuffle(self.order)
 
     def __len__(self):
         return math.ceil(len(self.windows) / self.batch_size)
@@ -270,8 +277,7 @@ class SeriesBatches(keras.utils.PyDataset):
         return x, labels, mask
 
     def on_epoch_end(self):
-        if self.shuffle:
-            self.rng.shuffle(self.order)
+        self.set_epoch(self.epoch + 1)
 
 
 def predict_windows(model, batches):
@@ -358,7 +364,8 @@ def train_fold(cfg, fold):
         model.compile(optimizer=optimizers.make_optimizer(cfg, lr),
                       loss=loss, jit_compile=cfg.train.jit_compile)
 
-    def data_for_stage(stage):
+    def data_for_stage(stage, first_epoch):
+        train.set_epoch(first_epoch)
         return stages.StageData(
             train=train, validation=val, steps=steps,
             callbacks=[SeriesKaggleMetric(val, cfg.task)],

@@ -141,6 +141,19 @@ def check_tensorboard():
                           "callbacks.tensorboard false)")
 
 
+def backup_epoch(fold_dir, s):
+    """The epoch (within stage `s`) that its backup resumes at, 0 without
+    one (Keras' BackupAndRestore records it after each epoch)."""
+    path = os.path.join(fold_dir, "backup", f"stage{s}",
+                        "training_metadata.json")
+    if not os.path.exists(path):
+        return 0
+    try:
+        return int(layout.read_json(path)["epoch"])
+    except (ValueError, KeyError, TypeError):
+        return 0
+
+
 def stage_callbacks(cfg, fold_dir, s, stage, steps, epoch_offset,
                     extra=()):
     """The callbacks of stage `s` (NaNGuard first)."""
@@ -186,7 +199,10 @@ def fit_stages(cfg, fold, model, fold_dir, compile_model, data_for_stage,
         model: the built model (in the strategy's scope if any).
         fold_dir: the fold's folder (`layout.RunLayout.fold_dir`).
         compile_model: `compile_model(model, stage, lr, loss)`, compiles.
-        data_for_stage: `data_for_stage(stage) -> StageData`.
+        data_for_stage: `data_for_stage(stage, first_epoch) -> StageData`;
+            `first_epoch` is the run's epoch (over all stages) the stage's
+            data starts at: later than the stage's first when a backup
+            resumes it.
         encoder_prefixes: names of the layers `freeze_encoder` freezes.
 
     Returns:
@@ -214,7 +230,7 @@ def fit_stages(cfg, fold, model, fold_dir, compile_model, data_for_stage,
                                   encoder_prefixes)
         lr = stage_lr(cfg, stage)
         compile_model(model, stage, lr, stage_loss(cfg, stage))
-        data = data_for_stage(stage)
+        data = data_for_stage(stage, epoch_offset + backup_epoch(fold_dir, s))
         callbacks = stage_callbacks(cfg, fold_dir, s, stage, data.steps,
                                     epoch_offset, data.callbacks)
         print(f"fold {fold} stage {s}: {stage.epochs} epoch(s) x "

@@ -359,3 +359,46 @@ def test_reader_only_keys_keep_records_new_seed_changes_folds(
         b = f.read()
     ids = [{line.split(",")[0] for line in t.splitlines()} for t in (a, b)]
     assert a != b and ids[0] == ids[1]
+
+
+def test_manifest_checksums_and_verify(steel_raw, make_steel_config,
+                                       tmp_path, capsys):
+    """Each shard's size and sha256 are in the manifest; --verify finds a
+    flipped byte and a truncation, naming the shard."""
+    import hashlib
+
+    cfg = make_steel_config(steel_raw, tmp_path / "rec", shard_size=8)
+    manifest = convert.convert(cfg, progress=False)
+    entries = [e for split in schema.SPLITS
+               for e in manifest["splits"][split]["shards"]]
+    assert len(entries) >= 3
+    for entry in entries:
+        path = os.path.join(cfg.data.records_dir, entry["file"])
+        with open(path, "rb") as f:
+            data = f.read()
+        assert entry["bytes"] == len(data)
+        assert entry["sha256"] == hashlib.sha256(data).hexdigest()
+    config_path = _write_config(tmp_path / "c.json", cfg)
+    assert convert.main(["--config", config_path, "--verify"]) == 0
+    assert "every shard matches" in capsys.readouterr().out
+
+    flipped = os.path.join(cfg.data.records_dir, entries[0]["file"])
+    with open(flipped, "r+b") as f:
+        f.seek(entries[0]["bytes"] // 2)
+        byte = f.read(1)
+        f.seek(-1, os.SEEK_CUR)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    cut = os.path.join(cfg.data.records_dir, entries[1]["file"])
+    with open(cut, "r+b") as f:
+        f.truncate(entries[1]["bytes"] - 7)
+    assert convert.main(["--config", config_path, "--verify"]) == 1
+    err = capsys.readouterr().err
+    assert f"{flipped}: checksum differs" in err
+    assert f"{cut}: " in err and "bytes, the manifest says" in err
+    assert "2 damaged shard(s)" in err
+    untouched = os.path.join(cfg.data.records_dir, entries[2]["file"])
+    assert untouched not in err
+    # The advice holds: without the manifest, a conversion writes anew.
+    os.remove(os.path.join(cfg.data.records_dir, schema.MANIFEST))
+    convert.convert(cfg, progress=False)
+    assert convert.main(["--config", config_path, "--verify"]) == 0

@@ -21,28 +21,11 @@ from kaggle_tf.training import callbacks as cbs
 from kaggle_tf.training import run
 from kaggle_tf.training import sequence
 from kaggle_tf.training import stages
+from series_toys import toy_data
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))))
 CONFIG = os.path.join(REPO, "configs", "rsna_ich_seq.json")
-
-
-def toy_embeddings(n_series=16, length=6, dim=4, seed=0):
-    rng = np.random.default_rng(seed)
-    emb = rng.normal(0, 0.3, (n_series, length, dim)).astype(np.float32)
-    flagged = rng.random(n_series) < 0.5
-    emb[flagged, 0, 0] = 3.0
-    labels = np.repeat(np.repeat(flagged[:, None, None], length, 1), 6, 2)
-    return {
-        "ids": np.array([f"ID_{s:03d}{i}" for s in range(n_series)
-                         for i in range(length)]),
-        "series": np.repeat([f"s{s}" for s in range(n_series)], length),
-        "index": np.tile(np.arange(length), n_series),
-        "fold": np.repeat(np.arange(n_series) % 2, length),
-        "embeddings": emb.reshape(-1, dim),
-        "logits": np.zeros((n_series * length, 6), np.float32),
-        "labels": labels.reshape(-1, 6).astype(np.int8),
-    }
 
 
 def make_cfg(tmp_path, stages_, **extra):
@@ -57,7 +40,7 @@ def make_cfg(tmp_path, stages_, **extra):
     values.update(extra)
     cfg = config_lib.load(CONFIG, [f"{k}={json.dumps(v)}"
                                    for k, v in values.items()])
-    data = toy_embeddings()
+    data = toy_data(n_series=16, length=6)
     for fold in range(2):
         fold_dir = layout.RunLayout.of(cfg).fold_dir(fold)
         os.makedirs(fold_dir, exist_ok=True)
