@@ -491,6 +491,22 @@ def input_stats(source, channels):
     return None if source is None else source.stats(channels)
 
 
+def check_config(model_cfg):
+    """Resolves a config's `model.encoder_weights` before a run writes
+    anything (downloading when online), so that weights that cannot be had
+    stop the command at once.
+
+    Raises:
+        PretrainedWeightsError: offline with nothing cached, unknown repo.
+        ValueError: a form `encoder_weights` does not take.
+    """
+    weights = getattr(model_cfg, "encoder_weights", None)
+    if weights is None or (getattr(model_cfg, "arch", None) == "sequence"
+                           and getattr(model_cfg, "embedding_model", None)):
+        return None
+    return resolve(model_cfg.encoder, weights)
+
+
 # --- the command line's work: fetch, list ---
 
 
@@ -531,6 +547,9 @@ def fetch(target, out, channels=3, encoder=None):
     parent = os.path.dirname(os.path.abspath(out)) or "."
     os.makedirs(parent, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".fetch-", dir=parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(staging, 0o777 & ~umask)  # mkdtemp's 0700 is for secrets
     try:
         keras_name = f"{encoder}{KERAS_SUFFIX}"
         model.save_weights(os.path.join(staging, keras_name))
@@ -685,6 +704,6 @@ def _to_torch(value, kind):
 
 
 __all__ = ["CONVERSIONS", "LazyTensor", "PretrainedWeightsError",
-           "WeightSource", "cached", "fetch", "input_stats", "listing",
+           "WeightSource", "cached", "check_config", "fetch", "input_stats", "listing",
            "load", "load_encoder_weights", "open_state_dict", "parse_hub",
            "resolve", "write_hub_cache"]
