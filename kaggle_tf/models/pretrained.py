@@ -46,8 +46,12 @@ import shutil
 import tempfile
 from typing import Optional
 
+import keras
 import numpy as np
 
+from kaggle_tf.models import normalization
+from kaggle_tf.models import weights
+from kaggle_tf.models.encoders import registry
 from kaggle_tf.models.encoders import sources
 
 log = logging.getLogger(__name__)
@@ -86,6 +90,7 @@ class WeightSource:
         std: per-channel stds.
         repo_id: the hub repo (hub sources), else None.
         cache_dir: where converted weights are cached (hub), else None.
+        config_file: the source's `config.json`, or None.
         state_dict: an in-memory state dict (dict sources), else None.
     """
 
@@ -98,14 +103,13 @@ class WeightSource:
     std: tuple = sources.IMAGENET_STD
     repo_id: Optional[str] = None
     cache_dir: Optional[str] = None
+    config_file: Optional[str] = None
     state_dict: Optional[dict] = dataclasses.field(
         default=None, compare=False, repr=False)
 
     def stats(self, channels):
         """Per-channel `(mean, std)` for `channels` inputs."""
-        from kaggle_tf.models.normalization import channel_stats
-
-        return channel_stats(self.mean, self.std, channels)
+        return normalization.channel_stats(self.mean, self.std, channels)
 
 
 # --- resolving ---
@@ -235,7 +239,8 @@ def _resolve_hub(encoder, uri, origin, download):
     repo_dir = os.path.dirname(os.path.dirname(snapshot))
     cache_dir = os.path.join(repo_dir, CACHE_FOLDER, commit)
     return WeightSource(encoder, origin, torch_file=weight_path, mean=mean,
-                        std=std, repo_id=repo_id, cache_dir=cache_dir)
+                        std=std, repo_id=repo_id, cache_dir=cache_dir,
+                        config_file=config_path)
 
 
 def _offline():
@@ -324,7 +329,7 @@ def _resolve_dir(encoder, path):
         torch_file=os.path.join(path, torch_file) if torch_file else None,
         keras_file=os.path.join(path, keras_file) if keras_file else None,
         keras_channels=meta.get("input_channels") if keras_file else None,
-        mean=mean, std=std)
+        mean=mean, std=std, config_file=config_path)
 
 
 # --- loading ---
@@ -379,9 +384,7 @@ def open_state_dict(path):
                          mmap=True)
     except RuntimeError:  # old (non-zip) format cannot be mapped
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    from kaggle_tf.models.weights import CHECKPOINT_KEYS
-
-    for key in CHECKPOINT_KEYS:
+    for key in weights.CHECKPOINT_KEYS:
         if key in obj and isinstance(obj[key], dict):
             obj = obj[key]
             break
@@ -412,8 +415,6 @@ def load(encoder_model, source):
         encoder_model: an `encoders.Encoder`.
         source: a `WeightSource` for its encoder.
     """
-    from kaggle_tf.models import weights
-
     channels = int(encoder_model.input_shape[-1])
     if source.keras_file and source.keras_channels in (None, channels) and (
             source.torch_file is None or source.keras_channels == channels):
@@ -449,8 +450,6 @@ def load(encoder_model, source):
 
 
 def _load_keras(encoder_model, path, origin):
-    from kaggle_tf.models import weights
-
     try:
         encoder_model.load_weights(path)
     except (ValueError, KeyError) as e:
@@ -500,11 +499,11 @@ def check_config(model_cfg):
         PretrainedWeightsError: offline with nothing cached, unknown repo.
         ValueError: a form `encoder_weights` does not take.
     """
-    weights = getattr(model_cfg, "encoder_weights", None)
-    if weights is None or (getattr(model_cfg, "arch", None) == "sequence"
-                           and getattr(model_cfg, "embedding_model", None)):
+    value = getattr(model_cfg, "encoder_weights", None)
+    if value is None or (getattr(model_cfg, "arch", None) == "sequence"
+                         and getattr(model_cfg, "embedding_model", None)):
         return None
-    return resolve(model_cfg.encoder, weights)
+    return resolve(model_cfg.encoder, value)
 
 
 # --- the command line's work: fetch, list ---
@@ -532,17 +531,15 @@ def fetch(target, out, channels=3, encoder=None):
     Returns:
         The path of the `.weights.h5` written.
     """
-    from kaggle_tf.models import encoders
-
     if target.startswith(HUB_PREFIX):
         origin = target
         if encoder is None:
             encoder = _encoder_of_repo(target)
     else:
         encoder, origin = target, "imagenet"
-        encoders.spec(encoder)
+        registry.spec(encoder)
     source = resolve(encoder, origin)
-    model = encoders.build(encoder, input_shape=(None, None, channels))
+    model = registry.Encoder(encoder, input_shape=(None, None, channels))
     load(model, source)
     parent = os.path.dirname(os.path.abspath(out)) or "."
     os.makedirs(parent, exist_ok=True)
@@ -555,11 +552,7 @@ def fetch(target, out, channels=3, encoder=None):
         model.save_weights(os.path.join(staging, keras_name))
         weight_name = os.path.basename(source.torch_file)
         shutil.copyfile(source.torch_file, os.path.join(staging, weight_name))
-        config = {}
-        if source.repo_id is not None:
-            config_path = _hub_download(source.repo_id, CONFIG_FILE, None,
-                                        encoder, False)
-            config = _read_json(config_path)
+        config = _read_json(source.config_file)
         if "pretrained_cfg" in config or "mean" not in config:
             cfg = config.setdefault("pretrained_cfg", {})
         else:  # smp-hub's layout: statistics at the top level
@@ -586,8 +579,6 @@ def fetch(target, out, channels=3, encoder=None):
 
 def _encoder_of_repo(uri):
     """The encoder of a timm hub repo: its `config.json` architecture."""
-    from kaggle_tf.models.encoders import registry
-
     repo_id, revision = parse_hub(uri)
     path = _hub_download(repo_id, CONFIG_FILE, revision, uri, True)
     arch = _read_json(path).get("architecture") if path else None
@@ -614,10 +605,8 @@ def cached(name):
 
 def listing():
     """`[(encoder, "hf://<repo>" or None, cached)]` for every encoder."""
-    from kaggle_tf.models import encoders
-
     rows = []
-    for name in encoders.names():
+    for name in registry.names():
         if name in sources.SOURCES:
             rows.append((name, sources.pretrained_source(name),
                          cached(name)))
@@ -651,17 +640,13 @@ def write_hub_cache(encoder, cache_dir, repo_id=None, seed=0,
     Returns:
         The snapshot folder.
     """
-    import keras
     from safetensors.numpy import save_file
-
-    from kaggle_tf.models import encoders
-    from kaggle_tf.models.encoders import registry
 
     if repo_id is None:
         repo_id = parse_hub(sources.pretrained_source(encoder))[0]
     spec = registry.spec(encoder)
     keras.utils.set_random_seed(seed)
-    model = encoders.build(encoder, input_shape=(64, 64, 3))
+    model = registry.Encoder(encoder, input_shape=(64, 64, 3))
     rng = np.random.default_rng(seed)
     state = {}
     for key, (variable, kind) in spec.torch_mapping(model).items():
@@ -704,6 +689,6 @@ def _to_torch(value, kind):
 
 
 __all__ = ["CONVERSIONS", "LazyTensor", "PretrainedWeightsError",
-           "WeightSource", "cached", "check_config", "fetch", "input_stats", "listing",
-           "load", "load_encoder_weights", "open_state_dict", "parse_hub",
-           "resolve", "write_hub_cache"]
+           "WeightSource", "cached", "check_config", "fetch", "input_stats",
+           "listing", "load", "load_encoder_weights", "open_state_dict",
+           "parse_hub", "resolve", "write_hub_cache"]

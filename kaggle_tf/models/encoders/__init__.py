@@ -38,6 +38,7 @@ from kaggle_tf.models.encoders.registry import names
 from kaggle_tf.models.encoders.registry import register_encoder
 from kaggle_tf.models.encoders.registry import spec
 from kaggle_tf.models.encoders.sources import pretrained_source
+from kaggle_tf.models import pretrained
 from kaggle_tf.models.weights import load_torch_state_dict  # noqa: F401
 
 
@@ -68,8 +69,6 @@ def build(name, input_shape=(None, None, 3), weights=None,
     >>> [enc.output[k].shape[-1] for k in ("P1", "P5")]
     [64, 512]
     """
-    from kaggle_tf.models import pretrained
-
     encoder = Encoder(name, input_shape=input_shape, name=model_name)
     encoder.weight_source = pretrained.load_encoder_weights(encoder, weights)
     return encoder

@@ -45,6 +45,8 @@ table records only what the installed timm states.
 Add a line here when registering an encoder that has ImageNet weights.
 """
 
+from kaggle_tf.models.encoders import registry
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 HALF = (0.5, 0.5, 0.5)
@@ -102,8 +104,6 @@ def pretrained_source(name):
     >>> pretrained_source("resnet34")
     'hf://timm/resnet34.a1_in1k'
     """
-    from kaggle_tf.models.encoders import registry
-
     registry.spec(name)  # unknown names list the choices
     if name not in SOURCES:
         raise ValueError(

@@ -180,7 +180,8 @@ def test_fit_offline_with_an_empty_cache_writes_nothing(tmp_path):
                                                    "siim.json"),
          "--set", f"output_dir={tmp_path / 'run'}",
          "--set", f"data.records_dir={tmp_path / 'records'}",
-         "--set", f"data.raw_dir={tmp_path / 'raw'}"], tmp_path / "empty", tmp_path)
+         "--set", f"data.raw_dir={tmp_path / 'raw'}"],
+        tmp_path / "empty", tmp_path)
     assert result.returncode == 1, result.stderr
     lines = error_lines(result.stderr)
     assert len(lines) == 1 and "timm/resnet34.a1_in1k" in lines[0], (
