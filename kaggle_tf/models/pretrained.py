@@ -24,10 +24,12 @@ Offline with nothing cached, `PretrainedWeightsError` says in one line
 which encoder and hub id were wanted and how to give a local file or
 directory instead; nothing is written.
 
-The mean / std the weights were trained with (`config.json`, else the
-source table, else ImageNet's) become the model's first layer
-(`normalization.ImageNormalization`, channel rule in
-`normalization.channel_stats`).
+The mean / std the weights were trained with become the model's first
+layer (`normalization.ImageNormalization`, channel rule in
+`normalization.channel_stats`): those of the source's `config.json`
+(timm's `pretrained_cfg`, or smp-hub's top-level `mean` / `std`); for a
+file without one, those of the encoder's default source
+(`encoders/sources.py`), else ImageNet's.
 
 Example:
 

@@ -125,6 +125,26 @@ def test_converted_once_then_read_from_the_cache(hub_cache):
     assert pretrained.CONVERSIONS[uri] == before + 2
 
 
+def test_smp_hub_layout_and_its_statistics(hub_cache):
+    """smp-hub's config.json has the statistics at the top level (in
+    0..255 units when `input_range` says so)."""
+    import json
+
+    cache = hub_cache("test_resnet")
+    repo = "smp-hub/test_resnet.imagenet"
+    snapshot = pretrained.write_hub_cache("test_resnet", cache,
+                                          repo_id=repo)
+    with open(os.path.join(snapshot, "config.json"), "w") as f:
+        json.dump({"input_space": "RGB", "input_range": [0, 255],
+                   "mean": [102.0, 51.0, 25.5], "std": [51.0, 51.0, 51.0]},
+                  f)
+    model = Classifier("test_resnet", classes=2, input_shape=(32, 32, 3),
+                       encoder_weights="hf://" + repo)
+    layer = model.get_layer("normalize")
+    np.testing.assert_allclose(layer.mean, [0.4, 0.2, 0.1])
+    np.testing.assert_allclose(layer.std, [0.2, 0.2, 0.2])
+
+
 def test_unfitting_file_lists_what_does_not_fit(tmp_path):
     from safetensors.numpy import save_file
 
