@@ -19,8 +19,11 @@ how far its peak RSS rose above the RSS before loading:
 - `two_copies`: the whole state dict read, every tensor converted, then
   assigned (the loader before the conversion was deferred).
 
-One full copy of the weights is the file size; `streaming` should stay
-far below it. Linux only (reads `/proc/self/status`).
+One full copy of the weights is the file size. Freed buffers are not
+always returned to the system, so even `streaming` may rise by about one
+copy; `eager` and `two_copies` add at least one more. torch is imported
+before the reset for `.pth` files (its libraries are not the weights).
+Linux only (reads `/proc/self/status`).
 
 efficientnet_b7 is not registered in this tree yet; efficientnet_b4 (the
 largest EfficientNet here) stands in for it.
@@ -60,6 +63,8 @@ def child(encoder, path, mode):
     from kaggle_tf.models import weights
 
     model = encoders.build(encoder, input_shape=(224, 224, 3))
+    if not path.endswith(".safetensors"):
+        import torch  # noqa: F401  (its libraries are not the weights)
     gc.collect()
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # resets VmHWM to the current RSS
