@@ -55,6 +55,15 @@ def main(argv=None):
                   f"Received: {args.fold!r}", file=sys.stderr)
             return 2
     cfg = config_lib.load_or_exit(args.config, args.overrides)
+    from kaggle_tf.models import pretrained
+
+    try:  # before anything is written: the weights must be had
+        pretrained.check_config(cfg.model)
+    except pretrained.PretrainedWeightsError as e:
+        return cli.report(e, args.config)
+    except ValueError as e:
+        return cli.report(config_lib.ConfigError(
+            f"model.encoder_weights: {e}"), args.config)
     ensure_records(cfg, args.workers)
     if args.lr_find:
         from kaggle_tf.training import lr_find
@@ -65,7 +74,8 @@ def main(argv=None):
 
     try:
         run.run(cfg, args.fold)
-    except (config_lib.ConfigError, FileNotFoundError) as e:
+    except (config_lib.ConfigError, FileNotFoundError,
+            pretrained.PretrainedWeightsError) as e:
         return cli.report(e, args.config)
     return 0
 

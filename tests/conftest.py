@@ -6,9 +6,58 @@ converted once (5 stratified folds, shards of 4). Tests must not modify
 them: copy to `tmp_path` first.
 """
 
+import os
+import shutil
+import tempfile
+
 import pytest
 
 STEEL_N = 40
+# Encoders whose default source (`encoder_weights="imagenet"`) the test hub
+# cache serves: the recipes' tests swap in `test_resnet`.
+HUB_ENCODERS = ("test_resnet",)
+_HUB_CACHE = None
+
+
+def pytest_configure(config):
+    """No test reaches the network: the Hugging Face hub is offline and its
+    cache a fresh folder (set before anything imports huggingface_hub, and
+    inherited by the commands the tests run)."""
+    global _HUB_CACHE
+    _HUB_CACHE = tempfile.mkdtemp(prefix="kaggle_tf-hub-cache-")
+    os.environ["HF_HUB_CACHE"] = _HUB_CACHE
+    os.environ["HF_HUB_OFFLINE"] = "1"
+
+
+def pytest_unconfigure(config):
+    if _HUB_CACHE:
+        shutil.rmtree(_HUB_CACHE, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def hub_cache():
+    """`ensure(encoder) -> HF_HUB_CACHE`: puts a random-tensor copy of
+    `encoder`'s default source into the offline hub cache, in timm's layout
+    (`kaggle_tf.models.pretrained.write_hub_cache`)."""
+    from kaggle_tf.models import pretrained
+    from kaggle_tf.models.encoders import sources
+
+    def ensure(encoder):
+        repo = sources.SOURCES[encoder][0]
+        folder = os.path.join(_HUB_CACHE, "models--" + repo.replace("/", "--"))
+        if not os.path.isdir(folder):
+            pretrained.write_hub_cache(encoder, _HUB_CACHE)
+        return _HUB_CACHE
+
+    return ensure
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _recipe_weights(hub_cache):
+    """The recipes say `encoder_weights: "imagenet"`; the tests' encoders
+    get theirs from the offline cache (the same path as a download)."""
+    for encoder in HUB_ENCODERS:
+        hub_cache(encoder)
 STEEL_SIZE = (64, 400)
 STEEL_SEED = 0
 

@@ -32,7 +32,8 @@ import keras
 from kaggle_tf.models import blocks
 from kaggle_tf.models import encoders
 from kaggle_tf.models import heads
-from kaggle_tf.models import weights
+from kaggle_tf.models import normalization
+from kaggle_tf.models import pretrained
 
 EMBEDDING_LAYER = "embedding"
 
@@ -61,8 +62,12 @@ def Classifier(encoder="seresnext50_32x4d", classes=28,
             `"concat_pool"`.
         dropout: dropout rate before the dense layer, in [0, 1). Defaults
             to `0.0`.
-        encoder_weights: None, or a local timm checkpoint (`.pth` /
-            `.safetensors`) for the encoder. Defaults to `None`.
+        encoder_weights: None (random init), `"imagenet"` (the encoder's
+            default source), `"hf://<repo_id>"`, or a local `.pth` /
+            `.safetensors` / `.weights.h5` file or a directory holding one
+            (`kaggle_tf.models.pretrained`). With weights, the model's
+            first layer (`"normalize"`) applies their mean / std to the
+            [0, 1] images. Defaults to `None`.
         activation: None (logits, for training), `"sigmoid"` or
             `"softmax"` (export). Defaults to `None`.
         name: the model name. Defaults to `"classifier_<encoder>"`.
@@ -88,7 +93,7 @@ def Classifier(encoder="seresnext50_32x4d", classes=28,
     backbone = encoders.build(encoder, input_shape=input_shape,
                               weights=encoder_weights)
     images = keras.Input(shape=backbone.image_shape, name="images")
-    pyramid = backbone(images)
+    pyramid = backbone(normalization.for_encoder(images, backbone))
 
     # --- head ---
     _, logits = heads.classification_head(
@@ -137,9 +142,14 @@ def SeriesClassifier(encoder="convnext_tiny", series_channels=(10, 10, 20),
             `"avg"`.
         dropout: dropout rate before the dense layer, in [0, 1). Defaults
             to `0.0`.
-        encoder_weights: None, or a local timm checkpoint (`.pth` /
-            `.safetensors`) loaded into every series' encoder, its stem
-            conv adapted to that series' channels. Defaults to `None`.
+        encoder_weights: None (random init), `"imagenet"` (the encoder's
+            default source), `"hf://<repo_id>"`, or a local `.pth` /
+            `.safetensors` / `.weights.h5` file or a directory holding one
+            (`kaggle_tf.models.pretrained`). With weights, the model's
+            first layer (`"normalize"`) applies their mean / std to the
+            [0, 1] images. Loaded into every series' encoder, its stem
+            conv adapted to that series' channels (statistics by
+            `normalization.channel_stats`). Defaults to `None`.
         input_shape: `(height, width, channels)` with `channels ==
             sum(series_channels)`. Defaults to `(None, None, 40)`.
         shared_encoder: one encoder (layer `"encoder"`) for all series;
@@ -180,14 +190,17 @@ def SeriesClassifier(encoder="convnext_tiny", series_channels=(10, 10, 20),
         raise ValueError(
             "shared_encoder=True needs series of equal channels. Received: "
             f"series_channels={list(series_channels)}")
-    if isinstance(encoder_weights, (str, bytes)) or hasattr(
-            encoder_weights, "__fspath__"):
-        # Read once, loaded (and adapted) into every series' encoder.
-        encoder_weights = weights.read_state_dict(encoder_weights)
+    # Resolved once, loaded (and adapted) into every series' encoder.
+    source = pretrained.resolve(encoder, encoder_weights)
 
     images = keras.Input(shape=shape, name="images")
-    stacks = blocks.SplitChannels(series_channels, name="series_split")(
-        images)
+    x = images
+    if source is not None:  # each series' channels by the channel rule
+        stats = [source.stats(c) for c in series_channels]
+        x = normalization.normalize(
+            x, (sum((s[0] for s in stats), ()), sum((s[1] for s in stats),
+                                                     ())))
+    stacks = blocks.SplitChannels(series_channels, name="series_split")(x)
 
     # --- encoders ---
     pooled = []
@@ -196,7 +209,7 @@ def SeriesClassifier(encoder="convnext_tiny", series_channels=(10, 10, 20),
         if backbone is None or not shared_encoder:
             backbone = encoders.build(
                 encoder, input_shape=shape[:2] + (channels,),
-                weights=encoder_weights,
+                weights=source,
                 model_name="encoder" if shared_encoder
                 else f"encoder_series{i}")
         pooled.append(heads.global_pool(backbone(stack)["P5"], head,

@@ -34,6 +34,7 @@ from keras import layers
 from kaggle_tf.models import blocks
 from kaggle_tf.models import encoders
 from kaggle_tf.models import heads
+from kaggle_tf.models import normalization
 
 RNNS = {"lstm": layers.LSTM, "gru": layers.GRU}
 
@@ -79,13 +80,15 @@ def _check_args(embedding_dim, classes, rnn, units, num_layers, dropout,
 
 def _slice_embeddings(images, encoder, encoder_weights, pool):
     """`(batch, time, h, w, c)` -> `(batch, time, features)`."""
-    folded = heads.TimeFold(name="time_fold")(images)
     if isinstance(encoder, str):
         backbone = encoders.build(encoder, input_shape=images.shape[2:],
                                   weights=encoder_weights)
+        folded = heads.TimeFold(name="time_fold")(
+            normalization.for_encoder(images, backbone))
         x = heads.global_pool(backbone(folded)["P5"], pool,
                               name="slice_pool")
     else:
+        folded = heads.TimeFold(name="time_fold")(images)
         x = encoder(folded)
         if len(x.shape) != 2:
             raise ValueError(
@@ -136,7 +139,12 @@ def SequenceModel(embedding_dim=None, classes=6, rnn="lstm", units=128,
             `False`.
         pool: pooling of P5 in mode 2 with an encoder name: `"avg"` or
             `"concat_pool"`. Defaults to `"avg"`.
-        encoder_weights: a local timm checkpoint for the encoder (mode 2).
+        encoder_weights: None (random init), `"imagenet"` (the encoder's
+            default source), `"hf://<repo_id>"`, or a local `.pth` /
+            `.safetensors` / `.weights.h5` file or a directory holding one
+            (`kaggle_tf.models.pretrained`). With weights, the model's
+            first layer (`"normalize"`) applies their mean / std to the
+            [0, 1] images. Mode 2.
         activation: None (logits), `"sigmoid"` or `"softmax"`. Defaults to
             `None`.
         name: the model name. Defaults to `"sequence_<rnn>"`.

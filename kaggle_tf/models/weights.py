@@ -20,6 +20,7 @@ Example:
 """
 
 import collections
+import functools
 import json
 import os
 
@@ -112,7 +113,8 @@ def read_state_dict(state_dict_or_path):
 
 
 def _to_numpy(value):
-    if isinstance(value, np.ndarray):
+    # Lazy tensors (`models.pretrained.LazyTensor`) are read when assigned.
+    if isinstance(value, np.ndarray) or getattr(value, "is_lazy", False):
         return value
     if hasattr(value, "detach"):  # a torch tensor
         value = value.detach().cpu()
@@ -539,8 +541,9 @@ def _match(mapping, state, first_conv):
         if tuple(value.shape) != want:
             mismatched.append((key, tuple(value.shape), want))
             continue
-        assign.append((key, variable,
-                       to_keras_like(value, kind, variable.shape)))
+        # Converted when assigned, one tensor at a time (memory).
+        assign.append((key, variable, functools.partial(
+            to_keras_like, value, kind, tuple(variable.shape))))
     unexpected = [(k, tuple(state[k].shape))
                   for k in sorted(set(state) - set(mapping))]
     return _Match(assign, missing, unexpected, mismatched)
@@ -550,9 +553,13 @@ def _apply(match, name, strict):
     if strict and (match.missing or match.unexpected or match.mismatched):
         raise WeightLoadError(_report(name, match.missing, match.unexpected,
                                       match.mismatched))
-    for _, variable, value in match.assign:
-        variable.assign(value.astype(variable.dtype))
-    return LoadResult([k for k, _, _ in match.assign],
+    loaded = [k for k, _, _ in match.assign]
+    while match.assign:
+        _, variable, value = match.assign.pop()
+        value = value() if callable(value) else value
+        variable.assign(np.asarray(value).astype(variable.dtype))
+        del value
+    return LoadResult(loaded,
                       [k for k, _ in match.missing],
                       [k for k, _ in match.unexpected], match.mismatched)
 

@@ -8,7 +8,7 @@ from keras import layers
 
 from kaggle_tf.models import blocks
 from kaggle_tf.models import encoders
-from kaggle_tf.models.weights import load_torch_state_dict
+from kaggle_tf.models import pretrained
 
 def check_args(classes, input_shape, activation, stride=32):
     """Validates the arguments every segmentation model takes."""
@@ -32,17 +32,18 @@ def check_args(classes, input_shape, activation, stride=32):
 
 
 def build_encoder(encoder, input_shape, encoder_weights):
-    """The nested encoder (`name="encoder"`), with weights when given."""
+    """The nested encoder (`name="encoder"`), with weights when given
+    (any form `kaggle_tf.models.pretrained` resolves)."""
     encoders.check_segmentation_ready(encoder)
-    backbone = encoders.build(encoder, input_shape=input_shape)
-    if encoder_weights is not None:
-        if not isinstance(encoder_weights, (str, dict)) and not hasattr(
-                encoder_weights, "__fspath__"):
-            raise ValueError(
-                "encoder_weights must be None or a local weight file. "
-                f"Received: encoder_weights={encoder_weights!r}")
-        load_torch_state_dict(backbone, encoder_weights)
-    return backbone
+    if encoder_weights is not None and not isinstance(
+            encoder_weights, (str, dict, pretrained.WeightSource)) and not (
+            hasattr(encoder_weights, "__fspath__")):
+        raise ValueError(
+            "encoder_weights must be None, 'imagenet', 'hf://<repo_id>' or "
+            "a local weight file or directory. Received: "
+            f"encoder_weights={encoder_weights!r}")
+    return encoders.build(encoder, input_shape=input_shape,
+                          weights=encoder_weights)
 
 
 def outputs(masks_logits, pyramid, classes, aux_head, activation):

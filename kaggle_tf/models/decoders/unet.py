@@ -12,6 +12,7 @@ import keras
 from keras import layers
 
 from kaggle_tf.models import blocks
+from kaggle_tf.models import normalization
 from kaggle_tf.models.decoders import base
 
 DECODER_INIT = "he_uniform"  # smp: kaiming uniform, fan_in, ReLU gain
@@ -62,8 +63,12 @@ def Unet(encoder="resnet34", classes=1, input_shape=(None, None, 3),
         classes: output channels. Defaults to `1`.
         input_shape: `(height, width, channels)`; height and width None or
             divisible by 32. Defaults to `(None, None, 3)`.
-        encoder_weights: None, or a local timm `.pth` / `.safetensors`
-            file for the encoder.
+        encoder_weights: None (random init), `"imagenet"` (the encoder's
+            default source), `"hf://<repo_id>"`, or a local `.pth` /
+            `.safetensors` / `.weights.h5` file or a directory holding one
+            (`kaggle_tf.models.pretrained`). With weights, the model's
+            first layer (`"normalize"`) applies their mean / std to the
+            [0, 1] images.
         decoder_channels: channels of the 5 decoder blocks. Defaults to
             `(256, 128, 64, 32, 16)`.
         decoder_attention: None or `"scse"`.
@@ -105,7 +110,7 @@ def Unet(encoder="resnet34", classes=1, input_shape=(None, None, 3),
     # --- encoder ---
     backbone = base.build_encoder(encoder, input_shape, encoder_weights)
     images = keras.Input(shape=tuple(input_shape), name="images")
-    pyramid = backbone(images)
+    pyramid = backbone(normalization.for_encoder(images, backbone))
 
     # --- decoder ---
     x = pyramid["P5"]

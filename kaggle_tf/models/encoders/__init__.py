@@ -41,7 +41,9 @@ from kaggle_tf.models.encoders.registry import check_segmentation_ready
 from kaggle_tf.models.encoders.registry import names
 from kaggle_tf.models.encoders.registry import register_encoder
 from kaggle_tf.models.encoders.registry import spec
-from kaggle_tf.models.weights import load_torch_state_dict
+from kaggle_tf.models.encoders.sources import pretrained_source
+from kaggle_tf.models import pretrained
+from kaggle_tf.models.weights import load_torch_state_dict  # noqa: F401
 
 
 def build(name, input_shape=(None, None, 3), weights=None,
@@ -51,8 +53,13 @@ def build(name, input_shape=(None, None, 3), weights=None,
     Args:
         name: a name from `names()`.
         input_shape: `(height, width, channels)`; any channel count.
-        weights: None, or a local `.pth` / `.safetensors` file (or a dict of
-            arrays) holding timm's state dict for this encoder.
+        weights: None, `"imagenet"`, `"hf://<repo_id>"`, a local `.pth` /
+            `.safetensors` / `.weights.h5` file or a directory holding one
+            (`kaggle_tf.models.pretrained`), or a dict of arrays holding
+            timm's state dict for this encoder. The resolved source is kept
+            as `encoder.weight_source` (None without weights): its
+            `stats(channels)` is the input normalization the full models
+            put first.
         model_name: the Keras model name. Defaults to `"encoder"`, the name
             full models give their nested encoder.
 
@@ -67,10 +74,9 @@ def build(name, input_shape=(None, None, 3), weights=None,
     [64, 512]
     """
     encoder = Encoder(name, input_shape=input_shape, name=model_name)
-    if weights is not None:
-        load_torch_state_dict(encoder, weights)
+    encoder.weight_source = pretrained.load_encoder_weights(encoder, weights)
     return encoder
 
 
 __all__ = ["ENCODERS", "Encoder", "build", "check_segmentation_ready",
-           "names", "register_encoder", "spec"]
+           "names", "pretrained_source", "register_encoder", "spec"]

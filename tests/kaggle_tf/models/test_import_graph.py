@@ -16,7 +16,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))))
 FOLDER = os.path.join(ROOT, *PACKAGE.split("."))
 # The only imports allowed inside functions: optional heavy dependencies.
-OPTIONAL = ("torch", "safetensors", "albumentations", "matplotlib")
+# huggingface_hub reads HF_HUB_OFFLINE / HF_HUB_CACHE when imported: only
+# on a download, so that setting them after `import kaggle_tf` still works.
+OPTIONAL = ("torch", "safetensors", "albumentations", "matplotlib",
+            "huggingface_hub")
 
 
 def modules():
