@@ -122,6 +122,9 @@ OPTIONAL_HEAVY = {
     # Connected components (post-processing): OpenCV when installed, else
     # scipy; neither is a requirement of the package.
     "cv2", "scipy",
+    # Read its HF_* settings when first imported: imported when weights
+    # are fetched, so that settings made after `import kaggle_tf` count.
+    "huggingface_hub",
 }
 # TensorFlow may be imported inside a function only where it must stay
 # optional (Keras 3 code that also runs on another backend).

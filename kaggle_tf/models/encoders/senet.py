@@ -9,7 +9,9 @@ which runs on CPU under TensorFlow, under XLA and on GPU/TPU; its kernel
 
 This is timm's layout (`conv1`, `layer1.0.se.fc1`, ...), not Cadene's
 `pretrainedmodels` one (`layer0.conv1`, `se_module.fc1`) that smp's
-`se_resnext50_32x4d` uses; convert such checkpoints to timm's names first.
+`se_resnext50_32x4d` uses: those checkpoints (and smp models on them) load
+into `legacy_seresnext50_32x4d` (`kaggle_tf.models.encoders.smp`), which
+also keeps their ceil-mode stem pooling.
 
 Example:
 

@@ -22,6 +22,15 @@ efficientnet_b0 / b2          timm/efficientnet_b{0,2}.ra_in1k       a
 efficientnet_b1               timm/efficientnet_b1.ft_in1k           a
 efficientnet_b3 / b4          timm/efficientnet_b{3,4}.ra2_in1k      a
 tf_efficientnet_b0..b4        timm/tf_efficientnet_b*.in1k           d
+efficientnet_b5               timm/efficientnet_b5.sw_in12k_ft_in1k  a
+tf_efficientnet_b5            timm/tf_efficientnet_b5.in1k           d
+tf_efficientnet_b6 / b7       timm/tf_efficientnet_b{6,7}.aa_in1k    f
+mobilenetv2_100               timm/mobilenetv2_100.ra_in1k           a
+resnext50_32x4d               timm/resnext50_32x4d.a1h_in1k          a
+resnext101_32x4d              timm/resnext101_32x4d.gluon_in1k       g
+resnext101_32x8d              timm/resnext101_32x8d.tv_in1k          a
+inception_v3                  timm/inception_v3.tv_in1k              a
+inception_v4                  timm/inception_v4.tf_in1k              a
 test_resnet                   timm/test_resnet.r160_in1k             e
 ============================  =====================================  =====
 
@@ -37,6 +46,15 @@ d. The original TensorFlow ImageNet-1k weights (smp's
    `hf://timm/tf_efficientnet_b4.ns_jft_in1k`.
 e. timm's tiny test model (mean = std = 0.5); the test suite serves it
    from a local cache of random tensors.
+f. No plain `in1k` tag for b6 / b7: the AutoAugment ImageNet-1k weights
+   of the original TensorFlow release (timm's default is `ns_jft_in1k`).
+g. ImageNet-1k only (timm's default is the semi-supervised YFCC100M
+   fine-tune).
+
+No default: efficientnet_b6 / b7 (timm has no weights for them; the
+`tf_` variants have), legacy_xception and the smp-layout encoders
+(`legacy_seresnext50_32x4d`, `smp-*`), whose timm weights are not on the
+Hugging Face hub: give them a local file or folder.
 
 ImageNet top-1 accuracies are not listed: timm's results tables
 (`results/results-imagenet.csv`) are not shipped in its wheel, and this
@@ -81,6 +99,24 @@ SOURCES = {
                            IMAGENET_STD),
     "tf_efficientnet_b4": ("timm/tf_efficientnet_b4.in1k", IMAGENET_MEAN,
                            IMAGENET_STD),
+    "efficientnet_b5": ("timm/efficientnet_b5.sw_in12k_ft_in1k",
+                        IMAGENET_MEAN, IMAGENET_STD),
+    "tf_efficientnet_b5": ("timm/tf_efficientnet_b5.in1k", IMAGENET_MEAN,
+                           IMAGENET_STD),
+    "tf_efficientnet_b6": ("timm/tf_efficientnet_b6.aa_in1k", IMAGENET_MEAN,
+                           IMAGENET_STD),
+    "tf_efficientnet_b7": ("timm/tf_efficientnet_b7.aa_in1k", IMAGENET_MEAN,
+                           IMAGENET_STD),
+    "mobilenetv2_100": ("timm/mobilenetv2_100.ra_in1k", IMAGENET_MEAN,
+                        IMAGENET_STD),
+    "resnext50_32x4d": ("timm/resnext50_32x4d.a1h_in1k", IMAGENET_MEAN,
+                        IMAGENET_STD),
+    "resnext101_32x4d": ("timm/resnext101_32x4d.gluon_in1k", IMAGENET_MEAN,
+                         IMAGENET_STD),
+    "resnext101_32x8d": ("timm/resnext101_32x8d.tv_in1k", IMAGENET_MEAN,
+                         IMAGENET_STD),
+    "inception_v3": ("timm/inception_v3.tv_in1k", HALF, HALF),
+    "inception_v4": ("timm/inception_v4.tf_in1k", HALF, HALF),
     "test_resnet": ("timm/test_resnet.r160_in1k", HALF, HALF),
 }
 
