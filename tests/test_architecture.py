@@ -101,6 +101,8 @@ ALLOWED_LEAF_EDGES = {
     ("kaggle_tf.postprocess", "kaggle_tf.rle"),
     # The run layout reads its JSON files through the checked readers.
     ("kaggle_tf.layout", "kaggle_tf.files"),
+    # A damaged weight file is an input error naming the file.
+    ("kaggle_tf.models", "kaggle_tf.files"),
     # The only sideways edge today (losses.lumbar -> metrics.kaggle): the
     # lumbar loss trains for the competition metric and takes its row
     # groups and severity weights from there, so that the two cannot drift.

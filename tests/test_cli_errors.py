@@ -239,7 +239,52 @@ def inspect_augment_bad_manifest(world):
             "manifest.json", [case / "aug.png"], [])
 
 
+def fit_bad_weights(world):
+    case, cfg = fresh(world, "fit_bad_weights", copy=("raw", "records"))
+    weights = case / "encoder.safetensors"
+    weights.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
+    return (["--config", cfg, "--fold", "0", "--set",
+             f"model.encoder_weights={weights}"], "encoder.safetensors",
+            [case / "run" / "fold0" / "best.keras",
+             case / "run" / "fold0" / "metrics.json"], [])
+
+
+def fit_damaged_shard(world):
+    case, cfg = fresh(world, "fit_damaged_shard", copy=("raw", "records"))
+    shard = first(case / "records", ".tfrec", "train-")
+    garble(shard, 0.5, 256)
+    return (["--config", cfg, "--fold", "0", "--set", "train.epochs=1",
+             "train.steps_per_epoch=2", "train.verbose=0",
+             "train.jit_compile=false"], os.path.basename(shard),
+            [case / "run" / "fold0" / "best.keras",
+             case / "run" / "fold0" / "metrics.json"], ["--verify"])
+
+
+def convert_bad_dicom(world):
+    from tfrecords_tools.competitions import siim
+
+    case = world["base"] / "convert_bad_dicom"
+    if case.exists():
+        shutil.rmtree(case)
+    raw = case / "raw"
+    siim.make_sample(str(raw), n=6, size=32, seed=1)
+    dicoms = sorted(os.path.join(root, n)
+                    for root, _, names in os.walk(raw / "dicom-images-train")
+                    for n in names if n.endswith(".dcm"))
+    truncate(dicoms[0], 0.2)
+    cfg = case / "siim.json"
+    cfg.write_text(json.dumps({
+        "task": "siim", "data": {"raw_dir": str(raw),
+                                 "records_dir": str(case / "records"),
+                                 "image_size": [32, 32], "folds": 2}}))
+    return (["--config", str(cfg), "--quiet"], os.path.basename(dicoms[0]),
+            [case / "records" / "manifest.json"], ["--skip-bad"])
+
+
 CASES = [
+    ("kaggle_tf.fit", fit_bad_weights),
+    ("kaggle_tf.fit", fit_damaged_shard),
+    ("tfrecords_tools.convert", convert_bad_dicom),
     ("kaggle_tf.fit", fit_no_data),
     ("tfrecords_tools.convert", convert_bad_jpeg),
     ("tfrecords_tools.convert", convert_bad_csv),

@@ -46,6 +46,7 @@ AUTOTUNE = tf.data.AUTOTUNE
 META_KEYS = ("id", "fold")
 # Epoch e's shuffling seed is cfg.seed + EPOCH_SEED_STRIDE * e.
 EPOCH_SEED_STRIDE = 1_000_003
+FUNCTION_GRAPH_SEED = 87_654_321
 
 
 def _manifest(cfg):
@@ -171,6 +172,10 @@ def make_dataset(cfg, folds, training: bool, *, split: str = "train",
         # Epoch e is its own stream, seeded by (seed, e): a run resumed at
         # epoch k sees exactly the examples an uninterrupted run saw.
         def epoch(e):
+            # The op seeds are tensors here; TensorFlow pairs each with the
+            # graph's seed and fails when that is 0 (`cfg.seed` 0), so this
+            # function's graph gets a fixed one of its own.
+            tf.random.set_seed(FUNCTION_GRAPH_SEED)
             return examples(seed + EPOCH_SEED_STRIDE * e).take(
                 epoch_examples)
 

@@ -51,6 +51,7 @@ from typing import Optional
 import keras
 import numpy as np
 
+from kaggle_tf import files
 from kaggle_tf.models import normalization
 from kaggle_tf.models import weights
 from kaggle_tf.models.encoders import registry
@@ -357,6 +358,33 @@ class LazyTensor:
 
 
 def open_state_dict(path):
+    """`{key: LazyTensor}` of a `.safetensors` / `.pth` file (see
+    `_open_state_dict`).
+
+    Raises:
+        files.InputError: an unreadable or damaged weight file, naming it.
+    """
+    try:
+        return _open_state_dict(path)
+    except (OSError, ValueError, RuntimeError, EOFError) as e:
+        raise _unreadable(path, e) from None
+    except Exception as e:  # safetensors' and torch's own error types
+        if type(e).__module__.split(".")[0] in ("safetensors", "torch",
+                                                "pickle", "_pickle"):
+            raise _unreadable(path, e) from None
+        raise
+
+
+def _unreadable(path, error):
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else (
+        type(error).__name__)
+    return files.InputError(path, f"unreadable weight file ({reason})",
+                            "give a .pth / .pt / .safetensors of the "
+                            "encoder, or fetch it again (python -m "
+                            "kaggle_tf.weights fetch ...)")
+
+
+def _open_state_dict(path):
     """`{key: LazyTensor}` of a `.safetensors` / `.pth` file.
 
     safetensors files are read tensor by tensor (`safe_open`); PyTorch

@@ -417,7 +417,8 @@ def test_siim_variants_load_and_build(name):
     from kaggle_tf.training import image as image_trainer
 
     cfg = config.load(os.path.join(ROOT, "configs", name),
-                      ["data.image_size=[64,64]"])
+                      ["data.image_size=[64,64]",
+                       "model.encoder_weights=null"])
     base = config.load(os.path.join(ROOT, "configs", "siim.json"))
     assert cfg.task == "siim" and cfg.output_dir != base.output_dir
     model = image_trainer.build_model(cfg)
