@@ -99,7 +99,8 @@ def make_dataset(cfg, folds, training: bool, *, split: str = "train",
         epoch_examples: with `repeat`, examples per epoch: each epoch is
             then a stream of its own, shuffled with a seed of
             `(cfg.seed, epoch)`, so that training resumed at an epoch sees
-            the same examples as an uninterrupted run. None: one
+            the same examples as an uninterrupted run. None (and with
+            `data.cache`, whose cache fills over one full pass): one
             continuous stream (seeded once).
         first_epoch: the epoch the stream starts at (with
             `epoch_examples`). Defaults to 0.
@@ -168,7 +169,9 @@ def make_dataset(cfg, folds, training: bool, *, split: str = "train",
             ds = sampling.with_sample_rate(ds, sample_rate, seed)
         return ds
 
-    if repeat and epoch_examples:
+    # A cache fills during one full pass: epochs shorter than a pass would
+    # never complete it, so a cached dataset stays one continuous stream.
+    if repeat and epoch_examples and cached is None:
         # Epoch e is its own stream, seeded by (seed, e): a run resumed at
         # epoch k sees exactly the examples an uninterrupted run saw.
         def epoch(e):
