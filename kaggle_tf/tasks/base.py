@@ -32,7 +32,6 @@ from kaggle_tf.config import ConfigError
 from kaggle_tf.metrics import kaggle as kaggle_metrics
 from kaggle_tf.metrics import streaming
 from kaggle_tf.models.build import output_kind
-from kaggle_tf.postprocess import tune as search
 from kaggle_tf.postprocess.params import per_class
 from tfrecords_tools import decode as codec
 

@@ -43,7 +43,6 @@ from kaggle_tf.models.encoders.registry import register_encoder
 from kaggle_tf.models.encoders.registry import spec
 from kaggle_tf.models.encoders.sources import pretrained_source
 from kaggle_tf.models import pretrained
-from kaggle_tf.models.weights import load_torch_state_dict  # noqa: F401
 
 
 def build(name, input_shape=(None, None, 3), weights=None,

@@ -10,7 +10,6 @@ import tiny_runs
 
 from kaggle_tf.data import records
 from kaggle_tf.export import run as export_run
-from kaggle_tf.export import saved_model
 from kaggle_tf.inference import predict
 
 SIZE = (64, 96)

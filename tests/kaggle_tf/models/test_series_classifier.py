@@ -20,7 +20,6 @@ from kaggle_tf.models import torch_layout as layout
 from kaggle_tf.models.build import is_classifier
 from kaggle_tf.models.classifier import SeriesClassifier
 from kaggle_tf.models.classifier import embedding_model
-from kaggle_tf.training import optimizers
 from kaggle_tf.training import image
 from kaggle_tf.training import optimizers
 from model_helpers import randomize

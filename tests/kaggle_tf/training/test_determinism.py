@@ -26,7 +26,6 @@ import pytest
 
 from kaggle_tf import config as config_lib
 from kaggle_tf.training import image
-from kaggle_tf.training import run
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))))
