@@ -7,14 +7,12 @@ Example:
 1
 """
 
-import contextlib
 import copy
 import dataclasses
 import importlib
 import json
 import os
 import sys
-import tempfile
 import typing
 import warnings
 from typing import Any
@@ -401,52 +399,21 @@ def save(cfg, path):
     layout.write_json(path, cfg.to_dict())
 
 
-@contextlib.contextmanager
-def _held_stderr():
-    """Holds back what is written to file descriptor 2 (TensorFlow's C++
-    start-up logging, which no setting silences) inside the block; yields
-    a list that receives the bytes held."""
-    held = []
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):  # no real stderr: nothing to hold
-        yield held
-        return
-    with tempfile.TemporaryFile() as tmp:
-        os.dup2(tmp.fileno(), 2)
-        try:
-            yield held
-        finally:
-            try:
-                sys.stderr.flush()
-            except ValueError:
-                pass
-            os.dup2(saved, 2)
-            os.close(saved)
-            tmp.seek(0)
-            held.append(tmp.read())
-
-
 def load_or_exit(path, overrides=None):
     """For CLIs: a config error prints one line and exits with code 2.
 
     Validation asks the encoder and loss registries, which import
-    TensorFlow: what it logs at start-up is held back and printed after a
-    valid config, dropped before a config error, so that the error stays
-    one line. An old key name prints one "config warning:" line (the
-    commands' users would not see a `DeprecationWarning`).
+    TensorFlow: the commands' quiet start-up (`kaggle_tf.cli.quiet`) keeps
+    its log lines out, so the error stays one line. An old key name prints
+    one "config warning:" line (the commands' users would not see a
+    `DeprecationWarning`).
     """
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConfigKeyDeprecationWarning)
-        with _held_stderr() as held:
-            try:
-                cfg, error = load(path, overrides), None
-            except ConfigError as e:
-                cfg, error = None, e
-    if error is None and held and held[0]:
-        sys.stderr.flush()
-        os.write(2, held[0])
+        try:
+            cfg, error = load(path, overrides), None
+        except ConfigError as e:
+            cfg, error = None, e
     for w in caught:
         if issubclass(w.category, ConfigKeyDeprecationWarning):
             if error is None:  # an error stays the one line
