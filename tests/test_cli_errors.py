@@ -6,6 +6,7 @@ Commands run in-process (`main(argv)`); one tiny steel sample is made,
 converted and given two untrained fold checkpoints once per module.
 """
 
+import glob
 import json
 import os
 import shutil
@@ -281,7 +282,102 @@ def convert_bad_dicom(world):
             [case / "records" / "manifest.json"], ["--skip-bad"])
 
 
+def predict_no_test_images(world):
+    # Not converted yet: predict converts first.
+    case, cfg = fresh(world, "predict_no_test_images", copy=("raw", "run"))
+    shutil.rmtree(case / "raw" / "test_images")
+    return (["--config", cfg], "test_images",
+            [case / "run" / "submission.csv"],
+            ["kaggle competitions download -c"])
+
+
+def predict_bad_test_jpeg(world):
+    case, cfg = fresh(world, "predict_bad_test_jpeg", copy=("raw", "run"))
+    path = first(case / "raw" / "test_images", ".jpg")
+    truncate(path, 0.3)
+    return (["--config", cfg], os.path.basename(path),
+            [case / "run" / "submission.csv"], [])
+
+
+# Damaged inputs of the other competitions: (task, what to damage, the
+# name the message must carry). Samples of 6 items at 32 x 32.
+def _truncate_first(pattern):
+    def damage(raw):
+        path = sorted(glob.glob(os.path.join(raw, pattern),
+                                recursive=True))[0]
+        truncate(path, 0.3)
+        return os.path.basename(path)
+    return damage
+
+
+def _append(name, line):
+    def damage(raw):
+        with open(os.path.join(raw, name), "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+        return name
+    return damage
+
+
+def _lumbar_bad_severity(raw):
+    path = os.path.join(raw, "train.csv")
+    with open(path, encoding="utf-8") as f:
+        row = f.read().splitlines()[1]
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(row.replace("Normal/Mild", "Awful", 1).replace(
+            "Moderate", "Awful", 1).replace("Severe", "Awful", 1) + "\n")
+    return "train.csv"
+
+
+OTHER_TASKS = {
+    "protein_bad_png": ("protein", _truncate_first("train/*_green.png")),
+    "protein_bad_target": ("protein", _append(
+        "train.csv", "00000000-0000-0000-0000-000000000000,3 99")),
+    "rsna_ich_bad_label": ("rsna_ich", _append(
+        "stage_2_train.csv", "ID_000000000_epidural,7")),
+    "rsna_ich_short_row": ("rsna_ich", _append("stage_2_train.csv",
+                                               "garbage-row")),
+    "rsna_ich_bad_dicom": ("rsna_ich",
+                           _truncate_first("stage_2_train/*.dcm")),
+    "rsna_lumbar_bad_severity": ("rsna_lumbar", _lumbar_bad_severity),
+    "rsna_lumbar_bad_series": ("rsna_lumbar", _append(
+        "train_series_descriptions.csv", "123,456,Sagittal T9")),
+    "rsna_lumbar_bad_dicom": ("rsna_lumbar",
+                              _truncate_first("train_images/**/*.dcm")),
+    "siim_bad_rle": ("siim", _append("train-rle.csv", "1.2.3, 5 x 7")),
+}
+
+
+def _other_task_case(name):
+    task, damage = OTHER_TASKS[name]
+
+    def setup(world):
+        import importlib
+
+        case = world["base"] / name
+        if case.exists():
+            shutil.rmtree(case)
+        raw = case / "raw"
+        importlib.import_module(
+            f"tfrecords_tools.competitions.{task}").make_sample(
+                str(raw), n=6, size=32, seed=2)
+        culprit = damage(str(raw))
+        cfg = case / f"{task}.json"
+        cfg.write_text(json.dumps({
+            "task": task, "data": {"raw_dir": str(raw),
+                                   "records_dir": str(case / "records"),
+                                   "image_size": [32, 32], "folds": 2}}))
+        return (["--config", str(cfg), "--quiet"], culprit,
+                [case / "records" / "manifest.json"], ["--skip-bad"])
+
+    setup.__name__ = f"convert_{name}"
+    return setup
+
+
 CASES = [
+    ("kaggle_tf.predict", predict_no_test_images),
+    ("kaggle_tf.predict", predict_bad_test_jpeg),
+    *[("tfrecords_tools.convert", _other_task_case(name))
+      for name in OTHER_TASKS],
     ("kaggle_tf.fit", fit_bad_weights),
     ("kaggle_tf.fit", fit_damaged_shard),
     ("tfrecords_tools.convert", convert_bad_dicom),
@@ -321,7 +417,9 @@ def test_command_fails_cleanly(world, module, setup, capsys, monkeypatch):
     out, err = capsys.readouterr()
     assert code not in (0, None), (out, err)
     assert "Traceback" not in out + err
-    lines = [line for line in err.splitlines() if line.strip()]
+    # Progress bars (conversion before a fit or predict) may come first.
+    lines = [line for line in err.replace("\r", "\n").splitlines()
+             if line.strip() and "%|" not in line]
     assert len(lines) == 1, err
     assert culprit in lines[0], lines[0]
     for text in also:

@@ -62,6 +62,9 @@ class Augmenter(keras.layers.Layer):
     >>> out = aug({"images": images, "segmentation_masks": masks})
     """
 
+    # `call(..., seed=)` takes the data pipeline's per-step seed.
+    takes_step_seed = True
+
     def __init__(self, transforms, seed=None, placement="dataset",
                  allow_cpu_fallback=False, jit_compile=True, **kwargs):
         kwargs.setdefault("autocast", False)
@@ -120,9 +123,14 @@ class Augmenter(keras.layers.Layer):
         """Whether every op compiles with XLA (a TPU needs that)."""
         return self.tree.xla_safe
 
-    def call(self, data, training=True):
+    def call(self, data, training=True, seed=None):
+        """`seed`: an int (2,) tensor for this batch (the data pipeline
+        passes one per step, so that a resumed run repeats an uninterrupted
+        one); None draws the next seed of the augmenter's own state."""
         if not training:
             return data
+        if seed is not None:
+            return self._runner(data, seed)
         if self.placement == "dataset":
             # The runner's atomic counter: safe under parallel tf.data maps.
             return self._runner(data)

@@ -191,8 +191,21 @@ def make_dataset(cfg, folds, training: bool, *, split: str = "train",
     ds = ds.batch(batch_size, drop_remainder=training,
                   num_parallel_calls=AUTOTUNE)
     if augmenter is not None:
-        ds = ds.map(lambda b: _augment(augmenter, b),
-                    num_parallel_calls=AUTOTUNE)
+        if repeat and epoch_examples and cached is None \
+                and epoch_examples % batch_size == 0 \
+                and getattr(augmenter, "takes_step_seed", False):
+            # Batch b of the run draws from (seed, b): the augmentation is
+            # a function of the step, whatever the epoch the stream starts.
+            aug_seed = augmenter.seed if getattr(
+                augmenter, "seed", None) is not None else seed
+            first_batch = int(first_epoch) * (epoch_examples // batch_size)
+            ds = ds.enumerate(start=first_batch).map(
+                lambda b, batch: _augment(augmenter, batch, tf.stack(
+                    [tf.constant(aug_seed, tf.int64), b])),
+                num_parallel_calls=AUTOTUNE)
+        else:
+            ds = ds.map(lambda b: _augment(augmenter, b),
+                        num_parallel_calls=AUTOTUNE)
     return ds.prefetch(AUTOTUNE)
 
 
@@ -200,10 +213,13 @@ def _drop_meta(example):
     return {k: v for k, v in example.items() if k not in META_KEYS}
 
 
-def _augment(augmenter, batch):
+def _augment(augmenter, batch, seed=None):
     """Runs the augmenter on the tensors it knows; meta passes through."""
     meta = {k: batch[k] for k in META_KEYS if k in batch}
-    out = dict(augmenter(_drop_meta(batch), training=True))
+    if seed is None:
+        out = dict(augmenter(_drop_meta(batch), training=True))
+    else:
+        out = dict(augmenter(_drop_meta(batch), training=True, seed=seed))
     out.update(meta)
     return out
 

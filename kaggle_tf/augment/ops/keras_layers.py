@@ -16,6 +16,7 @@ Example:
 
 import keras
 
+from kaggle_tf.augment.ops import rng
 from kaggle_tf.augment.ops.base import Op
 from kaggle_tf.augment.ops.registry import register_op
 
@@ -34,6 +35,20 @@ XLA_SAFE = {
 }
 # Our images are in [0, 1]; Keras' photometric layers assume [0, 255].
 _VALUE_RANGE = ("RandomErasing", "RandomBrightness", "RandomContrast")
+
+
+class _StatelessSeed(keras.random.SeedGenerator):
+    """A seed generator without state: its i-th draw is `seed` folded
+    with i, so a layer's transform depends on the batch seed alone."""
+
+    def __init__(self, seed):  # no super().__init__: no variable
+        self._seed = seed
+        self._draws = 0
+
+    def next(self, ordered=True):
+        del ordered
+        self._draws += 1
+        return rng.fold(self._seed, self._draws)
 
 
 @register_op("KerasLayer")
@@ -80,11 +95,24 @@ class KerasLayer(Op):
                 from None
         return self.layer
 
+    def sample(self, seed, batch_size, height, width):
+        del height, width
+        # The layer draws from this seed, not from its own generator: the
+        # same batch seed gives the same transform (a resumed run repeats
+        # an uninterrupted one).
+        return {"seed": rng.bits(seed, "layer", [batch_size, 2])}
+
     def apply(self, data, params):
         inputs = {"images": data["images"]}
         if "masks" in data:
             inputs["segmentation_masks"] = data["masks"]
-        outputs = self.layer(inputs, training=True)
+        layer = self.layer
+        generator = _StatelessSeed(params["seed"][0])
+        layer._get_seed_generator = lambda backend=None: generator
+        try:
+            outputs = layer(inputs, training=True)
+        finally:
+            del layer._get_seed_generator
         out = dict(data)
         out["images"] = outputs["images"]
         if "masks" in data:

@@ -242,3 +242,44 @@ def test_cache_gives_the_same_examples(steel_records):
                                with_meta=True, batch_size=2)
     ids = {i for b in ds.take(20) for i in b["id"].numpy()}
     assert len(ids) == pipeline.count_records(cfg, [1, 2])
+
+
+# Albumentations ops, a Keras layer and a photometric op: every kind of
+# random draw the augmenter makes.
+RESUME_SPEC = [
+    {"__class_fullname__": "HorizontalFlip", "p": 0.5},
+    {"__class_fullname__": "keras.layers.RandomRotation", "factor": 0.1,
+     "p": 0.7},
+    {"__class_fullname__": "RandomBrightnessContrast", "p": 0.8},
+]
+
+
+def _epochs(cfg, augmenter, first_epoch, n_batches):
+    ds = pipeline.make_dataset(cfg, [0, 1], training=True, batch_size=2,
+                               augmenter=augmenter, epoch_examples=4,
+                               first_epoch=first_epoch)
+    return [{k: v.numpy() for k, v in b.items()}
+            for b in ds.take(n_batches)]
+
+
+def test_a_stream_started_at_epoch_k_repeats_its_augmentation(
+        steel_records):
+    from kaggle_tf.augment import from_albumentations
+
+    cfg, _ = steel_records
+    # Two augmenters with the same seed, as in two processes: the resumed
+    # one has drawn nothing before epoch 2.
+    whole = _epochs(cfg, from_albumentations(RESUME_SPEC, seed=3), 0, 6)
+    resumed = _epochs(cfg, from_albumentations(RESUME_SPEC, seed=3), 2, 2)
+    for got, want in zip(resumed, whole[4:]):
+        np.testing.assert_array_equal(got["images"], want["images"])
+        np.testing.assert_array_equal(got["segmentation_masks"],
+                                      want["segmentation_masks"])
+    # The augmentation did something, and differs between steps.
+    plain = _epochs(cfg, None, 0, 6)
+    changed = [not np.array_equal(a["images"], p["images"])
+               for a, p in zip(whole, plain)]
+    assert sum(changed) >= 4
+    again = _epochs(cfg, from_albumentations(RESUME_SPEC, seed=4), 0, 6)
+    assert any(not np.array_equal(a["images"], b["images"])
+               for a, b in zip(whole, again))
