@@ -432,7 +432,7 @@ def load_smp_state_dict(model, state_dict_or_path, strict=True,
         [(f"encoder.{k}", v, a) for k, v, a in enc.assign],
         [(f"encoder.{k}", s) for k, s in enc.missing],
         [(f"encoder.{k}", s) for k, s in enc.unexpected],
-        [(f"encoder.{k}",) + rest for k, *rest in enc.mismatched])
+        [(f"encoder.{k}", *rest) for k, *rest in enc.mismatched])
     both = _Match(*(a + b for a, b in zip(prefixed, head)))
     try:
         return _apply(both, model.name, strict)
