@@ -226,7 +226,8 @@ def torch_mapping(model):
 
 @register_encoder("convnext_tiny", channels=(0, 96, 192, 384, 768),
                   timm_name="convnext_tiny", torch_mapping=torch_mapping,
-                  first_conv="stem.0.weight", ignore_prefixes=("head.",))
+                  first_conv="stem.0.weight", ignore_prefixes=("head.",),
+                  timm_head={"kind": "norm", "epsilon": LN_EPSILON})
 def convnext_tiny(input_shape):
     """ConvNeXt-Tiny (timm `convnext_tiny`)."""
     return convnext(input_shape, (3, 3, 9, 3), (96, 192, 384, 768),

@@ -343,7 +343,8 @@ def torch_mapping(model):
 
 @register_encoder("edgenext_base", channels=(0, 80, 160, 288, 584),
                   timm_name="edgenext_base", torch_mapping=torch_mapping,
-                  first_conv="stem.0.weight", ignore_prefixes=("head.",))
+                  first_conv="stem.0.weight", ignore_prefixes=("head.",),
+                  timm_head={"kind": "norm", "epsilon": LN_EPSILON})
 def edgenext_base(input_shape):
     """EdgeNeXt-Base (timm `edgenext_base`)."""
     return edgenext(input_shape, (3, 3, 9, 3), (80, 160, 288, 584),

@@ -91,6 +91,15 @@ TF_BN_EPSILON = 1e-3
 BN_MOMENTUM = 0.9
 # timm keys of the full model that the pyramid does not use.
 HEAD_PREFIXES = ("conv_head.", "bn2.")
+HEAD_CHANNELS = 1280  # timm's `num_features` before channel scaling
+
+
+def timm_head(channel_multiplier, epsilon, activation="silu"):
+    """timm's `conv_head` -> `bn2` -> activation, for `Classifier(head=
+    "timm")` (`EncoderSpec.timm_head`)."""
+    return {"kind": "conv_head", "epsilon": epsilon,
+            "activation": activation,
+            "channels": round_channels(HEAD_CHANNELS, channel_multiplier)}
 
 
 def make_divisible(value, divisor=8, round_limit=0.9):
@@ -359,7 +368,10 @@ def _register(variant, tf_padding):
     register_encoder(name, channels=_channels(channel_multiplier),
                      timm_name=name, torch_mapping=torch_mapping,
                      first_conv="conv_stem.weight",
-                     ignore_prefixes=HEAD_PREFIXES)(build)
+                     ignore_prefixes=HEAD_PREFIXES,
+                     timm_head=timm_head(
+                         channel_multiplier,
+                         TF_BN_EPSILON if tf_padding else BN_EPSILON))(build)
     return build
 
 
@@ -385,7 +397,8 @@ tf_efficientnet_b7 = _register("b7", tf_padding=True)
                                                         MOBILENET_V2_STAGES),
                   timm_name="mobilenetv2_100", torch_mapping=torch_mapping,
                   first_conv="conv_stem.weight",
-                  ignore_prefixes=HEAD_PREFIXES)
+                  ignore_prefixes=HEAD_PREFIXES,
+                  timm_head=timm_head(1.0, BN_EPSILON, "relu6"))
 def mobilenetv2_100(input_shape):
     """MobileNet-V2 1.0 (timm `mobilenetv2_100`, symmetric padding)."""
     return efficientnet(input_shape, 1.0, 1.0, stages=MOBILENET_V2_STAGES,

@@ -194,8 +194,8 @@ def test_timm_head_on_other_features_is_skipped(name, pre_head, timm_model,
     model = Classifier(name, classes=5, head="avg", input_shape=(64, 64, 3))
     result = weights.load_torch_state_dict(model, reference.state_dict())
     assert not result.missing and not result.unexpected
-    assert result.skipped and all(pre_head in why for _, why in
-                                  result.skipped)
+    assert result.skipped and all(
+        pre_head in why and "head='timm'" in why for _, why in result.skipped)
     # The encoder is timm's: the pooled features match timm's trunk.
     x = images()
     with torch_ref.no_grad():
@@ -206,6 +206,28 @@ def test_timm_head_on_other_features_is_skipped(name, pre_head, timm_model,
             trunk = reference.blocks(reference.bn1(reference.conv_stem(t)))
         want = trunk.mean((2, 3)).numpy()
     check_close(embedding_model(model)(x, training=False), want)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("name", [
+    "efficientnet_b0", "tf_efficientnet_b0", "mobilenetv2_100",
+    "convnext_tiny", "resnet18"])
+def test_timm_head_loads_whole_timm_classifiers(name, timm_model, to_nhwc):
+    reference = timm_model(name, num_classes=5)
+    if name == "convnext_tiny":  # layer scales 1e-6: near-identity blocks
+        import torch
+
+        with torch.no_grad():
+            for key, value in reference.named_parameters():
+                if key.endswith(("gamma", "norm.weight")):
+                    value.copy_(torch.rand_like(value) * 0.5 + 0.5)
+    model = Classifier(name, classes=5, head="timm", input_shape=(64, 64, 3))
+    result = weights.load_torch_state_dict(model, reference.state_dict())
+    assert not result.missing and not result.unexpected and not result.skipped
+    pre_head = {"convnext_tiny": "head.norm.weight", "resnet18": "fc.weight"}
+    assert pre_head.get(name, "conv_head.weight") in result.loaded
+    x = images()
+    check_close(model(x, training=False), to_nhwc(reference, x))
 
 
 @pytest.mark.torch
