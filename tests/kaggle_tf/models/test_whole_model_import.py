@@ -59,6 +59,8 @@ SMP_ENCODERS = [
     "tu-resnet18",
     "resnet50",
     pytest.param("timm-efficientnet-b2", marks=pytest.mark.slow),
+    pytest.param("efficientnet-b5", marks=pytest.mark.slow),
+    pytest.param("efficientnet-b7", marks=pytest.mark.slow),
 ]
 # The FPN shares the encoder: one lukemelas variant beyond B0 suffices.
 SMP_FPN_ENCODERS = [
