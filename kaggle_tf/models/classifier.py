@@ -102,8 +102,8 @@ def Classifier(encoder="seresnext50_32x4d", classes=28,
 
     # --- head ---
     if head == heads.TIMM_HEAD:
-        pooled = heads.timm_pool(pyramid["P5"],
-                                 encoders.spec(encoder).timm_head,
+        timm_head = encoders.spec(encoder).timm_head
+        pooled = heads.timm_pool(pyramid["P5"], timm_head and dict(timm_head),
                                  name="head")
         _, logits = heads.pooled_head(pooled, classes, head="avg",
                                       dropout=dropout, activation=activation,

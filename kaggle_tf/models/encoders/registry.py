@@ -51,8 +51,9 @@ class EncoderSpec:
     # `{"kind": "norm"}` (pool, then LayerNorm `head.norm`: ConvNeXt,
     # EdgeNeXt) or `{"kind": "conv_head", "channels", "epsilon",
     # "activation"}` (1x1 `conv_head`, BatchNorm `bn2` and activation
-    # before the pool: EfficientNet, MobileNet-V2).
-    timm_head: Optional[dict] = None
+    # before the pool: EfficientNet, MobileNet-V2). Kept as sorted
+    # `(key, value)` pairs (the spec stays hashable): `dict(...)` it.
+    timm_head: Optional[tuple] = None
 
     @property
     def segmentation_ready(self):
@@ -96,7 +97,8 @@ def register_encoder(name, channels, timm_name=None, torch_mapping=None,
             torch_mapping=torch_mapping, first_conv=first_conv,
             ignore_prefixes=tuple(ignore_prefixes), aligned=bool(aligned),
             min_input_size=min_input_size,
-            timm_head=None if timm_head is None else dict(timm_head))
+            timm_head=None if timm_head is None else tuple(
+                sorted(dict(timm_head).items())))
         return build_fn
 
     return wrap
