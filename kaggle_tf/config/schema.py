@@ -121,7 +121,9 @@ class ModelConfig:
                                 item=int, min=1)
     decoder_attention: Optional[str] = _f(None, choices=(None, "scse"))
     aux_head: bool = False
-    head: str = _f("concat_pool", choices=("concat_pool", "avg"))
+    # classifier: "timm" = timm's own head for the encoder (whole timm
+    # checkpoints load into it); series_classifier: "concat_pool" / "avg".
+    head: str = _f("concat_pool", choices=("concat_pool", "avg", "timm"))
     dropout: float = _f(0.0, min=0.0, max=1.0)
     activation: str = _f("sigmoid", choices=("sigmoid", "softmax"))
     # series_classifier: input channels of each series' encoder, in input

@@ -58,7 +58,11 @@ def Classifier(encoder="seresnext50_32x4d", classes=28,
         input_shape: `(height, width, channels)`; any channel count.
             Defaults to `(None, None, 3)`.
         head: `"concat_pool"` (global max + average, BatchNorm, dropout,
-            dense) or `"avg"` (global average, dropout, dense). Defaults to
+            dense), `"avg"` (global average, dropout, dense) or `"timm"`
+            (timm's own head for the encoder, `heads.timm_pool`: e.g.
+            EfficientNet's `conv_head` + `bn2` before the pool, ConvNeXt's
+            and EdgeNeXt's LayerNorm after it; then dropout, dense), so a
+            whole timm classifier's state dict loads into it. Defaults to
             `"concat_pool"`.
         dropout: dropout rate before the dense layer, in [0, 1). Defaults
             to `0.0`.
@@ -86,7 +90,8 @@ def Classifier(encoder="seresnext50_32x4d", classes=28,
     (None, 5)
     """
     _check_classes(classes)
-    heads.check_head(head)
+    if head != heads.TIMM_HEAD:
+        heads.check_head(head)
     heads.check_dropout(dropout)
 
     # --- encoder ---
@@ -96,9 +101,17 @@ def Classifier(encoder="seresnext50_32x4d", classes=28,
     pyramid = backbone(normalization.for_encoder(images, backbone))
 
     # --- head ---
-    _, logits = heads.classification_head(
-        pyramid["P5"], classes, head=head, dropout=dropout,
-        activation=activation, name="head")
+    if head == heads.TIMM_HEAD:
+        timm_head = encoders.spec(encoder).timm_head
+        pooled = heads.timm_pool(pyramid["P5"], timm_head and dict(timm_head),
+                                 name="head")
+        _, logits = heads.pooled_head(pooled, classes, head="avg",
+                                      dropout=dropout, activation=activation,
+                                      name="head")
+    else:
+        _, logits = heads.classification_head(
+            pyramid["P5"], classes, head=head, dropout=dropout,
+            activation=activation, name="head")
     return keras.Model(images, logits, name=name or f"classifier_{encoder}")
 
 

@@ -29,6 +29,11 @@ from keras import ops
 from kaggle_tf.models import blocks
 
 HEADS = ("concat_pool", "avg")
+# `Classifier(head="timm")`: timm's own head for the encoder (`timm_pool`).
+TIMM_HEAD = "timm"
+# Layer names of timm's pre-classifier layers, and their timm modules.
+TIMM_HEAD_LAYERS = {"conv_head": "conv_head", "bn2": "bn2",
+                    "head_norm": "head.norm"}
 
 
 def check_head(head):
@@ -74,6 +79,54 @@ def global_pool(x, head="concat_pool", name="head_pool"):
     maximum = layers.GlobalMaxPooling2D(name=f"{name}_max")(x)
     average = layers.GlobalAveragePooling2D(name=f"{name}_avg")(x)
     return layers.Concatenate(name=name)([maximum, average])
+
+
+def timm_pool(x, timm_head=None, name="head"):
+    """What timm's full classifier computes from P5 up to its last Linear.
+
+    * `timm_head=None` (ResNets, SE-ResNeXts, DenseNet, ...): a global
+      average pool;
+    * `{"kind": "norm", "epsilon"}` (ConvNeXt, EdgeNeXt: timm's
+      `NormMlpClassifierHead`): the pool, then a LayerNorm (`head_norm`,
+      timm's `head.norm`);
+    * `{"kind": "conv_head", "channels", "epsilon", "activation"}`
+      (EfficientNet, MobileNet-V2): a 1x1 conv (`conv_head`), BatchNorm
+      (`bn2`) and activation, then the pool.
+
+    The layers are named after timm's modules (`TIMM_HEAD_LAYERS`), so a
+    timm classifier's state dict fills them.
+
+    Args:
+        x: P5, `(batch, height, width, channels)`.
+        timm_head: the encoder's `EncoderSpec.timm_head`.
+        name: prefix of the pool layer (`{name}_pool`).
+
+    Returns:
+        The pooled features `(batch, features)`.
+
+    Example:
+
+    >>> p5 = keras.Input((2, 2, 96))
+    >>> timm_pool(p5, {"kind": "norm", "epsilon": 1e-6}).shape
+    (None, 96)
+    """
+    kind = (timm_head or {}).get("kind")
+    if kind == "conv_head":
+        x = layers.Conv2D(timm_head["channels"], 1, use_bias=False,
+                          name="conv_head")(x)
+        x = layers.BatchNormalization(epsilon=timm_head["epsilon"],
+                                      momentum=blocks.BN_MOMENTUM,
+                                      name="bn2")(x)
+        x = layers.Activation(timm_head["activation"], name="bn2_act")(x)
+    elif kind not in (None, "norm"):
+        raise ValueError(
+            f"timm_head kind must be 'norm' or 'conv_head'. Received: "
+            f"timm_head={timm_head!r}")
+    x = layers.GlobalAveragePooling2D(name=f"{name}_pool")(x)
+    if kind == "norm":
+        x = layers.LayerNormalization(epsilon=timm_head["epsilon"],
+                                      name="head_norm")(x)
+    return x
 
 
 def classification_head(x, classes, head="concat_pool", dropout=0.0,
@@ -261,6 +314,8 @@ __all__ = [
     "HEADS",
     "StepMask",
     "TimeFold",
+    "TIMM_HEAD",
+    "TIMM_HEAD_LAYERS",
     "TimeUnfold",
     "ZeroMaskedSteps",
     "check_dropout",
@@ -268,4 +323,5 @@ __all__ = [
     "classification_head",
     "global_pool",
     "pooled_head",
+    "timm_pool",
 ]

@@ -28,7 +28,10 @@ import numpy as np
 
 from kaggle_tf.models.encoders import registry
 from kaggle_tf.models.encoders import smp as smp_encoders
+from kaggle_tf.models.heads import TIMM_HEAD_LAYERS
 from kaggle_tf.models.torch_layout import adapt_input_conv
+from kaggle_tf.models.torch_layout import bn_entries
+from kaggle_tf.models.torch_layout import conv_entries
 from kaggle_tf.models.torch_layout import mapping_by_layer_names
 from kaggle_tf.models.torch_layout import to_keras_like
 from kaggle_tf.models.torch_layout import torch_shape
@@ -337,8 +340,25 @@ def _classifier_dense(model):
     return layer if hasattr(layer, "kernel") else None
 
 
+def _timm_head_mapping(model):
+    """timm keys -> variables of `Classifier(head="timm")`'s pre-head
+    layers (`heads.TIMM_HEAD_LAYERS`) that `model` has."""
+    mapping = {}
+    for layer_name, module in TIMM_HEAD_LAYERS.items():
+        try:
+            layer = model.get_layer(layer_name)
+        except ValueError:
+            continue
+        if hasattr(layer, "kernel"):
+            mapping.update(conv_entries(model, layer_name, module, "conv"))
+        else:
+            mapping.update(bn_entries(model, layer_name, module))
+    return mapping
+
+
 def _load_classifier(model, state_dict_or_path, strict):
-    """Encoder as `_load_encoder`, plus timm's head dense when it fits."""
+    """Encoder as `_load_encoder`, plus timm's head (its pre-head layers
+    with `head="timm"`, and the dense layer) when it fits."""
     state = {strip_key(k): v for k, v in
              read_state_dict(state_dict_or_path).items()}
     _, spec = find_encoder(model)
@@ -347,21 +367,24 @@ def _load_classifier(model, state_dict_or_path, strict):
                    if f"{p}weight" in state), None)
     if prefix is None:
         return result
+    pre_head = _timm_head_mapping(model)
     head_keys = [k for k in state if k.startswith(prefix)]
-    reason = _head_mismatch(model, spec, state, prefix)
+    reason = _head_mismatch(model, spec, state, prefix, set(pre_head))
     if reason is not None:
         return result._replace(skipped=tuple(
             (k, reason) for k in sorted(head_keys)))
     dense = _classifier_dense(model)
     mapping = {f"{prefix}weight": (dense.kernel, "dense"),
-               f"{prefix}bias": (dense.bias, "plain")}
+               f"{prefix}bias": (dense.bias, "plain"), **pre_head}
+    head_keys += [k for k in pre_head if k in state]
     head = _apply(_match(mapping, {k: state[k] for k in head_keys}, None),
                   model.name, strict)
     return LoadResult(*(a + b for a, b in zip(result[:4], head[:4])))
 
 
-def _head_mismatch(model, spec, state, prefix):
-    """Why timm's head cannot load into `model`'s head (None if it can)."""
+def _head_mismatch(model, spec, state, prefix, covered=()):
+    """Why timm's head cannot load into `model`'s head (None if it can);
+    `covered`: the timm keys the model's `head="timm"` layers take."""
     try:
         model.get_layer(CLASSIFIER_BN)
         return ("head='concat_pool' pools max + average and adds BatchNorm;"
@@ -371,11 +394,13 @@ def _head_mismatch(model, spec, state, prefix):
         pass
     pre_head = sorted({k.split(".")[0] if not k.startswith("head.") else
                        ".".join(k.split(".")[:2]) for k in state
-                       if not k.startswith(prefix)
+                       if not k.startswith(prefix) and k not in covered
+                       and not k.endswith("num_batches_tracked")
                        and any(k.startswith(p) for p in spec.ignore_prefixes)})
     if pre_head:
         return (f"timm's head runs on {', '.join(pre_head)}, which "
-                f"Classifier({spec.name!r}) does not compute")
+                f"Classifier({spec.name!r}, head={_head_kind(model)!r}) "
+                "does not compute: build it with head='timm' to load it")
     dense = _classifier_dense(model)
     want = torch_shape(dense.kernel.shape, "dense")
     got = tuple(state[f"{prefix}weight"].shape)
@@ -383,6 +408,14 @@ def _head_mismatch(model, spec, state, prefix):
         return (f"shape {got} does not fit the head's dense layer "
                 f"{want} (PyTorch layout)")
     return None
+
+
+def _head_kind(model):
+    try:
+        model.get_layer(CLASSIFIER_BN)
+        return "concat_pool"
+    except ValueError:
+        return "timm" if _timm_head_mapping(model) else "avg"
 
 
 def load_smp_state_dict(model, state_dict_or_path, strict=True,
@@ -432,7 +465,7 @@ def load_smp_state_dict(model, state_dict_or_path, strict=True,
         [(f"encoder.{k}", v, a) for k, v, a in enc.assign],
         [(f"encoder.{k}", s) for k, s in enc.missing],
         [(f"encoder.{k}", s) for k, s in enc.unexpected],
-        [(f"encoder.{k}",) + rest for k, *rest in enc.mismatched])
+        [(f"encoder.{k}", *rest) for k, *rest in enc.mismatched])
     both = _Match(*(a + b for a, b in zip(prefixed, head)))
     try:
         return _apply(both, model.name, strict)

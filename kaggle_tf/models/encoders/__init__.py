@@ -28,6 +28,7 @@ True
 # Importing a family module registers its encoders.
 from kaggle_tf.models.encoders import convnext  # noqa: F401
 from kaggle_tf.models.encoders import densenet  # noqa: F401
+from kaggle_tf.models.encoders import edgenext  # noqa: F401
 from kaggle_tf.models.encoders import efficientnet  # noqa: F401
 from kaggle_tf.models.encoders import inception  # noqa: F401
 from kaggle_tf.models.encoders import resnet  # noqa: F401

@@ -127,10 +127,14 @@ def _layer_norm(x, name):
     return layers.LayerNormalization(epsilon=LN_EPSILON, name=name)(x)
 
 
-def convnext_block(x, name=None):
-    """timm's `ConvNeXtBlock`: dw 7x7, LN, fc1, GELU, fc2, gamma, add."""
+def convnext_block(x, kernel_size=7, name=None):
+    """timm's `ConvNeXtBlock`: dw 7x7, LN, fc1, GELU, fc2, gamma, add.
+
+    `kernel_size` (odd) is the depthwise kernel: 7 in ConvNeXt, 3-9 in
+    EdgeNeXt's `ConvBlock`, which is the same block.
+    """
     channels = x.shape[-1]
-    y = layers.DepthwiseConv2D(7, padding="same", use_bias=True,
+    y = layers.DepthwiseConv2D(kernel_size, padding="same", use_bias=True,
                                name=f"{name}_conv_dw")(x)
     y = _layer_norm(y, name=f"{name}_norm")
     y = layers.Dense(MLP_RATIO * channels, name=f"{name}_mlp_fc1")(y)
@@ -222,7 +226,8 @@ def torch_mapping(model):
 
 @register_encoder("convnext_tiny", channels=(0, 96, 192, 384, 768),
                   timm_name="convnext_tiny", torch_mapping=torch_mapping,
-                  first_conv="stem.0.weight", ignore_prefixes=("head.",))
+                  first_conv="stem.0.weight", ignore_prefixes=("head.",),
+                  timm_head={"kind": "norm", "epsilon": LN_EPSILON})
 def convnext_tiny(input_shape):
     """ConvNeXt-Tiny (timm `convnext_tiny`)."""
     return convnext(input_shape, (3, 3, 9, 3), (96, 192, 384, 768),

@@ -91,6 +91,15 @@ TF_BN_EPSILON = 1e-3
 BN_MOMENTUM = 0.9
 # timm keys of the full model that the pyramid does not use.
 HEAD_PREFIXES = ("conv_head.", "bn2.")
+HEAD_CHANNELS = 1280  # timm's `num_features` before channel scaling
+
+
+def timm_head(channel_multiplier, epsilon, activation="silu"):
+    """timm's `conv_head` -> `bn2` -> activation, for `Classifier(head=
+    "timm")` (`EncoderSpec.timm_head`)."""
+    return {"kind": "conv_head", "epsilon": epsilon,
+            "activation": activation,
+            "channels": round_channels(HEAD_CHANNELS, channel_multiplier)}
 
 
 def make_divisible(value, divisor=8, round_limit=0.9):
@@ -129,10 +138,32 @@ def pyramid_stages(stages=STAGES):
                  if i == last or stages[i + 1][3] > 1)
 
 
+def static_same_padding(size, kernel_size, strides):
+    """lukemelas' `Conv2dStaticSamePadding`: TensorFlow's "same" padding
+    for a fixed input `size`, as `(before, after)` pixels.
+
+    Example:
+
+    >>> static_same_padding(15, 5, 2)
+    (2, 2)
+    >>> static_same_padding(16, 5, 2)
+    (1, 2)
+    """
+    out = -(-size // strides)
+    total = max((out - 1) * strides + kernel_size - size, 0)
+    return total // 2, total - total // 2
+
+
 def _conv(x, filters, kernel_size, strides=1, depthwise=False,
-          use_bias=False, tf_padding=False, name=None):
-    """A conv padded as timm pads it (TF "same" or symmetric)."""
-    if tf_padding or strides == 1:
+          use_bias=False, tf_padding=False, static_size=None, name=None):
+    """A conv padded as timm pads it (TF "same" or symmetric), or, with
+    `static_size`, as lukemelas' static padding for that input size."""
+    if static_size is not None and kernel_size > 1:
+        pad = static_same_padding(static_size, kernel_size, strides)
+        if any(pad):
+            x = layers.ZeroPadding2D((pad, pad), name=f"{name}_pad")(x)
+        padding = "valid"
+    elif tf_padding or strides == 1:
         # Stride 1, odd kernel: "same" is symmetric, as in PyTorch. With
         # `tf_padding` it is TensorFlow's "same", as timm's `Conv2dSame`.
         padding = "same"
@@ -179,12 +210,14 @@ def squeeze_excite(x, reduced_channels, name=None):
 
 def depthwise_separable_block(x, filters, kernel_size, strides, epsilon,
                               tf_padding, activation="silu",
-                              se_ratio=SE_RATIO, name=None):
+                              se_ratio=SE_RATIO, static_size=None,
+                              name=None):
     """timm's `DepthwiseSeparableConv`: dw kxk, BN-act, SE, 1x1, BN."""
     in_channels = x.shape[-1]
     shortcut = x
     y = _conv(x, None, kernel_size, strides, depthwise=True,
-              tf_padding=tf_padding, name=f"{name}_conv_dw")
+              tf_padding=tf_padding, static_size=static_size,
+              name=f"{name}_conv_dw")
     y = _bn(y, epsilon, activation, name=f"{name}_bn1")
     if se_ratio:
         y = squeeze_excite(y, round(in_channels * se_ratio),
@@ -198,7 +231,7 @@ def depthwise_separable_block(x, filters, kernel_size, strides, epsilon,
 
 def inverted_residual_block(x, filters, kernel_size, strides, expansion,
                             epsilon, tf_padding, activation="silu",
-                            se_ratio=SE_RATIO, name=None):
+                            se_ratio=SE_RATIO, static_size=None, name=None):
     """timm's `InvertedResidual`: 1x1 expand, dw kxk, SE, 1x1 project."""
     in_channels = x.shape[-1]
     mid_channels = make_divisible(in_channels * expansion)
@@ -206,7 +239,8 @@ def inverted_residual_block(x, filters, kernel_size, strides, expansion,
     y = _conv(x, mid_channels, 1, name=f"{name}_conv_pw")
     y = _bn(y, epsilon, activation, name=f"{name}_bn1")
     y = _conv(y, None, kernel_size, strides, depthwise=True,
-              tf_padding=tf_padding, name=f"{name}_conv_dw")
+              tf_padding=tf_padding, static_size=static_size,
+              name=f"{name}_conv_dw")
     y = _bn(y, epsilon, activation, name=f"{name}_bn2")
     if se_ratio:
         # timm divides the SE ratio by the expansion: SE width from the
@@ -222,7 +256,7 @@ def inverted_residual_block(x, filters, kernel_size, strides, expansion,
 
 def efficientnet(input_shape, channel_multiplier=1.0, depth_multiplier=1.0,
                  tf_padding=False, stages=STAGES, activation="silu",
-                 se_ratio=SE_RATIO, name="efficientnet"):
+                 se_ratio=SE_RATIO, static_size=None, name="efficientnet"):
     """Builds an EfficientNet encoder with outputs `{"P1".."P5"}`.
 
     Args:
@@ -239,6 +273,13 @@ def efficientnet(input_shape, channel_multiplier=1.0, depth_multiplier=1.0,
             `"silu"` (`"relu6"` for MobileNet-V2).
         se_ratio: squeeze-and-excitation width over the block input; 0 or
             None for none. Defaults to `0.25`.
+        static_size: lukemelas' EfficientNet-PyTorch (smp's
+            `efficientnet-bN`) pads every conv for one fixed image size,
+            its variant's (224 for B0 ... 600 for B7), whatever the input:
+            TensorFlow's "same" for that size (`static_same_padding`),
+            which differs from it where the fixed size halves to an odd
+            size and the input's does not. Given, the convs pad so (with
+            `tf_padding`'s epsilon 1e-3). Defaults to `None`.
         name: the model name.
 
     Returns:
@@ -250,13 +291,16 @@ def efficientnet(input_shape, channel_multiplier=1.0, depth_multiplier=1.0,
     >>> model.output["P4"].shape
     (None, 4, 4, 112)
     """
-    epsilon = TF_BN_EPSILON if tf_padding else BN_EPSILON
+    epsilon = TF_BN_EPSILON if tf_padding or static_size else BN_EPSILON
     inputs = keras.Input(shape=input_shape, name="images")
+    size = static_size  # the fixed size the static padding is made for
 
     # --- stem ---
     x = _conv(inputs, round_channels(STEM_CHANNELS, channel_multiplier), 3,
-              strides=2, tf_padding=tf_padding, name="conv_stem")
+              strides=2, tf_padding=tf_padding, static_size=size,
+              name="conv_stem")
     x = _bn(x, epsilon, activation, name="bn1")
+    size = size and -(-size // 2)
 
     # --- stages ---
     levels = pyramid_stages(stages)
@@ -270,12 +314,14 @@ def efficientnet(input_shape, channel_multiplier=1.0, depth_multiplier=1.0,
             if block_type == "ds":
                 x = depthwise_separable_block(
                     x, filters, kernel_size, block_strides, epsilon,
-                    tf_padding, activation, se_ratio, name=block_name)
+                    tf_padding, activation, se_ratio, static_size=size,
+                    name=block_name)
             else:
                 x = inverted_residual_block(
                     x, filters, kernel_size, block_strides, expansion,
                     epsilon, tf_padding, activation, se_ratio,
-                    name=block_name)
+                    static_size=size, name=block_name)
+            size = size and -(-size // block_strides)
         if stage in levels:
             pyramid[f"P{len(pyramid) + 1}"] = x
     return keras.Model(inputs, pyramid, name=name)
@@ -322,7 +368,10 @@ def _register(variant, tf_padding):
     register_encoder(name, channels=_channels(channel_multiplier),
                      timm_name=name, torch_mapping=torch_mapping,
                      first_conv="conv_stem.weight",
-                     ignore_prefixes=HEAD_PREFIXES)(build)
+                     ignore_prefixes=HEAD_PREFIXES,
+                     timm_head=timm_head(
+                         channel_multiplier,
+                         TF_BN_EPSILON if tf_padding else BN_EPSILON))(build)
     return build
 
 
@@ -348,7 +397,8 @@ tf_efficientnet_b7 = _register("b7", tf_padding=True)
                                                         MOBILENET_V2_STAGES),
                   timm_name="mobilenetv2_100", torch_mapping=torch_mapping,
                   first_conv="conv_stem.weight",
-                  ignore_prefixes=HEAD_PREFIXES)
+                  ignore_prefixes=HEAD_PREFIXES,
+                  timm_head=timm_head(1.0, BN_EPSILON, "relu6"))
 def mobilenetv2_100(input_shape):
     """MobileNet-V2 1.0 (timm `mobilenetv2_100`, symmetric padding)."""
     return efficientnet(input_shape, 1.0, 1.0, stages=MOBILENET_V2_STAGES,

@@ -46,6 +46,14 @@ class EncoderSpec:
     aligned: bool = True
     # The smallest input height / width the network accepts (None: 32).
     min_input_size: Optional[int] = None
+    # What timm's full model computes between P5 and its classifier
+    # (`Classifier(head="timm")`): None (a global average pool), or a dict
+    # `{"kind": "norm"}` (pool, then LayerNorm `head.norm`: ConvNeXt,
+    # EdgeNeXt) or `{"kind": "conv_head", "channels", "epsilon",
+    # "activation"}` (1x1 `conv_head`, BatchNorm `bn2` and activation
+    # before the pool: EfficientNet, MobileNet-V2). Kept as sorted
+    # `(key, value)` pairs (the spec stays hashable): `dict(...)` it.
+    timm_head: Optional[tuple] = None
 
     @property
     def segmentation_ready(self):
@@ -59,7 +67,8 @@ ENCODERS = {}
 
 def register_encoder(name, channels, timm_name=None, torch_mapping=None,
                      first_conv=None, strides=(2, 4, 8, 16, 32),
-                     ignore_prefixes=(), aligned=True, min_input_size=None):
+                     ignore_prefixes=(), aligned=True, min_input_size=None,
+                     timm_head=None):
     """Decorator: registers `build_fn(input_shape)` under `name`.
 
     Args:
@@ -75,6 +84,8 @@ def register_encoder(name, channels, timm_name=None, torch_mapping=None,
         aligned: False when the maps are not exactly `size / stride`
             (valid padding); such encoders serve classifiers only.
         min_input_size: the smallest input height / width it accepts.
+        timm_head: timm's layers between P5 and its classifier (see
+            `EncoderSpec.timm_head`). Defaults to `None` (a pool only).
     """
 
     def wrap(build_fn):
@@ -85,7 +96,9 @@ def register_encoder(name, channels, timm_name=None, torch_mapping=None,
             strides=tuple(strides), timm_name=timm_name,
             torch_mapping=torch_mapping, first_conv=first_conv,
             ignore_prefixes=tuple(ignore_prefixes), aligned=bool(aligned),
-            min_input_size=min_input_size)
+            min_input_size=min_input_size,
+            timm_head=None if timm_head is None else tuple(
+                sorted(dict(timm_head).items())))
         return build_fn
 
     return wrap

@@ -16,12 +16,15 @@ needs an encoder of its own:
   Registered as `smp-densenet121` (timm / torchvision keys).
 * `efficientnet-bN` is lukemelas' EfficientNet-PyTorch: keys `_conv_stem`,
   `_blocks.<n>._depthwise_conv`..., TensorFlow padding computed once for
-  the variant's image size (`Conv2dStaticSamePadding`), BatchNorm epsilon
-  1e-3, the stem output as the stride-2 feature and smp's `out_indexes`
-  blocks as the others. Registered as `smp-efficientnet-bN`; only B0,
-  whose static padding equals TensorFlow's "same" for every input size
-  divisible by 32 (B1-B4's image sizes 240-380 halve to odd sizes, where
-  the static padding differs).
+  the variant's image size (`Conv2dStaticSamePadding`: 224 for B0, 240,
+  260, 300, 380, 456, 528, 600 for B7) and kept for every input size,
+  BatchNorm epsilon 1e-3, the stem output as the stride-2 feature and
+  smp's `out_indexes` blocks as the others. Registered as
+  `smp-efficientnet-bN` (B0-B7), built with exactly that fixed padding
+  (`efficientnet.efficientnet(static_size=...)`): where the variant's
+  size halves to an odd size (B1's 240 -> 15 before the stride-32 block)
+  it is not TensorFlow's "same" for the actual input, and smp's maps are
+  what these give.
 * `timm-efficientnet-bN` is timm's `efficientnet_bN` (symmetric padding,
   epsilon 1e-5, timm's keys) with the stem output as the stride-2 feature.
   Registered as `smp-timm-efficientnet-bN`.
@@ -57,7 +60,8 @@ SMP_ENCODERS = {
     "resnet50": "resnet50",
     "se_resnext50_32x4d": "legacy_seresnext50_32x4d",
     "densenet121": "smp-densenet121",
-    "efficientnet-b0": "smp-efficientnet-b0",
+    **{f"efficientnet-{v}": f"smp-efficientnet-{v}"
+       for v in effnet.SCALING},
     **{f"timm-efficientnet-{v}": f"smp-timm-efficientnet-{v}"
        for v in effnet.SCALING},
 }
@@ -180,7 +184,19 @@ def _flat_to_stage(repeats):
 
 
 # smp's out_indexes (flat block indices of P2..P5), as smp 0.6 lists them.
-_LUKEMELAS_OUT_INDEXES = {"b0": (2, 4, 8, 15)}
+_LUKEMELAS_OUT_INDEXES = {
+    "b0": (2, 4, 8, 15),
+    "b1": (4, 7, 15, 22),
+    "b2": (4, 7, 15, 22),
+    "b3": (4, 7, 17, 25),
+    "b4": (5, 9, 21, 31),
+    "b5": (7, 12, 26, 38),
+    "b6": (8, 14, 30, 44),
+    "b7": (10, 17, 37, 54),
+}
+# lukemelas' `efficientnet_params` image sizes: its static padding's.
+LUKEMELAS_IMAGE_SIZES = {"b0": 224, "b1": 240, "b2": 260, "b3": 300,
+                         "b4": 380, "b5": 456, "b6": 528, "b7": 600}
 
 _LUKEMELAS_DS = {"conv_dw": "_depthwise_conv", "bn1": "_bn1",
                  "se.conv_reduce": "_se_reduce",
@@ -216,9 +232,12 @@ def lukemelas_key(timm_key, depth_multiplier=1.0):
     return f"_blocks.{flat}.{table[module]}.{tensor}"
 
 
-def _lukemelas_mapping(model):
-    return {lukemelas_key(k): v
-            for k, v in effnet.torch_mapping(model).items()}
+def _lukemelas_mapping(depth_multiplier):
+    def mapping(model):
+        return {lukemelas_key(k, depth_multiplier): v
+                for k, v in effnet.torch_mapping(model).items()}
+
+    return mapping
 
 
 def _register_lukemelas(variant):
@@ -227,9 +246,10 @@ def _register_lukemelas(variant):
     name = f"smp-efficientnet-{variant}"
 
     def build(input_shape):
-        base = effnet.efficientnet(input_shape, channel_multiplier,
-                                   depth_multiplier, tf_padding=True,
-                                   name=name.replace("-", "_"))
+        base = effnet.efficientnet(
+            input_shape, channel_multiplier, depth_multiplier,
+            tf_padding=True, static_size=LUKEMELAS_IMAGE_SIZES[variant],
+            name=name.replace("-", "_"))
         where = _flat_to_stage(_stage_repeats(depth_multiplier))
         outputs = {"P1": base.get_layer("bn1_act").output}
         for level, flat in enumerate(out_indexes):
@@ -247,7 +267,7 @@ def _register_lukemelas(variant):
     build.__doc__ = (f"lukemelas EfficientNet-{variant.upper()} "
                      f"(smp `{name[4:]}`).")
     register_encoder(name, channels=channels, timm_name=None,
-                     torch_mapping=_lukemelas_mapping,
+                     torch_mapping=_lukemelas_mapping(depth_multiplier),
                      first_conv="_conv_stem.weight",
                      ignore_prefixes=("_conv_head.", "_bn1.", "_fc."))(build)
     return build
@@ -278,8 +298,8 @@ def _register_timm_efficientnet(variant):
     return build
 
 
-smp_efficientnet_b0 = _register_lukemelas("b0")
 for _variant in effnet.SCALING:
+    _register_lukemelas(_variant)
     _register_timm_efficientnet(_variant)
 
 __all__ = ["SMP_ENCODERS", "lukemelas_key", "smp_encoder_name"]

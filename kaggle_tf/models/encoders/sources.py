@@ -18,6 +18,7 @@ resnet18 / 34 / 50            timm/resnet{18,34,50}.a1_in1k          a
 seresnext50_32x4d             timm/seresnext50_32x4d.gluon_in1k      b
 densenet121                   timm/densenet121.ra_in1k               a
 convnext_tiny                 timm/convnext_tiny.fb_in22k_ft_in1k    c
+edgenext_base                 timm/edgenext_base.in21k_ft_in1k       h
 efficientnet_b0 / b2          timm/efficientnet_b{0,2}.ra_in1k       a
 efficientnet_b1               timm/efficientnet_b1.ft_in1k           a
 efficientnet_b3 / b4          timm/efficientnet_b{3,4}.ra2_in1k      a
@@ -50,6 +51,9 @@ f. No plain `in1k` tag for b6 / b7: the AutoAugment ImageNet-1k weights
    of the original TensorFlow release (timm's default is `ns_jft_in1k`).
 g. ImageNet-1k only (timm's default is the semi-supervised YFCC100M
    fine-tune).
+h. timm's default is `usi_in1k`; the RSNA 2024 lumbar seed used the
+   ImageNet-21k -> 1k fine-tune. timm's model source gives EdgeNeXt-Base
+   82.5% top-1 (83.7% with USI training), at 256 x 256.
 
 No default: efficientnet_b6 / b7 (timm has no weights for them; the
 `tf_` variants have), legacy_xception and the smp-layout encoders
@@ -78,6 +82,8 @@ SOURCES = {
                           IMAGENET_MEAN, IMAGENET_STD),
     "densenet121": ("timm/densenet121.ra_in1k", IMAGENET_MEAN, IMAGENET_STD),
     "convnext_tiny": ("timm/convnext_tiny.fb_in22k_ft_in1k", IMAGENET_MEAN,
+                      IMAGENET_STD),
+    "edgenext_base": ("timm/edgenext_base.in21k_ft_in1k", IMAGENET_MEAN,
                       IMAGENET_STD),
     "efficientnet_b0": ("timm/efficientnet_b0.ra_in1k", IMAGENET_MEAN,
                         IMAGENET_STD),

@@ -49,12 +49,24 @@ SMP_ENCODERS = [
     "resnet34",
     "se_resnext50_32x4d",
     "efficientnet-b0",
+    # lukemelas' static padding for 240..380 differs from "same" at 64x64
+    "efficientnet-b1",
+    "efficientnet-b2",
+    "efficientnet-b3",
+    "efficientnet-b4",
     "timm-efficientnet-b0",
     "densenet121",
     "tu-resnet18",
     "resnet50",
     pytest.param("timm-efficientnet-b2", marks=pytest.mark.slow),
+    pytest.param("efficientnet-b5", marks=pytest.mark.slow),
+    pytest.param("efficientnet-b7", marks=pytest.mark.slow),
 ]
+# The FPN shares the encoder: one lukemelas variant beyond B0 suffices.
+SMP_FPN_ENCODERS = [
+    pytest.param(e, marks=pytest.mark.slow)
+    if e in ("efficientnet-b2", "efficientnet-b3", "efficientnet-b4") else e
+    for e in SMP_ENCODERS]
 
 
 @pytest.mark.torch
@@ -70,7 +82,7 @@ def test_smp_unet_matches(smp_encoder, smp_reference, to_nhwc):
 
 
 @pytest.mark.torch
-@pytest.mark.parametrize("smp_encoder", SMP_ENCODERS)
+@pytest.mark.parametrize("smp_encoder", SMP_FPN_ENCODERS)
 def test_smp_fpn_matches(smp_encoder, smp_reference, to_nhwc):
     reference = smp_reference("FPN", smp_encoder)
     model = FPN(smp_names.smp_encoder_name(smp_encoder), classes=2,
@@ -184,8 +196,8 @@ def test_timm_head_on_other_features_is_skipped(name, pre_head, timm_model,
     model = Classifier(name, classes=5, head="avg", input_shape=(64, 64, 3))
     result = weights.load_torch_state_dict(model, reference.state_dict())
     assert not result.missing and not result.unexpected
-    assert result.skipped and all(pre_head in why for _, why in
-                                  result.skipped)
+    assert result.skipped and all(
+        pre_head in why and "head='timm'" in why for _, why in result.skipped)
     # The encoder is timm's: the pooled features match timm's trunk.
     x = images()
     with torch_ref.no_grad():
@@ -196,6 +208,28 @@ def test_timm_head_on_other_features_is_skipped(name, pre_head, timm_model,
             trunk = reference.blocks(reference.bn1(reference.conv_stem(t)))
         want = trunk.mean((2, 3)).numpy()
     check_close(embedding_model(model)(x, training=False), want)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("name", [
+    "efficientnet_b0", "tf_efficientnet_b0", "mobilenetv2_100",
+    "convnext_tiny", "resnet18"])
+def test_timm_head_loads_whole_timm_classifiers(name, timm_model, to_nhwc):
+    reference = timm_model(name, num_classes=5)
+    if name == "convnext_tiny":  # layer scales 1e-6: near-identity blocks
+        import torch
+
+        with torch.no_grad():
+            for key, value in reference.named_parameters():
+                if key.endswith(("gamma", "norm.weight")):
+                    value.copy_(torch.rand_like(value) * 0.5 + 0.5)
+    model = Classifier(name, classes=5, head="timm", input_shape=(64, 64, 3))
+    result = weights.load_torch_state_dict(model, reference.state_dict())
+    assert not result.missing and not result.unexpected and not result.skipped
+    pre_head = {"convnext_tiny": "head.norm.weight", "resnet18": "fc.weight"}
+    assert pre_head.get(name, "conv_head.weight") in result.loaded
+    x = images()
+    check_close(model(x, training=False), to_nhwc(reference, x))
 
 
 @pytest.mark.torch
