@@ -12,6 +12,21 @@ OURS = ("resnet18", "resnet34", "resnet50", "seresnext50_32x4d",
         "test_resnet")
 
 
+def _every_encoder():
+    """Every name; of the EfficientNet variants that share our builder
+    under another name (tf_, smp-, smp-timm-), b0 and b3 run by default,
+    the others with --run-slow (efficientnet_b0..b7 always run)."""
+    out = []
+    for name in encoders.names():
+        variant = "efficientnet" in name and not name.startswith(
+            "efficientnet_")
+        if variant and not name.endswith(("b0", "b3")):
+            out.append(pytest.param(name, marks=pytest.mark.slow))
+        else:
+            out.append(name)
+    return out
+
+
 def test_names_and_unknown_name_lists_choices():
     assert set(OURS) <= set(encoders.names())
     with pytest.raises(ValueError, match="unknown encoder 'resnet35'.*"
@@ -19,7 +34,7 @@ def test_names_and_unknown_name_lists_choices():
         encoders.build("resnet35")
 
 
-@pytest.mark.parametrize("name", encoders.names())
+@pytest.mark.parametrize("name", _every_encoder())
 def test_pyramid_shapes_follow_spec(name):
     spec = encoders.spec(name)
     height, width = (96, 128) if spec.min_input_size else (64, 96)
@@ -49,7 +64,7 @@ def test_min_input_size_is_checked():
         encoders.build("inception_v3", input_shape=(64, 64, 3))
 
 
-@pytest.mark.parametrize("name", encoders.names())
+@pytest.mark.parametrize("name", _every_encoder())
 def test_mapping_covers_every_variable_once_and_config_round_trips(name):
     size = max(64, encoders.spec(name).min_input_size or 0)
     encoder = encoders.build(name, input_shape=(size, size, 3))
