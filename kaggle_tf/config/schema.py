@@ -139,6 +139,12 @@ class ModelConfig:
     # The slice classifier's output_dir whose fold<K> checkpoints embed
     # the slices for fold K of the sequence model.
     embedding_model: Optional[str] = None
+    # Uptraining: a run's output_dir (fold K starts from its fold K
+    # checkpoint) or a .keras / .weights.h5 file (`training.warm_start`).
+    init_from: Optional[str] = None
+    # Weights that do not match `init_from` start from scratch (listed)
+    # instead of failing.
+    init_skip_mismatch: bool = False
 
 
 # Old config keys -> their names now (read with a DeprecationWarning).
