@@ -11,7 +11,8 @@
 
 Weights are matched by variable path (`conv1_0/kernel`,
 `decoder_blocks_0_conv1_0/kernel`, ...; the layer names are fixed by the
-builders) for `.keras` sources, and by position in Keras' weights file for
+builders, and the few sublayers Keras numbers itself pair in order) for
+`.keras` sources, and by position in Keras' weights file for
 `.weights.h5` ones (the file stores no layer names). A variable matches
 when its shape is the same: a fully convolutional model (U-Net, FPN, a
 pooled classifier) trained at 512 x 512 loads into the same model at
@@ -93,19 +94,30 @@ def _mismatch(path, problems, skip):
 
 def _from_keras(model, path, skip):
     source = checkpoints.load_model(path, compile=False)
-    by_path = {v.path: v for v in augmented.unwrap(source).weights}
-    problems, pairs = [], []
-    for v in model.weights:
-        s = by_path.get(v.path)
+    theirs = list(augmented.unwrap(source).weights)
+    by_path = {v.path: v for v in theirs}
+    mine = list(model.weights)
+    pairs = {id(v): by_path.get(v.path) for v in mine}
+    # Sublayers Keras numbers itself (a Bidirectional's `forward_lstm_2`)
+    # differ from one process to the next: those left over pair in order.
+    used = {id(s) for s in pairs.values() if s is not None}
+    rest_mine = [v for v in mine if pairs[id(v)] is None]
+    rest_theirs = [s for s in theirs if id(s) not in used]
+    if len(rest_mine) == len(rest_theirs):
+        for v, s in zip(rest_mine, rest_theirs):
+            pairs[id(v)] = s
+    problems, matched = [], []
+    for v in mine:
+        s = pairs[id(v)]
         if s is None:
             problems.append((v.path, "not in the source"))
         elif tuple(s.shape) != tuple(v.shape):
             problems.append((v.path, f"shape {tuple(v.shape)}, source "
                                      f"{tuple(s.shape)}"))
         else:
-            pairs.append((v, s))
+            matched.append((v, s))
     skipped = _mismatch(path, problems, skip)
-    for v, s in pairs:
+    for v, s in matched:
         v.assign(np.asarray(s.numpy(), dtype=v.dtype))
     return skipped
 
@@ -114,8 +126,12 @@ def _datasets(h5):
     import h5py
 
     found = {}
-    h5.visititems(lambda name, obj: found.setdefault(name, obj)
-                  if isinstance(obj, h5py.Dataset) else None)
+
+    def visit(name, obj):  # returns None: visititems stops at a value
+        if isinstance(obj, h5py.Dataset):
+            found[name] = obj
+
+    h5.visititems(visit)
     return found
 
 
