@@ -266,6 +266,24 @@ class InferenceConfig:
 
 
 @dataclass
+class StackConfig:
+    """A second-level model on out-of-fold probabilities (`kaggle_tf.stack`).
+
+    `members` are the output_dirs of finished runs on the same records;
+    `meta_features` per-image statistics of the records' images.
+    """
+
+    members: list = _f(factory=list, item=str)
+    meta_features: list = _f(
+        factory=lambda: ["brightness", "contrast", "correlation"], item=str,
+        choices=("brightness", "contrast", "correlation"))
+    learner: str = _f("lightgbm", choices=("lightgbm", "logistic"))
+    inner_folds: int = _f(3, min=2)
+    # Learner arguments (LGBMClassifier / LogisticRegression keywords).
+    params: dict = _f(factory=dict)
+
+
+@dataclass
 class Config:
     task: str = _f("steel", choices=task_names)
     seed: int = 42
@@ -280,6 +298,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     callbacks: CallbacksConfig = field(default_factory=CallbacksConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
+    stack: StackConfig = field(default_factory=StackConfig)
     # Where the config came from (set by `load`, not by users).
     source: Optional[str] = None
 

@@ -32,6 +32,7 @@ import os
 import shutil
 import tempfile
 
+import h5py
 import numpy as np
 
 from kaggle_tf import checkpoints
@@ -123,7 +124,6 @@ def _from_keras(model, path, skip):
 
 
 def _datasets(h5):
-    import h5py
 
     found = {}
 
@@ -139,7 +139,6 @@ def _from_weights_file(model, path, skip):
     """Keras' weights file is positional (groups named by layer class and
     order); the model's own file, with the matching datasets replaced by
     the source's, is loaded back."""
-    import h5py
 
     folder = tempfile.mkdtemp(prefix="init_from-")
     try:
