@@ -78,6 +78,11 @@ class DataConfig:
     max_series_length: int = _f(64, min=1)
     shuffle_buffer: int = _f(512, min=1)
     cache: bool = False
+    # Pseudo-labelled records (`kaggle_tf.pseudo`) mixed into every
+    # training fold, never into validation; `pseudo_weight` is their share
+    # of the training stream (null: their share by count).
+    pseudo_records: Optional[str] = None
+    pseudo_weight: Optional[float] = _f(None, min=0.0, max=1.0)
 
 
 @dataclass
@@ -266,6 +271,26 @@ class InferenceConfig:
 
 
 @dataclass
+class PseudoConfig:
+    """`kaggle_tf.pseudo`: test predictions -> pseudo-labelled records.
+
+    `source` is the run (or ensemble) output_dir whose `test_probs.npz`
+    is read (null: this config's `output_dir`); `records_dir` where the
+    records go. Hard labels: `probs >= thresholds[c]`, an image kept when
+    each class's probability is >= confidence or <= 1 - confidence; soft
+    labels (classification): the probabilities.
+    """
+
+    source: Optional[str] = None
+    records_dir: Optional[str] = None
+    mode: str = _f("hard", choices=("hard", "soft"))
+    thresholds: list = _f(factory=lambda: [0.5], item=float, min=0.0,
+                          max=1.0)
+    confidence: list = _f(factory=lambda: [0.5], item=float, min=0.5,
+                          max=1.0)
+
+
+@dataclass
 class StackConfig:
     """A second-level model on out-of-fold probabilities (`kaggle_tf.stack`).
 
@@ -298,6 +323,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     callbacks: CallbacksConfig = field(default_factory=CallbacksConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
+    pseudo: PseudoConfig = field(default_factory=PseudoConfig)
     stack: StackConfig = field(default_factory=StackConfig)
     # Where the config came from (set by `load`, not by users).
     source: Optional[str] = None
