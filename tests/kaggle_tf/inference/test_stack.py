@@ -92,3 +92,56 @@ def test_stack_config_is_validated():
         config_lib.from_dict({"stack": {"meta_features": ["hue"]}})
     with pytest.raises(config_lib.ConfigError, match="stack.inner_folds"):
         config_lib.from_dict({"stack": {"inner_folds": 1}})
+
+
+def test_the_stack_command_writes_the_stacked_submission(tmp_path):
+    """`python -m kaggle_tf.stack` on two members' files (made here) over a
+    tiny HPA sample: oof.npz of every image, both metrics, a submission of
+    the sample submission's rows."""
+    pytest.importorskip("lightgbm")
+    import json
+    import os
+
+    import pandas as pd
+
+    from kaggle_tf import layout
+    from kaggle_tf import stack as stack_cli
+    from tfrecords_tools import convert
+    from tfrecords_tools.competitions import protein
+
+    raw, rec = tmp_path / "raw", tmp_path / "rec"
+    protein.make_sample(str(raw), n=30, size=(32, 32), seed=0)
+    base = {"task": "protein", "data": {
+        "raw_dir": str(raw), "records_dir": str(rec), "image_size": [32, 32],
+        "channels": 4, "folds": 3, "fold_strategy": "random",
+        "shard_size": 8}}
+    convert.convert(config_lib.from_dict(base), progress=False)
+    folds = pd.read_csv(rec / "folds.csv", dtype={"id": str})
+    test_ids = pd.read_csv(raw / "sample_submission.csv")["Id"].astype(str)
+    rng = np.random.default_rng(0)
+    truth = (rng.random((len(folds), 28)) < 0.2).astype(np.int8)
+    members = []
+    for m in range(2):
+        run = tmp_path / f"member{m}"
+        run.mkdir()
+        probs = np.clip(truth + rng.normal(0, 0.4, truth.shape), 0, 1)
+        np.savez(run / layout.OOF, ids=folds["id"].to_numpy(str),
+                 probs=probs.astype(np.float16), truth=truth)
+        np.savez(run / layout.TEST_PROBS, ids=test_ids.to_numpy(str),
+                 probs=rng.random((len(test_ids), 28)).astype(np.float16))
+        members.append(str(run))
+    cfg_path = tmp_path / "stack.json"
+    cfg_path.write_text(json.dumps({
+        **base, "output_dir": str(tmp_path / "stack"),
+        "stack": {"members": members, "inner_folds": 2,
+                  "params": {"n_estimators": 5}}}))
+    assert stack_cli.main(["--config", str(cfg_path)]) == 0
+    out = tmp_path / "stack"
+    oof = np.load(out / layout.OOF)
+    assert sorted(oof["ids"]) == sorted(folds["id"])
+    metrics = json.loads((out / layout.METRICS).read_text())
+    assert {"kaggle_metric", "blend_metric"} <= set(metrics)
+    sub = pd.read_csv(out / layout.SUBMISSION, keep_default_na=False)
+    assert list(sub["Id"].astype(str)) == list(test_ids)
+    assert all(row.strip() for row in sub["Predicted"])  # never empty (HPA)
+    assert os.path.exists(out / layout.POSTPROCESS)
