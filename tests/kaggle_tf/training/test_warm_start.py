@@ -183,3 +183,19 @@ def test_the_sequence_trainer_starts_from_the_source_fold(tmp_path):
     for v, value in zip(got, want):
         np.testing.assert_allclose(np.asarray(v.numpy()), value, rtol=0,
                                    atol=1e-20, err_msg=v.path)
+
+
+def test_fit_checks_every_folds_source_before_training(
+        tmp_path, steel_records):
+    from kaggle_tf.training import run
+
+    base, _ = steel_records
+    src = tmp_path / "src"
+    fake_run(src, lambda seed: unet(64, seed=seed), folds=2)  # of 5
+    data = base.to_dict()
+    data["output_dir"] = str(tmp_path / "up")
+    data["model"] = {"arch": "unet", "encoder": "test_resnet",
+                     "init_from": str(src)}
+    with pytest.raises(FileNotFoundError, match="no trained fold 2"):
+        run.run(config_lib.from_dict(data), "all")
+    assert not os.path.exists(tmp_path / "up" / "fold0")
