@@ -71,11 +71,13 @@ def main(argv=None):
         lr_find.run(cfg)
         return 0
     from kaggle_tf.training import run
+    from kaggle_tf.training import warm_start
 
     try:
         run.run(cfg, args.fold)
     except (config_lib.ConfigError, FileNotFoundError,
-            pretrained.PretrainedWeightsError) as e:
+            pretrained.PretrainedWeightsError,
+            warm_start.InitMismatchError) as e:
         return cli.report(e, args.config)
     return 0
 

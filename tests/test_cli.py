@@ -21,6 +21,8 @@ WITH_SET = [
     ("kaggle_tf.export.__main__", ["--config", "c.json", "--out", "x"]),
     ("kaggle_tf.inspect", ["augment", "--config", "c.json", "--out", "a.png"]),
     ("tfrecords_tools.convert", ["--config", "c.json"]),
+    ("kaggle_tf.pseudo", ["--config", "c.json"]),
+    ("kaggle_tf.stack", ["--config", "c.json"]),
 ]
 
 
@@ -72,7 +74,7 @@ def _run(module, *args, cwd=ROOT):
 @pytest.mark.parametrize("module", [
     "kaggle_tf.fit", "kaggle_tf.tune", "kaggle_tf.predict",
     "kaggle_tf.export", "tfrecords_tools.sample", "tfrecords_tools.convert",
-    "tfrecords_tools.inspect"])
+    "tfrecords_tools.inspect", "kaggle_tf.pseudo", "kaggle_tf.stack"])
 def test_help_is_quiet_and_lists_the_flags(module):
     proc = _run(module, "--help")
     assert proc.returncode == 0, proc.stderr

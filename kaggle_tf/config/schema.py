@@ -78,6 +78,11 @@ class DataConfig:
     max_series_length: int = _f(64, min=1)
     shuffle_buffer: int = _f(512, min=1)
     cache: bool = False
+    # Pseudo-labelled records (`kaggle_tf.pseudo`) mixed into every
+    # training fold, never into validation; `pseudo_weight` is their share
+    # of the training stream (null: their share by count).
+    pseudo_records: Optional[str] = None
+    pseudo_weight: Optional[float] = _f(None, min=0.0, max=1.0)
 
 
 @dataclass
@@ -141,6 +146,12 @@ class ModelConfig:
     # The slice classifier's output_dir whose fold<K> checkpoints embed
     # the slices for fold K of the sequence model.
     embedding_model: Optional[str] = None
+    # Uptraining: a run's output_dir (fold K starts from its fold K
+    # checkpoint) or a .keras / .weights.h5 file (`training.warm_start`).
+    init_from: Optional[str] = None
+    # Weights that do not match `init_from` start from scratch (listed)
+    # instead of failing.
+    init_skip_mismatch: bool = False
 
 
 # Old config keys -> their names now (read with a DeprecationWarning).
@@ -262,6 +273,44 @@ class InferenceConfig:
 
 
 @dataclass
+class PseudoConfig:
+    """`kaggle_tf.pseudo`: test predictions -> pseudo-labelled records.
+
+    `source` is the run (or ensemble) output_dir whose `test_probs.npz`
+    is read (null: this config's `output_dir`); `records_dir` where the
+    records go. Hard labels: `probs >= thresholds[c]`, an image kept when
+    each class's probability is >= confidence or <= 1 - confidence; soft
+    labels (classification): the probabilities.
+    """
+
+    source: Optional[str] = None
+    records_dir: Optional[str] = None
+    mode: str = _f("hard", choices=("hard", "soft"))
+    thresholds: list = _f(factory=lambda: [0.5], item=float, min=0.0,
+                          max=1.0)
+    confidence: list = _f(factory=lambda: [0.5], item=float, min=0.5,
+                          max=1.0)
+
+
+@dataclass
+class StackConfig:
+    """A second-level model on out-of-fold probabilities (`kaggle_tf.stack`).
+
+    `members` are the output_dirs of finished runs on the same records;
+    `meta_features` per-image statistics of the records' images.
+    """
+
+    members: list = _f(factory=list, item=str)
+    meta_features: list = _f(
+        factory=lambda: ["brightness", "contrast", "correlation"], item=str,
+        choices=("brightness", "contrast", "correlation"))
+    learner: str = _f("lightgbm", choices=("lightgbm", "logistic"))
+    inner_folds: int = _f(3, min=2)
+    # Learner arguments (LGBMClassifier / LogisticRegression keywords).
+    params: dict = _f(factory=dict)
+
+
+@dataclass
 class Config:
     task: str = _f("steel", choices=task_names)
     seed: int = 42
@@ -276,6 +325,8 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     callbacks: CallbacksConfig = field(default_factory=CallbacksConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
+    pseudo: PseudoConfig = field(default_factory=PseudoConfig)
+    stack: StackConfig = field(default_factory=StackConfig)
     # Where the config came from (set by `load`, not by users).
     source: Optional[str] = None
 

@@ -18,6 +18,10 @@ The steps, in order:
    batch (`drop_remainder` in training: static shapes for XLA/TPU), the
    augmenter, prefetch.
 
+Training streams of the training folds (never validation) also draw the
+pseudo-labelled records of `cfg.data.pseudo_records` (`kaggle_tf.pseudo`,
+fold -1) at `cfg.data.pseudo_weight`.
+
 Only TensorFlow ops: no `py_function`, so the pipeline runs on TPU hosts.
 
 Batches (K classes, H, W = `cfg.data.image_size`, C = `cfg.data.channels`):
@@ -122,8 +126,12 @@ def make_dataset(cfg, folds, training: bool, *, split: str = "train",
                          f"{cfg.data.records_dir}")
     seed = cfg.seed
     spec = task.features(split)
+    pseudo = None
+    if (training and split == "train" and folds is not None
+            and cfg.data.pseudo_records):
+        pseudo = _pseudo_source(cfg, folds)
 
-    def parsed_records(seed):
+    def parsed_records(seed, files=files, folds=folds):
         ds = tf.data.Dataset.from_tensor_slices(files)
         if training:
             ds = ds.shuffle(len(files), seed=seed,
@@ -141,7 +149,7 @@ def make_dataset(cfg, folds, training: bool, *, split: str = "train",
             ds = ds.flat_map(lambda p: task.expand(p, cfg, split))
         return ds
 
-    def decode(parsed):
+    def decode(parsed, manifest=manifest):
         return task.decode(parsed, cfg, split, manifest)
 
     shuffle = training and cfg.data.shuffle_buffer > 1
@@ -165,6 +173,9 @@ def make_dataset(cfg, folds, training: bool, *, split: str = "train",
             ds = ds.map(decode, num_parallel_calls=AUTOTUNE)
         if repeat:
             ds = ds.repeat()
+        if pseudo is not None and repeat:
+            ds = _mix_pseudo(ds, pseudo, seed, parsed_records, decode,
+                             shuffle, cfg)
         if sample_rate is not None:
             ds = sampling.with_sample_rate(ds, sample_rate, seed)
         return ds
@@ -207,6 +218,38 @@ def make_dataset(cfg, folds, training: bool, *, split: str = "train",
             ds = ds.map(lambda b: _augment(augmenter, b),
                         num_parallel_calls=AUTOTUNE)
     return ds.prefetch(AUTOTUNE)
+
+
+def _pseudo_source(cfg, folds):
+    """(files, manifest, weight) of `data.pseudo_records`."""
+    where = cfg.data.pseudo_records
+    manifest = records.read_manifest(where)
+    records.check_manifest(manifest, cfg, where)
+    files = records.shard_files(where, manifest, "train", None)
+    weight = cfg.data.pseudo_weight
+    if weight is None:
+        n = manifest["splits"]["train"]["records"]
+        weight = n / max(n + count_records(cfg, folds), 1)
+    return files, manifest, float(weight)
+
+
+def _mix_pseudo(ds, pseudo, seed, parsed_records, decode, shuffle, cfg):
+    """The training stream with pseudo-labelled examples drawn in at
+    `weight` (both streams repeat)."""
+    files, manifest, weight = pseudo
+    extra = parsed_records(seed + 1, files, None)
+    if shuffle:
+        extra = extra.shuffle(cfg.data.shuffle_buffer, seed=seed + 1,
+                              reshuffle_each_iteration=True)
+    extra = extra.map(lambda p: decode(p, manifest),
+                      num_parallel_calls=AUTOTUNE).repeat()
+    if weight >= 1.0:
+        return extra
+    if weight <= 0.0:
+        return ds
+    return tf.data.Dataset.sample_from_datasets(
+        [ds.repeat(), extra], weights=[1.0 - weight, weight], seed=seed,
+        stop_on_empty_dataset=False)
 
 
 def _drop_meta(example):

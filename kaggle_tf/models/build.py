@@ -43,6 +43,8 @@ COMMON_KEYS = ("arch", "activation")
 
 # Keys an arch's trainer reads beside its builder's.
 _TRAINER_KEYS = {"sequence": ("embedding_model",)}
+# Keys every arch's trainer reads (uptraining from another run).
+_INIT_KEYS = ("init_from", "init_skip_mismatch")
 
 # A sequence model on embeddings (`embedding_dim` given) has no encoder.
 _ENCODER_KEYS = ("encoder", "encoder_weights")
@@ -62,7 +64,8 @@ def config_keys(arch):
         raise ValueError(
             f"model.arch must be one of {', '.join(ARCHITECTURES)}. "
             f"Received: arch={arch!r}")
-    return COMMON_KEYS + _KEYS[arch] + _TRAINER_KEYS.get(arch, ())
+    return (COMMON_KEYS + _KEYS[arch] + _TRAINER_KEYS.get(arch, ())
+            + _INIT_KEYS)
 
 
 # Image classifiers: one image in, `(batch, classes)` logits out.

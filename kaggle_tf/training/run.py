@@ -27,6 +27,7 @@ from kaggle_tf.models.build import family
 from kaggle_tf.training import image
 from kaggle_tf.training import oof as oof_lib
 from kaggle_tf.training import sequence
+from kaggle_tf.training import warm_start
 from tfrecords_tools import faults
 
 # Model family -> its trainer: `train_fold(cfg, fold)` and
@@ -63,6 +64,10 @@ def run(cfg, folds="all"):
     chosen = trainer(cfg)
     if hasattr(chosen, "check_config"):
         chosen.check_config(cfg)
+    if cfg.model.init_from:  # every fold's source, before any trains
+        for k in fold_list:
+            if not runs.is_done(k):
+                warm_start.source_path(cfg.model.init_from, k)
     results = {}
     for fold in fold_list:
         if runs.is_done(fold):

@@ -3,6 +3,8 @@
 `fit_stages` trains one fold through `schedule.stages` (or one constant
 stage of `train.epochs`). For each stage it:
 
+0. (a fresh fold with `model.init_from`) loads another run's weights
+   (`training.warm_start`);
 1. starts from the previous stage's best checkpoint
    (`from_previous_best`, else its last weights), freezes or unfreezes
    the encoder (`freeze_encoder`), picks the stage's LR and loss weights;
@@ -34,6 +36,7 @@ from kaggle_tf.config import ConfigError
 from kaggle_tf.config.schema import StageConfig
 from kaggle_tf.training import augmented
 from kaggle_tf.training import callbacks as cbs
+from kaggle_tf.training import warm_start
 
 
 @dataclasses.dataclass
@@ -213,6 +216,10 @@ def fit_stages(cfg, fold, model, fold_dir, compile_model, data_for_stage,
     """
     epoch_offset = 0
     best = os.path.join(fold_dir, layout.BEST)
+    fresh = not os.path.exists(os.path.join(fold_dir, "stage0.done")) \
+        and backup_epoch(fold_dir, 0) == 0
+    if cfg.model.init_from and fresh:
+        warm_start.init_model(cfg, fold, model)
     for s, stage in enumerate(resolve_stages(cfg)):
         done_marker = os.path.join(fold_dir, f"stage{s}.done")
         stage_weights = os.path.join(fold_dir, f"stage{s}.weights.h5")
