@@ -373,7 +373,37 @@ def _other_task_case(name):
     return setup
 
 
+def _pseudo_case(name, damage):
+    def setup(world):
+        case, cfg = fresh(world, name, copy=("records", "run"))
+        path = case / "run" / "test_probs.npz"
+        damage(path)
+        return (["--config", cfg, "--set",
+                 f"pseudo.records_dir={case / 'pseudo'}"], "test_probs.npz",
+                [case / "pseudo" / "manifest.json"], [])
+
+    setup.__name__ = name
+    return setup
+
+
+def _truncated_probs(path):
+    np.savez(path, ids=np.array(["a", "b"]),
+             probs=np.zeros((2, *SIZE, 4), np.float16))
+    truncate(path, 0.5)
+
+
+def _pickled_probs(path):
+    np.savez(path, ids=np.array([{"evil": 1}, None], dtype=object),
+             probs=np.zeros((2, *SIZE, 4), np.float16))
+
+
 CASES = [
+    ("kaggle_tf.pseudo", _pseudo_case("pseudo_missing_test_probs",
+                                      lambda path: None)),
+    ("kaggle_tf.pseudo", _pseudo_case("pseudo_bad_test_probs",
+                                      _truncated_probs)),
+    ("kaggle_tf.pseudo", _pseudo_case("pseudo_pickled_test_probs",
+                                      _pickled_probs)),
     ("kaggle_tf.predict", predict_no_test_images),
     ("kaggle_tf.predict", predict_bad_test_jpeg),
     *[("tfrecords_tools.convert", _other_task_case(name))
