@@ -83,6 +83,7 @@ STAGES = {
     "kaggle_tf.inspect": CLI,
     "kaggle_tf.cli": CLI,
     "kaggle_tf.weights": CLI,
+    "kaggle_tf.kernel": CLI,
     # A CLI entry of its own: it reads kaggle_tf.config files.
     "tfrecords_tools.convert": CLI,
     "tfrecords_tools.sample": CLI,
