@@ -21,8 +21,11 @@ import subprocess
 import sys
 import tempfile
 
+import tensorflow as tf
+
 from kaggle_tf.export import run as export_run
 from kaggle_tf.export import stream
+from kaggle_tf.models.build import family
 from tfrecords_tools import competitions
 
 ACCELERATORS = ("gpu", "cpu", "tpu")
@@ -182,8 +185,6 @@ def build(cfg, out_dir, user, tta=None, folds=None, accelerator="gpu"):
         FileExistsError: `out_dir` exists.
         KernelError: a series model, or the wheel does not build.
     """
-    from kaggle_tf.models.build import family
-
     if family(cfg.model.arch) != "image":
         raise KernelError(f"model.arch={cfg.model.arch!r}: the kernel "
                           "notebook streams image models only")
@@ -221,8 +222,6 @@ def budget(cfg, out_dir, n=16):
     "limit_hours", "estimate_hours", "device"}`: the exported model timed
     on `n` of the local test items (`cfg.data.raw_dir`), scaled to the
     competition's test count (None where unknown)."""
-    import tensorflow as tf
-
     module = competitions.get(cfg.task)
     per, measured = stream.time_per_item(os.path.join(out_dir, "model"),
                                          cfg.data.raw_dir, n)
