@@ -228,7 +228,7 @@ def budget(cfg, out_dir, n=16):
     count = getattr(module, "TEST_ITEMS", None)
     limit = getattr(module, "KERNEL_LIMIT_HOURS", None)
     device = "GPU" if tf.config.list_physical_devices("GPU") else (
-        f"CPU ({os.cpu_count()} cores)")
+        f"CPU, {os.cpu_count()} cores")
     return {"seconds_per_item": per, "measured_items": measured,
             "test_items": count, "limit_hours": limit,
             "estimate_hours": per * count / 3600 if count else None,
@@ -238,7 +238,7 @@ def budget(cfg, out_dir, n=16):
 def budget_line(b, task):
     """One line: the measured cost, the test count, estimate vs limit."""
     text = (f"budget: {b['seconds_per_item'] * 1000:.1f} ms per test item "
-            f"on this machine ({b['device']}, {b['measured_items']} sample "
+            f"on this machine ({b['device']}; {b['measured_items']} sample "
             "items)")
     if b["test_items"] is None:
         return text + f"; the {task} test count is not recorded"
