@@ -85,6 +85,7 @@ STAGES = {
     "kaggle_tf.weights": CLI,
     "kaggle_tf.stack": CLI,
     "kaggle_tf.pseudo": CLI,
+    "kaggle_tf.kernel": CLI,
     # A CLI entry of its own: it reads kaggle_tf.config files.
     "tfrecords_tools.convert": CLI,
     "tfrecords_tools.sample": CLI,

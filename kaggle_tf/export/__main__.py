@@ -4,6 +4,11 @@ Writes `DIR/<version>/`, a SavedModel whose `serving_default` takes encoded
 image bytes and returns probabilities and post-processed masks or labels,
 with TTA, the fold/checkpoint ensemble and post-processing in the graph.
 The version folder's path is the last line printed.
+
+`--format onnx|tflite` writes `DIR/model.onnx` or `DIR/model.tflite`
+instead (`kaggle_tf.export.formats`): float32 images in, the same outputs,
+or `probs` only where the format lacks a post-processing op (one line
+names it).
 """
 
 import argparse
@@ -23,6 +28,9 @@ def parse_args(argv=None):
                    default=None, help="overrides inference.tta")
     p.add_argument("--folds", default=None,
                    help="comma-separated fold indices (default: all)")
+    p.add_argument("--format", choices=("savedmodel", "onnx", "tflite"),
+                   default="savedmodel",
+                   help="savedmodel (TF Serving, default), onnx or tflite")
     p.add_argument("--version", type=int, default=None,
                    help="version number (default: the next free one)")
     cli.add_set(p)
@@ -40,6 +48,17 @@ def main(argv=None):
         return cli.report(e)
     from kaggle_tf.export import run as export_run
 
+    if args.format != "savedmodel":
+        from kaggle_tf.export import formats
+
+        try:
+            path, _ = formats.export(cfg, args.out, args.format,
+                                     tta=args.tta, folds=folds)
+        except (config_lib.ConfigError, FileNotFoundError, ImportError,
+                ValueError) as e:
+            return cli.report(e, args.config)
+        print(os.path.abspath(path))
+        return 0
     try:
         path = export_run.export(cfg, args.out, tta=args.tta, folds=folds,
                                   version=args.version)

@@ -47,6 +47,9 @@ KIND = "classification"
 FOLD_STRATEGY = "multilabel"
 KAGGLE_SLUG = "human-protein-atlas-image-classification"
 DEFAULT_SIZE = (512, 512)
+# The kernel budget (`kaggle_tf.kernel`): test images; no kernel limit.
+TEST_ITEMS = 11702
+KERNEL_LIMIT_HOURS = None
 DEFAULT_N = 48
 # The records depend on no `cfg.data` key besides the folds and shards.
 CONFIG_KEYS = ()

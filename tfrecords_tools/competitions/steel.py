@@ -43,6 +43,9 @@ KIND = "segmentation"
 FOLD_STRATEGY = "stratified"
 KAGGLE_SLUG = "severstal-steel-defect-detection"
 DEFAULT_SIZE = (256, 1600)
+# The kernel budget (`kaggle_tf.kernel`): public test images, the limit.
+TEST_ITEMS = 5506
+KERNEL_LIMIT_HOURS = 1
 DEFAULT_N = 64
 # Records depend on no `cfg.data` key besides the folds and shards.
 CONFIG_KEYS = ()
