@@ -243,7 +243,7 @@ def _resolve_ensemble(data, base_dir):
                               f"Received: {m!r}")
         path = member_path(base_dir, m["config"])
         try:
-            if "ensemble" in _read_json(path):
+            if _read_json(path).get("ensemble") is not None:
                 raise ConfigError("it is an ensemble itself; a member is "
                                   "one experiment")
             member = load(path)

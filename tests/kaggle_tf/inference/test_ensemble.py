@@ -1,0 +1,186 @@
+"""Ensembles of experiments: OOF blending and tuning, the blended test
+prediction, and members that do not share folds."""
+
+import json
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+import tiny_runs
+
+from kaggle_tf import config
+from kaggle_tf import rle
+from kaggle_tf.inference import ensemble
+from kaggle_tf.inference import predict
+
+OOF_SIZE = (32, 32)
+
+
+def write_config(cfg, path):
+    data = cfg.to_dict()
+    data.pop("source")
+    path.write_text(json.dumps(data))
+    return path
+
+
+def write_ensemble(path, members, weights, **extra):
+    path.write_text(json.dumps({
+        "task": "steel", "output_dir": str(path.parent / "blend"),
+        "ensemble": {"members": [{"config": m, "weight": w}
+                                 for m, w in zip(members, weights)],
+                     "merge": "mean"}, **extra}))
+    return path
+
+
+def synthetic_member(root, name, truth, bad, folds, seed):
+    """A member whose OOF errs (heavy noise) on the images in `bad`."""
+    cfg = tiny_runs.make_config(root / name, size=OOF_SIZE)
+    rng = np.random.default_rng(seed)
+    noise = rng.normal(0, 0.1, truth.shape)
+    noise[bad] = rng.normal(0, 0.7, truth[bad].shape)
+    probs = np.clip(truth + noise, 0, 1).astype(np.float16)
+    ids = np.asarray([f"img{i:02d}.jpg" for i in range(len(truth))])
+    for k in (0, 1):
+        rows = folds == k
+        os.makedirs(root / name / f"fold{k}", exist_ok=True)
+        np.savez(root / name / f"fold{k}" / "oof.npz", ids=ids[rows],
+                 probs=probs[rows], truth=truth[rows].astype(np.int8))
+    return write_config(cfg, root / f"{name}.json")
+
+
+@pytest.fixture(scope="module")
+def oof_members(tmp_path_factory):
+    root = tmp_path_factory.mktemp("oof_members")
+    rng = np.random.default_rng(0)
+    n = 16
+    truth = np.zeros((n, *OOF_SIZE, 4), np.float32)
+    for i in range(n):  # a rectangle of one or two classes per image
+        for c in rng.choice(4, 2, replace=False):
+            y, x = rng.integers(0, 20, 2)
+            truth[i, y:y + 10, x:x + 12, c] = 1
+    folds = np.arange(n) % 2
+    a = synthetic_member(root, "a", truth, np.arange(n) < n // 2, folds, 1)
+    b = synthetic_member(root, "b", truth, np.arange(n) >= n // 2, folds, 2)
+    other = synthetic_member(root, "c", truth, np.arange(n) < 4,
+                             (np.arange(n) // 2) % 2, 3)
+    return root, a, b, other
+
+
+def test_blended_oof_is_weighted_mean_of_members(oof_members):
+    root, a, b, _ = oof_members
+    cfg = config.load(str(write_ensemble(root / "blend.json", ["a.json",
+                                                               "b.json"],
+                                         [1.0, 3.0])))
+    assert tuple(cfg.data.image_size) == OOF_SIZE  # the first member's
+    ids, probs, truth, _ = ensemble.blend_oof(cfg)
+
+    def alone(name):
+        parts = [np.load(root / name / f"fold{k}" / "oof.npz")
+                 for k in (0, 1)]
+        i = np.concatenate([p["ids"] for p in parts])
+        p = np.concatenate([p["probs"] for p in parts]).astype(np.float32)
+        return dict(zip(i, p))
+
+    pa, pb = alone("a"), alone("b")
+    want = np.stack([(pa[i] * 1.0 + pb[i] * 3.0) / 4.0 for i in ids])
+    np.testing.assert_allclose(probs, want, atol=1e-6)
+
+
+def test_tuned_blend_beats_best_member(oof_members):
+    from kaggle_tf.tune import main
+
+    root, *_ = oof_members
+    path = write_ensemble(root / "tune.json", ["a.json", "b.json"],
+                          [1.0, 0.5])
+    assert main(["--config", str(path), "--search-weights",
+                 "--thresholds", "0.3,0.5,0.7", "--min-areas", "0,20"]) == 0
+    out = json.loads((root / "blend" / "postprocess.json").read_text())
+    best_member = max(m["metric"] for m in out["members"])
+    assert out["metric_after"] >= best_member
+    assert out["metric_after"] > best_member + 0.01  # errors averaged out
+    assert out["weights_metric_after"] >= out["weights_metric_before"]
+    assert len(out["weights"]) == 2
+
+
+def test_members_with_other_folds_are_an_error(oof_members, capsys):
+    from kaggle_tf.tune import main
+
+    root, *_ = oof_members
+    path = write_ensemble(root / "bad.json", ["a.json", "c.json"], [1, 1])
+    assert main(["--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "`ensemble.members[1]`" in err and "c.json" in err
+    assert "share folds" in err
+
+
+def test_bad_member_is_a_config_error_naming_it(tmp_path):
+    path = write_ensemble(tmp_path / "e.json", ["missing.json"], [1])
+    with pytest.raises(config.ConfigError,
+                       match=r"`ensemble.members\[0\].config`"):
+        config.load(str(path))
+
+
+SIZE = (64, 384)  # the steel sample's 64 x 400 images, resized
+
+
+@pytest.fixture(scope="module")
+def blend_run(steel_raw, steel_records, make_steel_config,
+              tmp_path_factory):
+    """Two members (a U-Net with hflip TTA, an FPN without) on the steel
+    sample's records, each predicted alone, and their ensemble config."""
+    from kaggle_tf.predict import main
+
+    root = tmp_path_factory.mktemp("blend_run")
+    records_dir = steel_records[0].data.records_dir
+    paths = []
+    for name, arch, tta in (("unet", "unet", "hflip"), ("fpn", "fpn", "none")):
+        cfg = make_steel_config(steel_raw, records_dir, image_size=list(SIZE))
+        small = tiny_runs.make_config(root / name, arch=arch, size=SIZE)
+        cfg.model, cfg.output_dir = small.model, str(root / name)
+        cfg.inference.tta, cfg.inference.batch_size = tta, 4
+        tiny_runs.save_folds(cfg, (0, 1))
+        paths.append(write_config(cfg, root / f"{name}.json"))
+        assert main(["--config", str(paths[-1]), "--save-probs"]) == 0
+    path = write_ensemble(root / "blend.json", ["unet.json", "fpn.json"],
+                          [2.0, 1.0], inference={
+                              "thresholds": [0.5, 0.4, 0.6, 0.3],
+                              "min_area": [0, 100, 50, 0],
+                              "batch_size": 3})
+    return root, config.load(str(path)), path
+
+
+def test_predicted_blend_is_weighted_mean_post_processed_once(
+        blend_run, steel_raw):
+    from kaggle_tf.predict import main
+
+    root, cfg, path = blend_run
+    assert main(["--config", str(path), "--save-probs"]) == 0
+    got = np.load(root / "blend" / "test_probs.npz")
+    ids = list(got["ids"])
+
+    def alone(name):
+        saved = np.load(root / name / "test_probs.npz")
+        order = [list(saved["ids"]).index(i) for i in ids]
+        return saved["probs"][order].astype(np.float32)
+
+    want = (2.0 * alone("unet") + alone("fpn")) / 3.0
+    np.testing.assert_allclose(got["probs"].astype(np.float32), want,
+                               atol=2e-3)
+    # Post-processed once, from the float32 blend of the members alone.
+    members = config.members(cfg)
+    parts = [ensemble.member_test_probs(m, size=SIZE) for m, _ in members]
+    blend = (2.0 * parts[0][1] + parts[1][1][[parts[1][0].index(i)
+                                              for i in parts[0][0]]]) / 3.0
+    ref = predict.postprocess(cfg, blend, predict.load_postprocess(cfg))
+    assert ref["masks"].shape[1:3] == (64, 400)  # the raw size
+    assert ref["masks"].any()
+    df = pd.read_csv(root / "blend" / "submission.csv", dtype=str,
+                     keep_default_na=False)
+    rows = {(r.ImageId, int(r.ClassId)): r.EncodedPixels
+            for r in df.itertuples()}
+    for n, image_id in enumerate(parts[0][0]):
+        for c in range(4):
+            np.testing.assert_array_equal(
+                rle.decode(rows[(image_id, c + 1)], (64, 400),
+                           convention="severstal"), ref["masks"][n, ..., c])
