@@ -150,8 +150,24 @@ def blend_run(steel_raw, steel_records, make_steel_config,
     return root, config.load(str(path)), path
 
 
+@pytest.fixture(scope="module")
+def blend_reference(blend_run):
+    """(ids, post-processed outputs) of the float32 weighted mean of the
+    members' probabilities, each member predicted alone."""
+    _, cfg, _ = blend_run
+    members = config.members(cfg)
+    parts = [ensemble.member_test_probs(m, size=SIZE) for m, _ in members]
+    ids = parts[0][0]
+    blend = (2.0 * parts[0][1] + parts[1][1][[parts[1][0].index(i)
+                                              for i in ids]]) / 3.0
+    ref = predict.postprocess(cfg, blend, predict.load_postprocess(cfg))
+    assert ref["masks"].shape[1:3] == (64, 400)  # the raw size
+    assert ref["masks"].any()
+    return ids, ref
+
+
 def test_predicted_blend_is_weighted_mean_post_processed_once(
-        blend_run, steel_raw):
+        blend_run, blend_reference):
     from kaggle_tf.predict import main
 
     root, cfg, path = blend_run
@@ -168,19 +184,32 @@ def test_predicted_blend_is_weighted_mean_post_processed_once(
     np.testing.assert_allclose(got["probs"].astype(np.float32), want,
                                atol=2e-3)
     # Post-processed once, from the float32 blend of the members alone.
-    members = config.members(cfg)
-    parts = [ensemble.member_test_probs(m, size=SIZE) for m, _ in members]
-    blend = (2.0 * parts[0][1] + parts[1][1][[parts[1][0].index(i)
-                                              for i in parts[0][0]]]) / 3.0
-    ref = predict.postprocess(cfg, blend, predict.load_postprocess(cfg))
-    assert ref["masks"].shape[1:3] == (64, 400)  # the raw size
-    assert ref["masks"].any()
+    image_ids, ref = blend_reference
     df = pd.read_csv(root / "blend" / "submission.csv", dtype=str,
                      keep_default_na=False)
     rows = {(r.ImageId, int(r.ClassId)): r.EncodedPixels
             for r in df.itertuples()}
-    for n, image_id in enumerate(parts[0][0]):
+    for n, image_id in enumerate(image_ids):
         for c in range(4):
             np.testing.assert_array_equal(
                 rle.decode(rows[(image_id, c + 1)], (64, 400),
                            convention="severstal"), ref["masks"][n, ..., c])
+
+
+def test_exported_blend_equals_predict(blend_run, blend_reference,
+                                       steel_raw):
+    import tensorflow as tf
+
+    from kaggle_tf.export import __main__ as export_cli
+
+    root, _, path = blend_run
+    ids, ref = blend_reference
+    out = root / "exports"
+    assert export_cli.main(["--config", str(path), "--out", str(out)]) == 0
+    served = tf.saved_model.load(str(out / "1"))
+    blobs = [(steel_raw / "test_images" / i).read_bytes() for i in ids]
+    got = served.signatures["serving_default"](
+        image_bytes=tf.constant(blobs))
+    np.testing.assert_allclose(got["probs"].numpy(), ref["probs"],
+                               atol=1e-5)
+    np.testing.assert_array_equal(got["masks"].numpy(), ref["masks"])
