@@ -17,6 +17,7 @@ Example:
 >>> ids, probs, truth, per_member = blend_oof(cfg)
 """
 
+import csv
 import gc
 import os
 
@@ -102,8 +103,6 @@ def fold_assignment(member_cfg):
     path = os.path.join(member_cfg.data.records_dir, schema.FOLDS_CSV)
     if not os.path.exists(path):
         return None
-    import csv
-
     with open(path, newline="", encoding="utf-8") as f:
         return {row["id"]: int(row["fold"]) for row in csv.DictReader(f)}
 
