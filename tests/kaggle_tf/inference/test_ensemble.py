@@ -213,3 +213,41 @@ def test_exported_blend_equals_predict(blend_run, blend_reference,
     np.testing.assert_allclose(got["probs"].numpy(), ref["probs"],
                                atol=1e-5)
     np.testing.assert_array_equal(got["masks"].numpy(), ref["masks"])
+
+
+def test_classification_members_blend_and_tune(tmp_path):
+    """HPA-like members (28 labels) blend and tune the same way."""
+    from kaggle_tf.tune import main
+
+    rng = np.random.default_rng(5)
+    n = 40
+    truth = (rng.uniform(size=(n, 28)) < 0.15).astype(np.int8)
+    ids = np.asarray([f"id{i:02d}" for i in range(n)])
+    names = []
+    for name, bad in (("p", np.arange(n) < n // 2), ("q", np.arange(n) >= n // 2)):
+        cfg = tiny_runs.make_config(tmp_path / name, task="protein",
+                                    arch="classifier", classes=28,
+                                    channels=4)
+        noise = rng.normal(0, 0.1, truth.shape)
+        noise[bad] = rng.normal(0, 0.6, truth[bad].shape)
+        probs = np.clip(truth + noise, 0, 1).astype(np.float16)
+        for k in (0, 1):
+            rows = np.arange(n) % 2 == k
+            os.makedirs(tmp_path / name / f"fold{k}")
+            np.savez(tmp_path / name / f"fold{k}" / "oof.npz", ids=ids[rows],
+                     probs=probs[rows], truth=truth[rows])
+        write_config(cfg, tmp_path / f"{name}.json")
+        names.append(f"{name}.json")
+    path = tmp_path / "blend.json"
+    path.write_text(json.dumps({
+        "task": "protein", "output_dir": str(tmp_path / "blend"),
+        "ensemble": {"members": [{"config": m} for m in names]}}))
+    cfg = config.load(str(path))
+    assert cfg.model.arch == "classifier" and cfg.data.channels == 4
+    _, blend, _, per_member = ensemble.blend_oof(cfg)
+    np.testing.assert_allclose(blend, (per_member[0] + per_member[1]) / 2,
+                               atol=1e-6)
+    assert main(["--config", str(path), "--thresholds", "0.3,0.5,0.7"]) == 0
+    out = json.loads((tmp_path / "blend" / "postprocess.json").read_text())
+    assert out["metric_after"] >= max(m["metric"] for m in out["members"])
+    assert len(out["thresholds"]) == 28
