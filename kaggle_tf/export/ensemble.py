@@ -24,6 +24,7 @@ from kaggle_tf.export import images as images_lib
 from kaggle_tf.export import saved_model
 from kaggle_tf.inference import ensemble as ensemble_lib
 from kaggle_tf.inference import predict as predict_lib
+from kaggle_tf.models.build import family
 
 
 def _size(model, cfg):
@@ -76,6 +77,12 @@ class BlendGraph(images_lib.ServingGraph):
 def build_graph(cfg, tta=None):
     """The `BlendGraph` of an ensemble config (all members loaded)."""
     members_cfg = config_lib.members(cfg)
+    for i, (member, _) in enumerate(members_cfg):
+        if family(member.model.arch) != "image":
+            raise config_lib.ConfigError(
+                f"`ensemble.members[{i}]` ({member.source}): exporting a "
+                f"blend of {member.model.arch!r} models is not supported "
+                "(predict and tune blend them)")
     weights = ensemble_lib.weights(cfg, members_cfg)
     members = []
     for (member, _), w in zip(members_cfg, weights):
