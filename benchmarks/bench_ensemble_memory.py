@@ -15,6 +15,10 @@ peak RSS (`VmHWM`, Linux) rose above the RSS after imports:
 
 The ratio to the largest single member is printed: one-at-a-time stays
 near one member, all-held grows with the member count.
+
+Measured (2 CPU cores, TF-cpu 2.21, 3 x U-Net resnet34 at 128 x 128):
+one member 305 MiB; 3 members one at a time 383 MiB (1.25 x); 3 members
+held 723 MiB (2.37 x).
 """
 
 import argparse
