@@ -121,7 +121,7 @@ def test_bad_member_is_a_config_error_naming_it(tmp_path):
         config.load(str(path))
 
 
-SIZE = (64, 384)  # the steel sample's 64 x 400 images, resized
+SIZE = (32, 192)  # the steel sample's 64 x 400 images, resized
 
 
 @pytest.fixture(scope="module")
