@@ -129,8 +129,8 @@ def check_folds(members):
                     f"there, fold {ref[differ[0]]} in member {j}"
                     if differ else "their fold ids cover other images")
             raise EnsembleError(
-                f"`ensemble.members[{i}]` ({member.source or member.output_dir})"
-                f" does not share folds with `ensemble.members[{j}]` "
+                f"`ensemble.members[{i}]` "
+                f"({member.source or member.output_dir}) does not share folds with `ensemble.members[{j}]` "
                 f"({ref_cfg.source or ref_cfg.output_dir}): {what}; blend "
                 "runs trained on the same folds (the same records' "
                 "folds.csv)")

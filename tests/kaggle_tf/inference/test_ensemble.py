@@ -224,7 +224,8 @@ def test_classification_members_blend_and_tune(tmp_path):
     truth = (rng.uniform(size=(n, 28)) < 0.15).astype(np.int8)
     ids = np.asarray([f"id{i:02d}" for i in range(n)])
     names = []
-    for name, bad in (("p", np.arange(n) < n // 2), ("q", np.arange(n) >= n // 2)):
+    half = np.arange(n) < n // 2
+    for name, bad in (("p", half), ("q", ~half)):
         cfg = tiny_runs.make_config(tmp_path / name, task="protein",
                                     arch="classifier", classes=28,
                                     channels=4)
