@@ -21,6 +21,11 @@ It prints the metric with the config's `inference.thresholds` /
 and export post-process at before resizing masks to Kaggle's size);
 `image_size` in the file records it.
 
+An ensemble config (`ensemble.members`) blends its members' OOF (they
+must share folds), prints each member's and the blend's metric, tunes the
+blend, and with `--search-weights` searches the members' weights too
+(`weights`, `weights_metric_before` / `_after` in postprocess.json).
+
 Example (Python, with arrays already loaded):
 
     cfg = kaggle_tf.config.load("configs/steel.json")
@@ -55,6 +60,9 @@ def parse_args(argv=None):
     p.add_argument("--bottom-thresholds", metavar="T,T,...",
                    help="siim bottom-threshold grid (default: the top "
                         "grid, bottom <= top)")
+    p.add_argument("--search-weights", action="store_true",
+                   help="ensemble configs: also search the members' "
+                        "weights on the blended OOF")
     cli.add_common(p)
     return p.parse_args(argv)
 
@@ -132,6 +140,52 @@ def _describe(cfg, result, before):
     return text
 
 
+def tune_ensemble(cfg, search=False, thresholds=None, min_areas=None,
+                  bottom_thresholds=None, log=print):
+    """An ensemble config: each member's and the blend's metric, weights
+    (with `search`) and post-processing tuned on the blended OOF.
+
+    Returns:
+        The `postprocess.json` content, with `members` (config, weight,
+        metric of each) and, when searched, `weights`,
+        `weights_metric_before`, `weights_metric_after`.
+    """
+    from kaggle_tf.inference import ensemble
+
+    members = config_lib.members(cfg)
+    ids, blend, truth, per_member = ensemble.blend_oof(cfg, members=members)
+    grids = (thresholds, min_areas, bottom_thresholds)
+    rows = []
+    for i, ((member, w), probs) in enumerate(zip(members, per_member)):
+        metric = tune(cfg, probs, truth, *grids)["metric_after"]
+        rows.append({"config": member.source, "weight": w, "metric": metric})
+        log(f"member {i} ({member.source}, weight {w}): {metric:.5f}")
+    w0 = [w for _, w in members]
+    result = tune(cfg, blend, truth, *grids)
+    log(f"blend (weights {w0}): {result['metric_after']:.5f}")
+    extra = {}
+    if search:
+        w = ensemble.search_weights(cfg, per_member, truth, w0)
+        searched = tune(cfg, ensemble.merge(per_member, w,
+                                            cfg.ensemble.merge), truth, *grids)
+        gain = searched["metric_after"] - result["metric_after"]
+        better = gain > 0 if tasks_higher(cfg) else gain < 0
+        before = result["metric_after"]
+        if not better:
+            w, searched = w0, result
+        log(f"blend (searched weights {w}): {searched['metric_after']:.5f}")
+        result = searched
+        extra = {"weights": w, "weights_metric_before": before,
+                 "weights_metric_after": searched["metric_after"]}
+    return {**result, "members": rows, **extra}
+
+
+def tasks_higher(cfg):
+    from kaggle_tf import tasks
+
+    return tasks.get(cfg.task).higher_is_better
+
+
 @cli.command
 def main(argv=None):
     args = parse_args(argv)
@@ -143,6 +197,21 @@ def main(argv=None):
         print(f"error: {e}", file=sys.stderr)
         return 2
     cfg = config_lib.load_or_exit(args.config, args.overrides)
+    if cfg.ensemble is not None:
+        try:
+            result = tune_ensemble(cfg, args.search_weights, thresholds,
+                                   min_areas, bottoms)
+        except ValueError as e:  # EnsembleError, OofError, TuneError
+            return cli.report(e, args.config)
+        os.makedirs(cfg.output_dir, exist_ok=True)
+        path = layout.RunLayout.of(cfg).path(layout.POSTPROCESS)
+        layout.write_json(path, result)
+        print(os.path.abspath(path))
+        return 0
+    if args.search_weights:
+        return cli.report(config_lib.ConfigError(
+            "--search-weights needs an ensemble config (`ensemble`)"),
+            args.config)
     try:
         _, probs, truth, paths = load_oof(cfg.output_dir)
         print(f"tuning {cfg.task} post-processing on {len(probs)} "

@@ -9,10 +9,11 @@ from kaggle_tf.config.load import ConfigKeyDeprecationWarning
 from kaggle_tf.config.load import from_dict
 from kaggle_tf.config.load import load
 from kaggle_tf.config.load import load_or_exit
+from kaggle_tf.config.load import members
 from kaggle_tf.config.load import parse_folds
 from kaggle_tf.config.load import save
 from kaggle_tf.config.schema import Config
 
 __all__ = ["Config", "ConfigError", "ConfigKeyDeprecationWarning",
-           "from_dict", "load", "load_or_exit", "parse_folds",
+           "from_dict", "load", "load_or_exit", "members", "parse_folds",
            "save"]

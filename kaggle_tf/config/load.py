@@ -179,7 +179,8 @@ def load(path, overrides=None):
         data = merge(data, layer)
     data = apply_overrides(data, overrides)
     try:
-        cfg = from_dict(data, check_model_keys=False)
+        cfg = from_dict(data, check_model_keys=False,
+                        base_dir=os.path.dirname(path))
     except ConfigError as e:
         raise ConfigError(f"{e} ({os.path.basename(path)})") from None
     layers = [(os.path.basename(p), layer) for p, layer in layers]
@@ -190,21 +191,140 @@ def load(path, overrides=None):
     return cfg
 
 
-def from_dict(data, check_model_keys=True):
+def from_dict(data, check_model_keys=True, base_dir=""):
     """Validates a plain dict against the schema; returns a `Config`.
 
     Old key names are read with a `DeprecationWarning`; with
     `check_model_keys`, every `model` key in `data` must apply to its
-    `model.arch`.
+    `model.arch`. An ensemble's member configs are loaded (paths relative
+    to `base_dir`) and its sections other than `output_dir`, `inference`
+    and `ensemble` default to the first member's.
     """
     data = rename_deprecated(dict(data))
     data.pop("source", None)
+    data = _resolve_ensemble(data, base_dir)
     cfg = _build(Config, data, "")
     if check_model_keys:
         _check_model_keys(cfg, [("config", data)])
     _check_series_channels(cfg)
     _check_cpu_fallback(cfg)
+    _check_tta(cfg.inference.tta, "inference.tta")
     return cfg
+
+
+def member_path(base_dir, path):
+    """A member config's path: relative to the ensemble config's folder,
+    else (when only that exists) to the working directory."""
+    near = os.path.normpath(os.path.join(base_dir, path))
+    if not os.path.exists(near) and os.path.exists(path):
+        return os.path.normpath(path)
+    return near
+
+
+def _resolve_ensemble(data, base_dir):
+    """`data` with its members' paths resolved and the first member's
+    sections as defaults; a bad member is an error naming it."""
+    ens = data.get("ensemble")
+    if ens is None:
+        return data
+    if not isinstance(ens, dict):
+        raise ConfigError(f"`ensemble` must be an object. Received: {ens!r}")
+    members = ens.get("members")
+    if not isinstance(members, list) or not members:
+        raise ConfigError(
+            "`ensemble.members` must list at least one {\"config\": PATH, "
+            f"\"weight\": W}}. Received: {members!r}")
+    resolved, configs = [], []
+    for i, m in enumerate(members):
+        key = f"ensemble.members[{i}]"
+        if not isinstance(m, dict) or not isinstance(m.get("config"), str) \
+                or not m["config"]:
+            raise ConfigError(f"`{key}.config` must be a config path. "
+                              f"Received: {m!r}")
+        path = member_path(base_dir, m["config"])
+        try:
+            if _read_json(path).get("ensemble") is not None:
+                raise ConfigError("it is an ensemble itself; a member is "
+                                  "one experiment")
+            member = load(path)
+        except ConfigError as e:
+            raise ConfigError(f"`{key}.config` ({m['config']}): {e}") \
+                from None
+        task = data.get("task", member.task)
+        if member.task != task:
+            raise ConfigError(
+                f"`{key}.config` ({m['config']}) is task {member.task!r}; "
+                f"the ensemble's is {task!r}")
+        resolved.append({**m, "config": path})
+        configs.append(member)
+    base = configs[0].to_dict()
+    for key in ("output_dir", "inference", "ensemble", "source"):
+        base.pop(key, None)
+    out = merge(base, {k: v for k, v in data.items() if k != "ensemble"})
+    out["ensemble"] = {**ens, "members": resolved}
+    return out
+
+
+def members(cfg):
+    """An ensemble's `[(member config, weight), ...]` (loaded, validated).
+
+    Raises:
+        ConfigError: not an ensemble config, or a bad member (named).
+    """
+    if cfg.ensemble is None:
+        raise ConfigError("`ensemble` is not set: not an ensemble config")
+    out = []
+    for i, m in enumerate(cfg.ensemble.members):
+        try:
+            out.append((load(m.config), float(m.weight)))
+        except ConfigError as e:
+            raise ConfigError(
+                f"`ensemble.members[{i}].config` ({m.config}): {e}") from None
+    if not sum(w for _, w in out) > 0:
+        raise ConfigError("`ensemble.members` weights must not all be 0")
+    return out
+
+
+TTA_MODES = ("none", "hflip", "vflip", "d4")
+TTA_FLAGS = ("hflip", "vflip", "d4")
+
+
+def _check_tta(spec, key):
+    """`inference.tta`: a mode or a composition of flips, scales, crops."""
+    if isinstance(spec, str):
+        if spec not in TTA_MODES:
+            raise ConfigError(
+                f"`{key}` must be one of {', '.join(TTA_MODES)} or an "
+                "object such as {\"d4\": true, \"scales\": [0.875, 1.0, "
+                f"1.125]}}. Received: {spec!r}")
+        return
+    if not isinstance(spec, dict):
+        raise ConfigError(f"`{key}` must be a mode or an object. "
+                          f"Received: {spec!r}")
+    for name, value in spec.items():
+        where = f"`{key}.{name}`"
+        if name in TTA_FLAGS:
+            if not isinstance(value, bool):
+                raise ConfigError(f"{where} must be true or false. "
+                                  f"Received: {value!r}")
+        elif name == "scales":
+            if not isinstance(value, list) or not value or any(
+                    isinstance(v, bool) or not isinstance(v, (int, float))
+                    or v <= 0 for v in value):
+                raise ConfigError(f"{where} must be a list of positive "
+                                  f"numbers. Received: {value!r}")
+        elif name == "crops":
+            if value is not None and (
+                    not isinstance(value, list) or len(value) != 2 or any(
+                        isinstance(v, bool) or not isinstance(v, int)
+                        or v < 8 for v in value)):
+                raise ConfigError(f"{where} must be [height, width] in "
+                                  f"pixels (>= 8) or null. Received: "
+                                  f"{value!r}")
+        else:
+            raise ConfigError(
+                f"unknown key {where} (known here: crops, d4, hflip, "
+                "scales, vflip)")
 
 
 def _check_model_keys(cfg, layers):

@@ -255,7 +255,13 @@ class CallbacksConfig:
 class InferenceConfig:
     """TTA, ensembling and post-processing used by predict and export."""
 
-    tta: str = _f("none", choices=("none", "hflip", "vflip", "d4"))
+    # A mode ("none", "hflip", "vflip", "d4") or a composition:
+    # {"hflip": bool, "vflip": bool, "d4": bool, "scales": [s, ...],
+    # "crops": [h, w]} (see `kaggle_tf.inference.tta`).
+    tta: Any = "none"
+    # How TTA passes merge: null = `merge`; HPA's crops take "max".
+    tta_merge: Optional[str] = _f(None, choices=(None, "mean",
+                                                 "geometric_mean", "max"))
     folds: Optional[list] = _f(None, item=int, min=0)
     checkpoints: str = _f("best", choices=("best", "top_k"))
     merge: str = _f("mean", choices=("mean", "geometric_mean", "max"))
@@ -311,6 +317,29 @@ class StackConfig:
 
 
 @dataclass
+class MemberConfig:
+    """One experiment of an ensemble: a recipe (a path relative to the
+    ensemble config's folder) and its weight in the blend."""
+
+    config: str = ""
+    weight: float = _f(1.0, min=0.0)
+
+
+@dataclass
+class EnsembleConfig:
+    """Experiments blended by tune, predict and export.
+
+    Each member predicts with its own folds, checkpoints, TTA, input size
+    and normalization; probabilities are brought to the ensemble's
+    `data.image_size` (the first member's unless set) and merged with the
+    members' weights.
+    """
+
+    members: list = _f(factory=list, item=MemberConfig)
+    merge: str = _f("mean", choices=("mean", "geometric_mean"))
+
+
+@dataclass
 class Config:
     task: str = _f("steel", choices=task_names)
     seed: int = 42
@@ -327,6 +356,8 @@ class Config:
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     pseudo: PseudoConfig = field(default_factory=PseudoConfig)
     stack: StackConfig = field(default_factory=StackConfig)
+    # An ensemble of experiments (null: this config is one experiment).
+    ensemble: Optional[EnsembleConfig] = None
     # Where the config came from (set by `load`, not by users).
     source: Optional[str] = None
 

@@ -114,6 +114,11 @@ class ServingGraph:
     def outputs(self, images):
         """images `(batch, H, W, C)` -> the signature's output dict."""
         probs = tf.cast(self.model(images, training=False), tf.float32)
+        return self.finish(probs, images)
+
+    def finish(self, probs, images):
+        """Ensemble probabilities -> the signature's output dict (`images`
+        feed the gating classifier)."""
         if self.segmentation:
             probs, masks = self._masks(probs, images)
             return {"probs": probs, "masks": tf.cast(masks, tf.uint8)}

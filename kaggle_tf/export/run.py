@@ -2,9 +2,11 @@
 
 Image models (`export.images`) serve encoded images -> post-processed
 masks or labels; series models (`export.sequence`) serve whole series of
-HU slices -> per-slice labels. Both write through `export.saved_model`.
+HU slices -> per-slice labels. Both write through `export.saved_model`; an ensemble config
+(`export.ensemble`) puts every member in one graph.
 """
 
+from kaggle_tf.export import ensemble
 from kaggle_tf.export import images
 from kaggle_tf.export import sequence
 from kaggle_tf.models.build import family
@@ -35,5 +37,8 @@ def export(cfg, out_dir, tta=None, folds=None, version=None):
         FileExistsError: the version folder exists (versions are immutable).
         FileNotFoundError: no trained checkpoints.
     """
+    if cfg.ensemble is not None:
+        return ensemble.export(cfg, out_dir, tta=tta, folds=folds,
+                               version=version)
     return exporter(cfg).export(cfg, out_dir, tta=tta, folds=folds,
                                 version=version)

@@ -5,6 +5,8 @@
     predict.ensemble_model       kaggle_tf.tta.wrap per checkpoint, merged
     predict.postprocess          thresholds / triplet / gating, Kaggle's size
     predict.predict              test records -> submission.csv (+ npz)
+    ensemble.blend_oof           experiments' OOF blended (for tune)
+    ensemble.predict             experiments one at a time, blended
 
 `predict.Predictor` holds the loaded ensemble; `kaggle_tf.export` serves
 the same graph.

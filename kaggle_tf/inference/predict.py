@@ -172,15 +172,17 @@ def load_members(cfg, paths, tta_mode):
     members = []
     for i, path in enumerate(paths):
         model = checkpoints.load_model(path, compile=False)
-        shape = model.input_shape
-        if tta_mode == "d4" and len(shape) == 4 and shape[1] != shape[2]:
+        shape = tuple(model.input_shape)
+        if tta_lib.needs_any_size(tta_mode, shape):
             model = any_size(model)
         model = bn_fold.fold_batch_norms(model)
         model.name = f"member_{i}"
-        members.append(tta_lib.wrap(model, tta_mode,
-                                    activation=cfg.model.activation,
-                                    merge=cfg.inference.merge,
-                                    name=f"member_{i}_tta"))
+        size = shape[1:3] if None not in shape[1:3] else tuple(
+            cfg.data.image_size)
+        members.append(tta_lib.wrap(
+            model, tta_mode, activation=cfg.model.activation,
+            merge=cfg.inference.tta_merge or cfg.inference.merge,
+            name=f"member_{i}_tta", image_size=size))
     return members
 
 
@@ -190,7 +192,8 @@ def ensemble_model(cfg, paths, tta_mode):
     Args:
         cfg: a validated config (`model.activation`, `inference.merge`).
         paths: `.keras` checkpoints (`checkpoint_paths`).
-        tta_mode: `"none"`, `"hflip"`, `"vflip"` or `"d4"`.
+        tta_mode: `"none"`, `"hflip"`, `"vflip"`, `"d4"` or a
+            composition (`kaggle_tf.inference.tta.plan`).
 
     Returns:
         A `keras.Model` mapping images `(batch, height, width, channels)`
