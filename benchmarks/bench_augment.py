@@ -224,10 +224,10 @@ def main(argv=None):
     if "peer" in result:
         result["ours_over_peer"] = result["ours"] / result["peer"]
         print(f"  ours / peer    = {result['ours_over_peer']:.2f}"
-              "  (goal >= 1.3)")
+              "  (goal >= 2)")
     result["ours_over_ceiling"] = result["ours"] / result["ceiling"]
     print(f"  ours / ceiling = {result['ours_over_ceiling']:.2f}"
-          "  (goal >= 0.8)")
+          "  (goal >= 0.4)")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)

@@ -60,6 +60,13 @@ class Node:
     def xla_safe(self):
         return True
 
+    @property
+    def packs_masks(self):
+        """Whether the node handles masks packed a bit per class (see
+        `packing`): it only moves them with nearest sampling, flips them,
+        fills them with 0 / 1 or leaves them alone."""
+        return False
+
     def leaves(self):
         return [self]
 
@@ -113,6 +120,10 @@ class Container(Node):
     @property
     def xla_safe(self):
         return all(t.xla_safe for t in self.transforms)
+
+    @property
+    def packs_masks(self):
+        return all(t.packs_masks for t in self.transforms)
 
     def leaves(self):
         return [leaf for t in self.transforms for leaf in t.leaves()]

@@ -2,6 +2,7 @@
 
 import tensorflow as tf
 
+from kaggle_tf.augment.ops import packing
 from kaggle_tf.augment.ops import rng
 from kaggle_tf.augment.ops.base import Op
 from kaggle_tf.augment.ops.geometric import _pair
@@ -58,6 +59,10 @@ class CoarseDropout(Op):
         self.fill_mask = fill_mask
         self.pixels = self.hole_height_range[1] >= 1
 
+    @property
+    def packs_masks(self):
+        return packing.is_binary_fill(self.fill_mask)
+
     def sample(self, seed, batch_size, height, width):
         most = self.num_holes_range[1]
         count = rng.randint(seed, "count", [batch_size],
@@ -102,6 +107,8 @@ class CoarseDropout(Op):
                                  images)
         if "masks" in data and self.fill_mask is not None:
             masks = data["masks"]
-            out["masks"] = tf.where(inside, tf.cast(self.fill_mask,
-                                                    masks.dtype), masks)
+            fill = packing.packed_fill(self.fill_mask) \
+                if packing.is_packed(masks) else self.fill_mask
+            out["masks"] = tf.where(inside, tf.cast(fill, masks.dtype),
+                                    masks)
         return out

@@ -23,6 +23,7 @@ import math
 
 import tensorflow as tf
 
+from kaggle_tf.augment.ops import packing
 from kaggle_tf.augment.ops import rng
 from kaggle_tf.augment.ops import warp
 from kaggle_tf.augment.ops.base import Op
@@ -55,6 +56,11 @@ class WarpOp(Op):
         self.border_mode = border_mode
         self.fill = fill
         self.fill_mask = fill_mask
+
+    @property
+    def packs_masks(self):
+        return self.mask_interpolation == warp.NEAREST \
+            and packing.is_binary_fill(self.fill_mask)
 
     def coords(self, data, params):
         """Source (ys, xs), each (batch, height, width)."""
@@ -97,6 +103,8 @@ class Flip(Op):
                              f"'vertical'. Received: axis={axis!r}")
         self.axis = axis
 
+    packs_masks = True
+
     def apply(self, data, params):
         axis = 2 if self.axis == "horizontal" else 1
         return {key: tf.reverse(value, [axis]) for key, value in data.items()}
@@ -134,6 +142,8 @@ class Dihedral(Op):
                 f"Dihedral: `elements` must be a non-empty subset of "
                 f"{list(D4_ELEMENTS)}. Received: {elements!r}")
         self.elements = elements
+
+    packs_masks = True
 
     def sample(self, seed, batch_size, height, width):
         table = tf.constant([D4_ELEMENTS[e] for e in self.elements],
@@ -606,6 +616,10 @@ class CropResize(Op):
         self.width = width
         self.interpolation = interpolation
         self.mask_interpolation = mask_interpolation
+
+    @property
+    def packs_masks(self):
+        return self.mask_interpolation == warp.NEAREST
 
     def changes_size(self):
         return True

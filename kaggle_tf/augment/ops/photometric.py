@@ -25,6 +25,7 @@ class BrightnessContrast(Op):
     """
 
     name = "BrightnessContrast"
+    packs_masks = True  # masks pass through untouched
 
     def __init__(self, brightness_limit=(-0.2, 0.2),
                  contrast_limit=(-0.2, 0.2), brightness_by_max=True,
@@ -83,6 +84,7 @@ class Gamma(Op):
     """
 
     name = "Gamma"
+    packs_masks = True  # masks pass through untouched
 
     def __init__(self, gamma_limit=(80.0, 120.0), p=0.5):
         super().__init__(p)

@@ -14,6 +14,9 @@ subsample of the images is folded in as well. The same seed and the same
 call order give the same batches; parallel map calls may take the seeds in
 a different order.
 
+Binary masks of up to 8 classes run packed, a bit per class in one uint8
+channel (`packing`), when every op of the tree allows it.
+
 Example:
 
 >>> runner = Runner(tree, per_sample=True, jit_compile=True)
@@ -25,6 +28,7 @@ import random
 import tensorflow as tf
 
 from kaggle_tf.augment.ops import base
+from kaggle_tf.augment.ops import packing
 from kaggle_tf.augment.ops import rng
 
 IMAGES = "images"
@@ -81,7 +85,23 @@ class Runner:
             self._core = _COMPILED[key]
 
     def _run(self, data, seed):
-        return base.run(self.tree, data, seed, self.per_sample)
+        masks = data.get("masks")
+        classes = None if masks is None else masks.shape[-1]
+        if classes is None or classes > packing.MAX_CLASSES \
+                or not self.tree.packs_masks:
+            return base.run(self.tree, data, seed, self.per_sample)
+
+        # Binary masks move as one uint8 channel (a bit per class); others
+        # as they are.
+        def packed():
+            out = base.run(self.tree, dict(data, masks=packing.pack(masks)),
+                           seed, self.per_sample)
+            out["masks"] = packing.unpack(out["masks"], classes, masks.dtype)
+            return out
+
+        return tf.cond(packing.is_binary(masks), packed,
+                       lambda: base.run(self.tree, data, seed,
+                                        self.per_sample))
 
     def next_seed(self):
         """A fresh seed from the atomic counter, int32 (2,)."""

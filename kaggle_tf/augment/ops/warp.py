@@ -31,6 +31,8 @@ Example:
 
 import tensorflow as tf
 
+from kaggle_tf.augment.ops import packing
+
 NEAREST = 0
 LINEAR = 1
 BORDER_CONSTANT = 0
@@ -139,6 +141,8 @@ def _parts(data, interpolation, mask_interpolation, fill, fill_mask):
               _fill_vector(fill, images.shape[-1], images.dtype))]
     if "masks" in data:
         masks = data["masks"]
+        if packing.is_packed(masks):
+            fill_mask = packing.packed_fill(fill_mask)
         parts.append(("masks", masks, mask_interpolation,
                       _fill_vector(fill_mask, masks.shape[-1],
                                    masks.dtype)))
