@@ -52,8 +52,40 @@ def check(path, hint=HINT):
                                "inside)", hint)
 
 
-def load_model(path, compile=False, custom_objects=None, hint=HINT):
-    """`keras.saving.load_model(path, safe_mode=True)` after `check(path)`.
+def _float32_policies(config):
+    """`config` with every mixed dtype policy replaced by float32."""
+    if isinstance(config, dict):
+        if config.get("class_name") == "DTypePolicy" and str(
+                config.get("config", {}).get("name", "")).startswith(
+                    "mixed_"):
+            return {**config, "config": {**config["config"],
+                                         "name": "float32"}}
+        return {k: _float32_policies(v) for k, v in config.items()}
+    if isinstance(config, list):
+        return [_float32_policies(v) for v in config]
+    if isinstance(config, str) and config.startswith("mixed_"):
+        return "float32"
+    return config
+
+
+def to_float32(model):
+    """A float32 copy of a mixed-precision model (variables are float32
+    under mixed precision, so the weights carry over exactly); `model`
+    itself when every layer already computes in float32."""
+    if all(getattr(layer, "compute_dtype", "float32") == "float32"
+           for layer in model._flatten_layers(include_self=True)):
+        return model
+    config = _float32_policies(model.get_config())
+    copy = model.__class__.from_config(config)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def load_model(path, compile=False, custom_objects=None, hint=HINT,
+               float32=False):
+    """`keras.saving.load_model(path, safe_mode=True)` after `check(path)`;
+    `float32`: a mixed-precision model comes back computing in float32
+    (`to_float32`).
 
     Raises:
         InputError: missing, damaged, unsafe (e.g. a Lambda layer) or
@@ -61,8 +93,9 @@ def load_model(path, compile=False, custom_objects=None, hint=HINT):
     """
     check(path, hint)
     try:
-        return keras.saving.load_model(path, custom_objects=custom_objects,
-                                       compile=compile, safe_mode=True)
+        model = keras.saving.load_model(path, custom_objects=custom_objects,
+                                        compile=compile, safe_mode=True)
+        return to_float32(model) if float32 else model
     except ValueError as e:
         text = str(e).strip().splitlines()[0] if str(e).strip() else ""
         if "safe_mode" in str(e) or "unsafe" in str(e).lower():

@@ -1,5 +1,8 @@
 """ONNX and TFLite exports of image models (float32, TTA inside).
 
+Models trained in mixed precision are exported computing in float32
+(their float32 variables copied into a float32 rebuild).
+
 `export(cfg, out_dir, fmt)` writes `out_dir/model.onnx` (tf2onnx, run with
 onnxruntime; the `[onnx]` extra) or `out_dir/model.tflite` (TensorFlow's
 own converter, run with `tf.lite.Interpreter`). The input is `images`,
@@ -35,7 +38,9 @@ class UnsupportedOp(ValueError):
 
 
 def _functions(cfg, tta, folds):
-    graph, predictor = images_export.build_graph(cfg, tta, folds)
+    # Mixed-precision models are exported computing in float32.
+    graph, predictor = images_export.build_graph(cfg, tta, folds,
+                                                 float32=True)
     shape = predictor.model.input_shape
     h, w = (shape[1], shape[2]) if None not in shape[1:3] else tuple(
         cfg.data.image_size)

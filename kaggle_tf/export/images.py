@@ -131,9 +131,10 @@ class ServingGraph:
         return {"probs": probs, "labels": tf.cast(labels, tf.uint8)}
 
 
-def build_graph(cfg, tta=None, folds=None):
-    """The `ServingGraph` of a config's trained folds, and its Predictor."""
-    predictor = predict_lib.Predictor(cfg, tta, folds)
+def build_graph(cfg, tta=None, folds=None, float32=False):
+    """The `ServingGraph` of a config's trained folds, and its Predictor
+    (`float32`: mixed-precision checkpoints computing in float32)."""
+    predictor = predict_lib.Predictor(cfg, tta, folds, float32)
     return ServingGraph(cfg, predictor.model, predictor.params,
                         predictor.classifier), predictor
 

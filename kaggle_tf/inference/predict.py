@@ -159,7 +159,7 @@ def any_size(model):
     return clone
 
 
-def load_members(cfg, paths, tta_mode):
+def load_members(cfg, paths, tta_mode, float32=False):
     """Loads the checkpoints, each wrapped with in-graph TTA.
 
     Image models get their BatchNormalization layers folded into the
@@ -171,7 +171,7 @@ def load_members(cfg, paths, tta_mode):
     """
     members = []
     for i, path in enumerate(paths):
-        model = checkpoints.load_model(path, compile=False)
+        model = checkpoints.load_model(path, compile=False, float32=float32)
         shape = tuple(model.input_shape)
         if tta_lib.needs_any_size(tta_mode, shape):
             model = any_size(model)
@@ -186,7 +186,7 @@ def load_members(cfg, paths, tta_mode):
     return members
 
 
-def ensemble_model(cfg, paths, tta_mode):
+def ensemble_model(cfg, paths, tta_mode, float32=False):
     """One Keras model: the TTA-wrapped checkpoints, merged.
 
     Args:
@@ -201,7 +201,7 @@ def ensemble_model(cfg, paths, tta_mode):
         segmentation (the `masks` output of models with an auxiliary
         head), `(batch, classes)` for classifiers.
     """
-    members = load_members(cfg, paths, tta_mode)
+    members = load_members(cfg, paths, tta_mode, float32)
     inputs = keras.Input(shape=members[0].input_shape[1:], name="images")
     outs = [m(inputs) for m in members]
     if isinstance(outs[0], dict):
@@ -314,11 +314,11 @@ class Predictor:
     >>> out = predictor(images)        # {"probs": ..., "masks": ...}
     """
 
-    def __init__(self, cfg, tta=None, folds=None):
+    def __init__(self, cfg, tta=None, folds=None, float32=False):
         self.cfg = cfg
         self.tta = tta or cfg.inference.tta
         self.paths = checkpoint_paths(cfg, folds)
-        self.model = ensemble_model(cfg, self.paths, self.tta)
+        self.model = ensemble_model(cfg, self.paths, self.tta, float32)
         self.params = load_postprocess(cfg)
         self.mask_size = mask_size(cfg)
         self.classifier = None
@@ -327,7 +327,8 @@ class Predictor:
         if clf_cfg is not None:
             self.classifier_cfg = clf_cfg
             self.classifier = ensemble_model(
-                clf_cfg, checkpoint_paths(clf_cfg), clf_cfg.inference.tta)
+                clf_cfg, checkpoint_paths(clf_cfg), clf_cfg.inference.tta,
+                float32)
 
     def probs(self, images):
         """The ensemble's probabilities, float32 numpy."""
