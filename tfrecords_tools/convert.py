@@ -1,7 +1,8 @@
 """Raw Kaggle files -> sharded TFRecords with folds, once.
 
     python -m tfrecords_tools.convert --config configs/steel.json \\
-        [--set data.shard_size=64]... [--workers N] [--skip-bad]
+        [--set data.shard_size=64]... [--workers N] [--skip-bad] \\
+        [--runner local|beam [--beam-option KEY=VALUE]...]
 
 Reads `cfg.data.raw_dir` through the task's plugin
 (`tfrecords_tools.competitions.<task>`), assigns folds
@@ -14,8 +15,10 @@ Reads `cfg.data.raw_dir` through the task's plugin
   skipped, and `manifest.json` last (schema, counts per split, fold and
   class, shards, input hash).
 
-`--workers N` encodes in N spawned processes (records are identical for
-any N). Spawned workers import the caller's main module again: a script
+`--workers N` lists headers and encodes in N spawned processes (records
+are identical for any N). `--runner beam` runs the encoding as an Apache
+Beam pipeline instead (`tfrecords_tools.beam_convert`: DirectRunner here,
+Dataflow / Flink / Spark through `--beam-option`), with the same records. Spawned workers import the caller's main module again: a script
 calling `convert(cfg, workers=N)` should import TensorFlow inside a
 function, not at its top level, or every worker loads it.
 
@@ -38,6 +41,7 @@ import collections
 import csv
 import dataclasses
 import hashlib
+import inspect
 import io
 import json
 import os
@@ -67,12 +71,56 @@ def _init_worker(task, cfg):
     _WORKER["cfg"] = cfg
 
 
-def _encode(item):
-    """(features, None) or (None, (file, reason)); runs in a worker."""
+def _encode(job):
+    """`encode_record` of one (item, fold); runs in a worker."""
+    item, fold = job
+    return encode_record(_WORKER["module"], _WORKER["cfg"], item, fold)
+
+
+# --- the per-item encoding, shared by both engines -----------------------
+
+def encode_record(module, cfg, item, fold):
+    """One item's record features, or the reason it cannot be one.
+
+    The one definition of what a record holds, used by the local process
+    pool and by the Beam pipeline (`tfrecords_tools.beam_convert`) alike.
+
+    Returns:
+        `(features, None)` with `schema.FOLD` set, or `(None, (file,
+        reason, item id))` for a bad input.
+    """
     try:
-        return _WORKER["module"].encode_item(item, _WORKER["cfg"]), None
+        features = module.encode_item(item, cfg)
     except BadInput as e:
         return None, (e.path, e.reason, item.id)
+    features[schema.FOLD] = fold
+    return features, None
+
+
+def stage_shard(staging, name, fold, results, skip_bad) -> dict:
+    """Serializes one shard's `encode_record` results (in shard order) and
+    stages the shard; returns its state.
+
+    Raises:
+        BadInput: a bad input and `skip_bad` is False.
+    """
+    from tfrecords_tools import encode
+
+    records, errors, sizes, keys = [], [], set(), set()
+    for features, error in results:
+        if error is not None:
+            if not skip_bad:
+                raise BadInput(error[0], error[1], error[2])
+            errors.append(list(error))
+            continue
+        sizes.add((int(features.get(schema.HEIGHT, 0)),
+                   int(features.get(schema.WIDTH, 0)),
+                   int(features.get(schema.CHANNELS, 0))))
+        keys.update(features)
+        records.append(encode.serialize(features))
+    return staging.write(name, records, {
+        "errors": errors, "sizes": sorted(sizes), "keys": sorted(keys),
+        "fold": fold})
 
 
 # --- planning ------------------------------------------------------------
@@ -140,13 +188,20 @@ def plan_shards(split, fold_ids, shard_size) -> list:
 
 # --- conversion ----------------------------------------------------------
 
-def list_all(cfg, module, skip_bad):
-    """Items per split (id-sorted, checked unique) and listing errors."""
+def list_all(cfg, module, skip_bad, workers=1):
+    """Items per split (id-sorted, checked unique) and listing errors.
+
+    `workers` goes to plugins whose `list_items` takes it (those that read
+    file headers while listing).
+    """
     errors = []
     on_error = errors.append if skip_bad else None
+    extra = ({"workers": workers} if "workers" in inspect.signature(
+        module.list_items).parameters else {})
     items = {}
     for split in schema.SPLITS:
-        listed = sorted(module.list_items(cfg, split, on_error=on_error),
+        listed = sorted(module.list_items(cfg, split, on_error=on_error,
+                                          **extra),
                         key=lambda it: it.id)
         seen = set()
         for item in listed:
@@ -158,28 +213,41 @@ def list_all(cfg, module, skip_bad):
     return items, [(e.path, e.reason, e.item_id) for e in errors]
 
 
-def convert(cfg, workers: int = 1, skip_bad: bool = False,
-            progress: bool = True) -> dict:
-    """Converts `cfg.data.raw_dir` into `cfg.data.records_dir`.
+@dataclasses.dataclass
+class Plan:
+    """What a conversion will write, computed before any record is."""
 
-    Args:
-        cfg: a validated config.
-        workers: encoding processes (spawned; 1 = in this process).
-        skip_bad: record bad inputs in `errors.csv` instead of stopping.
-        progress: show tqdm progress bars.
+    cfg: object
+    module: object
+    items: dict
+    fold_ids: dict
+    shards: dict
+    list_errors: list
+    strategy: str
+    inputs: str
+    plan: str
+    staging: object = None
+
+
+def prepare(cfg, skip_bad: bool = False, progress: bool = True,
+            workers: int = 1):
+    """Lists, assigns folds and plans the shards; the step both engines
+    share before any record is encoded.
 
     Returns:
-        The manifest (also written to `records_dir/manifest.json`).
+        `(manifest, None)` when `records_dir` is already up to date, else
+        `(None, plan)` with the staging folder created.
 
     Raises:
-        BadInput: an unusable input and `skip_bad` is False.
+        BadInput: an unusable input and `skip_bad` is False (also for an
+            up-to-date conversion that skipped inputs).
         ValueError: too few items for the folds.
     """
     from tfrecords_tools import writer
 
     module = competitions.get(cfg.task)
     try:
-        items, list_errors = list_all(cfg, module, skip_bad)
+        items, list_errors = list_all(cfg, module, skip_bad, workers)
     except BadInput as e:
         raise download.explain(cfg, e) from None
     if not items["train"]:
@@ -202,24 +270,67 @@ def convert(cfg, workers: int = 1, skip_bad: bool = False,
                   f"({manifest['splits']['train']['records']} train, "
                   f"{manifest['splits']['test']['records']} test)",
                   file=sys.stderr)
-        return manifest
+        return manifest, None
     import tensorflow as tf
 
     tf.io.gfile.makedirs(out)
     manifest_path = os.path.join(out, schema.MANIFEST)
     if tf.io.gfile.exists(manifest_path):
         tf.io.gfile.remove(manifest_path)
-    staging = writer.Staging(out, plan)
     shards = {split: plan_shards(split, fold_ids[split], cfg.data.shard_size)
               for split in schema.SPLITS}
+    return None, Plan(cfg, module, items, fold_ids, shards, list_errors,
+                      strategy, inputs, plan, writer.Staging(out, plan))
+
+
+def pending_shards(plan, split, skip_bad):
+    """({shard: state} of the staged shards, [(shard, fold, indices)] of
+    those still to write) for one split.
+
+    Raises:
+        BadInput: a staged shard recorded a bad input and `skip_bad` is
+            False.
+    """
+    states, pending = {}, []
+    for name, fold, index in plan.shards[split]:
+        state = plan.staging.done(name)
+        if state is not None and state["errors"] and not skip_bad:
+            path, reason = state["errors"][0][:2]
+            raise BadInput(path, reason)
+        if state is None:
+            pending.append((name, fold, index))
+        else:
+            states[name] = state
+    return states, pending
+
+
+def convert(cfg, workers: int = 1, skip_bad: bool = False,
+            progress: bool = True) -> dict:
+    """Converts `cfg.data.raw_dir` into `cfg.data.records_dir`.
+
+    Args:
+        cfg: a validated config.
+        workers: processes for the header listing and the encoding
+            (spawned; 1 = in this process).
+        skip_bad: record bad inputs in `errors.csv` instead of stopping.
+        progress: show tqdm progress bars.
+
+    Returns:
+        The manifest (also written to `records_dir/manifest.json`).
+
+    Raises:
+        BadInput: an unusable input and `skip_bad` is False.
+        ValueError: too few items for the folds.
+    """
+    manifest, plan = prepare(cfg, skip_bad, progress, workers)
+    if manifest is not None:
+        return manifest
     states = {}
     with _Pool(cfg, workers) as pool:
         for split in schema.SPLITS:
-            states.update(_write_split(
-                cfg, staging, split, items[split], shards[split], skip_bad,
-                pool, progress))
-    return _finalize(cfg, module, staging, items, fold_ids, shards, states,
-                     list_errors, strategy, inputs, plan)
+            states.update(_write_split(plan, split, skip_bad, pool,
+                                       progress))
+    return finalize(plan, states)
 
 
 def _raise_recorded_error(out):
@@ -261,65 +372,53 @@ class _Pool:
             self.pool.join()
 
 
-def _write_split(cfg, staging, split, items, shards, skip_bad, pool,
-                 progress):
+def _write_split(plan, split, skip_bad, pool, progress):
     """Stages the shards of one split that are not staged yet."""
     from tqdm import tqdm
 
-    from tfrecords_tools import encode
     from tfrecords_tools import writer
 
-    states, pending = {}, []
-    for name, fold, index in shards:
-        state = staging.done(name)
-        if state is not None and state["errors"] and not skip_bad:
-            path, reason = state["errors"][0][:2]
-            raise BadInput(path, reason)
-        if state is None:
-            pending.append((name, fold, index))
-        else:
-            states[name] = state
+    items = plan.items[split]
+    states, pending = pending_shards(plan, split, skip_bad)
     total = len(items)
     todo = sum(len(index) for _, _, index in pending)
     if not todo:
         return states
-    flat = [items[i] for _, _, index in pending for i in index]
-    results = pool.imap(flat)
+    jobs = [(items[i], fold) for _, fold, index in pending for i in index]
+    results = pool.imap(jobs)
     bar = tqdm(total=total, initial=total - todo, unit="img",
-               desc=f"{cfg.task} {split}", disable=not progress,
+               desc=f"{plan.cfg.task} {split}", disable=not progress,
                file=sys.stderr, dynamic_ncols=True)
+
+    def take(count):
+        for _ in range(count):
+            result = next(results)
+            bar.update(1)
+            yield result
+
     with bar:
         for name, fold, index in pending:
-            records, errors, sizes, keys = [], [], set(), set()
-            for _ in index:
-                features, error = next(results)
-                bar.update(1)
-                if error is not None:
-                    if not skip_bad:
-                        raise BadInput(error[0], error[1], error[2])
-                    errors.append(list(error))
-                    continue
-                features[schema.FOLD] = fold
-                sizes.add((int(features.get(schema.HEIGHT, 0)),
-                           int(features.get(schema.WIDTH, 0)),
-                           int(features.get(schema.CHANNELS, 0))))
-                keys.update(features)
-                records.append(encode.serialize(features))
-            states[name] = staging.write(name, records, {
-                "errors": errors, "sizes": sorted(sizes),
-                "keys": sorted(keys), "fold": fold})
+            states[name] = stage_shard(plan.staging, name, fold,
+                                       take(len(index)), skip_bad)
             writer.pause_after_shard()
             faults.point("shard")
     return states
 
 
-def _finalize(cfg, module, staging, items, fold_ids, shards, states,
-              list_errors, strategy, inputs, plan):
-    """Moves staged shards into place; writes folds, errors, manifest."""
+def finalize(plan, states) -> dict:
+    """Moves staged shards into place; writes folds, errors, manifest.
+
+    `states` holds the staged state of every shard of the plan (from
+    `stage_shard` or `Staging.done`). Returns the manifest.
+    """
     import tensorflow as tf
 
     from tfrecords_tools import writer
 
+    cfg, module, staging = plan.cfg, plan.module, plan.staging
+    items, fold_ids, shards = plan.items, plan.fold_ids, plan.shards
+    list_errors, strategy = plan.list_errors, plan.strategy
+    inputs, plan = plan.inputs, plan.plan
     out = cfg.data.records_dir
     errors = [tuple(e) for e in list_errors]
     splits, sizes, keys = {}, set(), {}
@@ -341,8 +440,10 @@ def _finalize(cfg, module, staging, items, fold_ids, shards, states,
             split_keys.update(state["keys"])
             entries.append({"file": name, "records": state["records"],
                             "fold": fold,
-                            "bytes": tf.io.gfile.stat(final).length,
-                            "sha256": writer.file_sha256(final)})
+                            "bytes": state.get("bytes") or
+                            tf.io.gfile.stat(final).length,
+                            "sha256": state.get("sha256") or
+                            writer.file_sha256(final)})
         kept = [(it, int(f)) for it, f in zip(items[split], fold_ids[split])
                 if it.id not in skipped_ids]
         splits[split] = _split_summary(module, kept, entries,
@@ -441,6 +542,13 @@ def parse_args(argv=None):
                         "data.shard_size=64 data.folds=2 (repeatable)")
     p.add_argument("--workers", type=int, default=1,
                    help="encoding processes (default: 1)")
+    p.add_argument("--runner", choices=("local", "beam"), default="local",
+                   help="engine: this machine's processes (default) or an "
+                        "Apache Beam pipeline (pip install kaggle_tf[beam])")
+    p.add_argument("--beam-option", action="append", default=[],
+                   metavar="KEY=VALUE",
+                   help="Beam pipeline option --KEY=VALUE, e.g. "
+                        "runner=DataflowRunner (repeatable; --runner beam)")
     p.add_argument("--skip-bad", action="store_true",
                    help="skip unusable inputs, listing them in errors.csv")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -464,10 +572,20 @@ def main(argv=None) -> int:
         return 2
     if args.verify:
         return _verify(cfg.data.records_dir)
+    if args.beam_option and args.runner != "beam":
+        print("error: --beam-option needs --runner beam", file=sys.stderr)
+        return 2
     try:
-        manifest = convert(cfg, workers=args.workers,
-                           skip_bad=args.skip_bad,
-                           progress=not args.quiet)
+        if args.runner == "beam":
+            from tfrecords_tools import beam_convert
+
+            manifest = beam_convert.convert_beam(
+                cfg, args.beam_option, workers=args.workers,
+                skip_bad=args.skip_bad, progress=not args.quiet)
+        else:
+            manifest = convert(cfg, workers=args.workers,
+                               skip_bad=args.skip_bad,
+                               progress=not args.quiet)
     except BadInput as e:
         if cli.debugging():
             raise
