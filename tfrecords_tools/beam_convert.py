@@ -3,14 +3,14 @@
     python -m tfrecords_tools.convert --config configs/steel.json \\
         --runner beam [--beam-option KEY=VALUE]... [--skip-bad]
 
-The same plan as the local converter (`tfrecords_tools.convert.prepare`:
+The same plan as the local converter (`tfrecords_tools.engine.prepare`:
 listing, folds, shards, hashes) is made in the launching process; the
-pipeline then encodes every pending item (`convert.encode_record`, the
+pipeline then encodes every pending item (`engine.encode_record`, the
 one per-item encoding of both engines), groups the results by shard,
 orders them as the plan does and stages each shard
-(`convert.stage_shard`, through `tf.io.gfile`, so `records_dir` may be a
+(`engine.stage_shard`, through `tf.io.gfile`, so `records_dir` may be a
 `gs://` path). The launcher finally writes folds, errors and the manifest
-(`convert.finalize`). Records, shards, folds and the manifest are
+(`engine.finalize`). Records, shards, folds and the manifest are
 byte-for-byte those of the local converter; a killed pipeline resumes from
 the shards it staged.
 
@@ -37,7 +37,7 @@ A bad input fails the pipeline with a message naming the file, or with
 import re
 
 from tfrecords_tools import competitions
-from tfrecords_tools import convert
+from tfrecords_tools import engine
 from tfrecords_tools import schema
 from tfrecords_tools.items import BadInput
 
@@ -79,7 +79,7 @@ class _Encode:
         name, position, item, fold = job
         if self.module is None:
             self.module = competitions.get(self.task)
-        features, error = convert.encode_record(self.module, self.cfg,
+        features, error = engine.encode_record(self.module, self.cfg,
                                                 item, fold)
         if error is not None and not self.skip_bad:
             raise BadInput(error[0], error[1], error[2])
@@ -99,7 +99,7 @@ class _Stage:
         name, results = group
         results = sorted(results, key=lambda r: r[0])
         staging = writer.Staging(self.records_dir, self.plan_hash)
-        state = convert.stage_shard(
+        state = engine.stage_shard(
             staging, name, self.folds[name],
             ((features, error) for _, features, error in results),
             self.skip_bad)
@@ -132,12 +132,12 @@ def convert_beam(cfg, beam_options=(), workers: int = 1,
         raise ValueError("--runner beam needs apache-beam: pip install "
                          "'kaggle_tf[beam]'") from None
     options = pipeline_options(beam_options, workers)
-    manifest, plan = convert.prepare(cfg, skip_bad, progress, workers)
+    manifest, plan = engine.prepare(cfg, skip_bad, progress, workers)
     if manifest is not None:
         return manifest
     states, jobs, folds = {}, [], {}
     for split in schema.SPLITS:
-        staged, pending = convert.pending_shards(plan, split, skip_bad)
+        staged, pending = engine.pending_shards(plan, split, skip_bad)
         states.update(staged)
         items = plan.items[split]
         for name, fold, index in pending:
@@ -167,7 +167,7 @@ def convert_beam(cfg, beam_options=(), workers: int = 1,
                 raise RuntimeError(f"{plan.staging.part_path(name)}: the "
                                    "pipeline finished without staging it")
             states[name] = state
-    return convert.finalize(plan, states)
+    return engine.finalize(plan, states)
 
 
 _BAD_RE = re.compile(r"BadInput: (.+?): (.+?)(?: \[while running|\n|$)")
