@@ -50,6 +50,9 @@ def parse_args(argv=None):
     p.add_argument("--config", default=None, help="recipe (default: "
                    "configs/<task>.json)")
     p.add_argument("--size", default=None, help="HxW (default: real size)")
+    p.add_argument("--batch", type=int, default=2,
+                   help="streaming batch size (at most the recipe's; small "
+                        "so that a small N streams many batches)")
     p.add_argument("--keep", default=None, help="work folder to keep")
     p.add_argument("--phase", default=None, help=argparse.SUPPRESS)
     p.add_argument("--root", default=None, help=argparse.SUPPRESS)
@@ -118,9 +121,10 @@ def phase_stream(args):
 
     cfg = _cfg(args, args.root)
     augmenter = image.augmenter_of(cfg)
+    batch = min(cfg.train.batch_size, args.batch)
     ds = pipeline.make_dataset(cfg, list(range(cfg.data.folds)),
                                training=True, augmenter=augmenter,
-                               repeat=False)
+                               repeat=False, batch_size=batch)
     it = iter(ds)
     next(it)  # tracing the pipeline is a fixed cost, not a per-item one
     cpu0 = _usage()[0]
@@ -135,13 +139,14 @@ def phase_stream(args):
     cpu, rss, _ = _usage()
     return {"seconds": seconds, "cpu": cpu - cpu0, "rss_mib": rss,
             "examples": examples,
-            "transforms": len(cfg.augment.transforms or ())}
+            "transforms": len(cfg.augment.transforms or ()),
+            "batch": batch}
 
 
 def _child(args, phase, root):
     cmd = [sys.executable, os.path.abspath(__file__), "--task", args.task,
            "--n", str(args.n), "--workers", str(args.workers),
-           "--phase", phase, "--root", root]
+           "--batch", str(args.batch), "--phase", phase, "--root", root]
     if args.config:
         cmd += ["--config", args.config]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
@@ -189,6 +194,9 @@ def main(argv=None):
             result[name] = r
             continue
         count = count or r["examples"]
+        if not count:
+            print(f"  {name}: no items (raise --n)")
+            continue
         ms = 1000 * r["cpu"] / count
         line = (f"  {name:8s} {count / r['seconds']:8.1f} items/s "
                 f"{ms:8.1f} CPU ms/item  peak RSS {r['rss_mib']:.0f} MiB")
@@ -198,7 +206,8 @@ def main(argv=None):
             line += (f"  {disk / count / 1024:.0f} KiB/item on disk "
                      f"(raw {raw_bytes / count / 1024:.0f} KiB)")
         if "transforms" in r:
-            line += f"  ({r['transforms']} augmentation transforms)"
+            line += (f"  ({r['transforms']} augmentation transforms, "
+                     f"batch {r['batch']})")
         print(line)
         proj = full * ms / 1000 / max(args.workers if name == "convert"
                                       else 1, 1)
