@@ -79,3 +79,21 @@ def test_beam_option_must_be_key_value():
     options = beam_convert.pipeline_options(["runner=DirectRunner",
                                              "direct_num_workers=2"])
     assert options.get_all_options()["direct_num_workers"] == 2
+
+
+def test_command_line_runner_beam(tmp_path, capsys):
+    import json
+
+    raw = tmp_path / "raw"
+    steel.make_sample(str(raw), n=4, size=(16, 100), seed=0)
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"task": "steel", "data": {
+        "raw_dir": str(raw), "records_dir": str(tmp_path / "rec"),
+        "folds": 2, "shard_size": 2}}))
+    assert convert.main(["--config", str(cfg), "--quiet",
+                         "--beam-option", "runner=DirectRunner"]) == 2
+    assert "--runner beam" in capsys.readouterr().err
+    assert convert.main(["--config", str(cfg), "--quiet", "--runner", "beam",
+                         "--beam-option", "direct_num_workers=1"]) == 0
+    assert "4 train records" in capsys.readouterr().out
+    assert convert.main(["--config", str(cfg), "--verify"]) == 0
