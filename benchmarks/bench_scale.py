@@ -130,8 +130,8 @@ def phase_stream(args):
     cpu0 = _usage()[0]
     t = time.perf_counter()
     examples = 0
-    for batch in it:
-        first = batch[0] if isinstance(batch, tuple) else batch
+    for element in it:
+        first = element[0] if isinstance(element, tuple) else element
         leaf = next(iter(first.values())) if isinstance(first, dict) \
             else first
         examples += int(leaf.shape[0])
