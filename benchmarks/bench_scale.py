@@ -8,8 +8,9 @@ task's sample generator at the real image size (JPEG / PNG / DICOM as
 Kaggle ships them), converts them (`tfrecords_tools.convert`, `--workers`
 processes), then streams one epoch of the training pipeline of the recipe
 (`kaggle_tf.data.pipeline.make_dataset` with the recipe's augmentation on
-the host; the first batch, which traces the pipeline, is not counted). Each phase runs in a process of its own, so its peak RSS is its
-own. Prints, for the conversion and for the streaming: items/s, CPU ms per
+the host, `--batch` examples a batch; the first batch, which traces the
+pipeline, is not counted). Each phase runs in a process of its own, so its
+peak RSS is its own. Prints, for the conversion and for the streaming: items/s, CPU ms per
 item (the process and its workers), peak RSS (MiB), bytes on disk per item
 (raw input and records), and the projection to the full competition (the
 train counts of the competition). An item is a training image (an HPA
