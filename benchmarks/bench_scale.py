@@ -10,12 +10,13 @@ processes), then streams one epoch of the training pipeline of the recipe
 (`kaggle_tf.data.pipeline.make_dataset` with the recipe's augmentation on
 the host, `--batch` examples a batch; the first batch, which traces the
 pipeline, is not counted). Each phase runs in a process of its own, so its
-peak RSS is its own. Prints, for the conversion and for the streaming: items/s, CPU ms per
-item (the process and its workers), peak RSS (MiB), bytes on disk per item
-(raw input and records), and the projection to the full competition (the
-train counts of the competition). An item is a training image (an HPA
+peak RSS is its own. Prints, for the conversion and for the streaming:
+items/s, CPU ms per item (the process and its workers), peak RSS (MiB),
+bytes on disk per item (raw input and records), and the projection to the
+full competition (its train counts). An item is a training image (an HPA
 sample of 4 PNGs, an ICH or SIIM DICOM) or a lumbar study. Run it at two
-sizes 4x apart to see whether cost per item stays flat (benchmarks/README.md).
+sizes 4x apart to see whether cost per item stays flat
+(benchmarks/README.md).
 The last line is the JSON of the figures.
 """
 
