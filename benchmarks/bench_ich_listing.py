@@ -98,11 +98,12 @@ def main(argv=None):
     print(f"{'workers':>8} {'list s':>8} {'slices/s':>9} {'vs 1':>5} "
           f"{'list+conv s':>12} {'vs 1':>5} {'rerun s':>8}")
     for workers, row in rows.items():
+        total = row["list"] + row["convert"]
         print(f"{workers:>8} {row['list']:>8.1f} "
               f"{slices / row['list']:>9.0f} "
               f"{base['list'] / row['list']:>5.2f} "
-              f"{row['list'] + row['convert']:>12.1f} "
-              f"{(base['list'] + base['convert']) / (row['list'] + row['convert']):>5.2f} "
+              f"{total:>12.1f} "
+              f"{(base['list'] + base['convert']) / total:>5.2f} "
               f"{row['rerun']:>8.1f}")
     print(json.dumps({"bench": "ich_listing", "slices": slices,
                       "size": args.size, "load": round(load, 1),

@@ -18,8 +18,8 @@ Reads `cfg.data.raw_dir` through the task's plugin
 `--workers N` lists headers and encodes in N spawned processes (records
 are identical for any N). `--runner beam` runs the encoding as an Apache
 Beam pipeline instead (`tfrecords_tools.beam_convert`: DirectRunner here,
-Dataflow / Flink / Spark through `--beam-option`), with the same records. Spawned workers import the caller's main module again: a script
-calling `convert(cfg, workers=N)` should import TensorFlow inside a
+Dataflow / Flink / Spark through `--beam-option`), with the same records.
+Spawned workers import the caller's main module again: a script calling `convert(cfg, workers=N)` should import TensorFlow inside a
 function, not at its top level, or every worker loads it.
 
 A rerun with the same inputs and settings writes nothing; a killed run
