@@ -145,10 +145,13 @@ def convert_beam(cfg, beam_options=(), workers: int = 1,
             jobs.extend((name, k, items[i], fold)
                         for k, i in enumerate(index))
     if jobs:
+        chunks = _write_jobs(plan.staging, jobs)
         try:
             with beam.Pipeline(options=options) as p:
                 _ = (p
-                     | "Items" >> beam.Create(jobs, reshuffle=True)
+                     | "Chunks" >> beam.Create(chunks, reshuffle=True)
+                     | "Items" >> beam.FlatMap(_read_jobs)
+                     | "Spread" >> beam.Reshuffle()
                      | "Encode" >> beam.Map(_Encode(cfg.task, cfg,
                                                     skip_bad))
                      | "ByShard" >> beam.GroupByKey()
@@ -168,6 +171,34 @@ def convert_beam(cfg, beam_options=(), workers: int = 1,
                                    "pipeline finished without staging it")
             states[name] = state
     return engine.finalize(plan, states)
+
+
+JOBS_PER_CHUNK = 256
+
+
+def _write_jobs(staging, jobs):
+    """Pickles the jobs into chunk files of the staging folder and returns
+    their paths: the pipeline graph carries the paths only (a remote runner
+    limits its size; the items of 752k ICH slices would not fit)."""
+    import pickle
+
+    from tfrecords_tools import writer
+
+    paths = []
+    for k in range(0, len(jobs), JOBS_PER_CHUNK):
+        path = f"{staging.folder}/jobs-{k // JOBS_PER_CHUNK:06d}.pkl"
+        writer.write_bytes(path, pickle.dumps(jobs[k:k + JOBS_PER_CHUNK]))
+        paths.append(path)
+    return paths
+
+
+def _read_jobs(path):
+    import pickle
+
+    import tensorflow as tf
+
+    with tf.io.gfile.GFile(path, "rb") as f:
+        return pickle.loads(f.read())
 
 
 _BAD_RE = re.compile(r"BadInput: (.+?): (.+?)(?: \[while running|\n|$)")
