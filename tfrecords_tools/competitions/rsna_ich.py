@@ -244,7 +244,9 @@ def hu_png(hu) -> bytes:
     stored = np.clip(np.rint(np.asarray(hu, np.float64)) + HU_OFFSET, 0,
                      65535).astype("<u2")
     buf = io.BytesIO()
-    Image.fromarray(stored).save(buf, format="PNG")
+    # zlib level 1: a third of the default's time (752k slices) for ~10%
+    # larger files; the decoded values are the same.
+    Image.fromarray(stored).save(buf, format="PNG", compress_level=1)
     return buf.getvalue()
 
 
