@@ -8,7 +8,8 @@ size by default) once, then converts it from scratch with each worker
 count (`tfrecords_tools.convert.convert`, fresh records folder each time)
 and prints images/second (train + test images over the wall time of the
 whole conversion, process start-up of the workers included), and the
-ratio of each to the 1-worker speed. The best of `--repeats` runs counts
+ratio of each to the 1-worker speed. The worker counts alternate within
+each of the `--repeats` rounds, and the best run of each counts
 (the machine may be shared: the load average is printed with the result).
 CPU ms per image (this process and its workers, spawn start-up included)
 measures the work independently of other load on the machine.
@@ -83,18 +84,17 @@ def main(argv=None):
               f"{args.size[0]}x{args.size[1]} in "
               f"{time.perf_counter() - t:.1f} s", flush=True)
         results, cpu_ms = {}, {}
-        for workers in args.workers:
-            best = None
-            for r in range(args.repeats):
+        for r in range(args.repeats):  # alternating: same load for each
+            for workers in args.workers:
                 images, seconds, cpu = run(raw, os.path.join(tmp, "rec"),
                                            workers, args.shard_size)
                 rate = images / seconds
-                best = rate if best is None else max(best, rate)
+                results[workers] = max(results.get(workers, 0.0), rate)
                 cpu_ms[workers] = 1000 * cpu / images
                 print(f"  workers={workers} run {r + 1}: {images} images "
                       f"in {seconds:.2f} s ({rate:.1f} images/s, "
-                      f"{cpu_ms[workers]:.1f} CPU ms/image)", flush=True)
-            results[workers] = best
+                      f"{cpu_ms[workers]:.1f} CPU ms/image, load "
+                      f"{os.getloadavg()[0]:.1f})", flush=True)
     base = results.get(1) or next(iter(results.values()))
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"\n{os.cpu_count()} CPUs, 1-minute load average {load:.1f} "

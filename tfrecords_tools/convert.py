@@ -1,7 +1,8 @@
 """Raw Kaggle files -> sharded TFRecords with folds, once.
 
     python -m tfrecords_tools.convert --config configs/steel.json \\
-        [--set data.shard_size=64]... [--workers N] [--skip-bad]
+        [--set data.shard_size=64]... [--workers N] [--skip-bad] \\
+        [--runner local|beam [--beam-option KEY=VALUE]...]
 
 Reads `cfg.data.raw_dir` through the task's plugin
 (`tfrecords_tools.competitions.<task>`), assigns folds
@@ -14,9 +15,11 @@ Reads `cfg.data.raw_dir` through the task's plugin
   skipped, and `manifest.json` last (schema, counts per split, fold and
   class, shards, input hash).
 
-`--workers N` encodes in N spawned processes (records are identical for
-any N). Spawned workers import the caller's main module again: a script
-calling `convert(cfg, workers=N)` should import TensorFlow inside a
+`--workers N` lists headers and encodes in N spawned processes (records
+are identical for any N). `--runner beam` runs the encoding as an Apache
+Beam pipeline instead (`tfrecords_tools.beam_convert`: DirectRunner here,
+Dataflow / Flink / Spark through `--beam-option`), with the same records.
+Spawned workers import the caller's main module again: a script calling `convert(cfg, workers=N)` should import TensorFlow inside a
 function, not at its top level, or every worker loads it.
 
 A rerun with the same inputs and settings writes nothing; a killed run
@@ -34,26 +37,19 @@ Example:
 """
 
 import argparse
-import collections
-import csv
-import dataclasses
-import hashlib
-import io
-import json
 import os
 import sys
 
 from kaggle_tf import cli
 from tfrecords_tools import competitions
-from tfrecords_tools import download
 from tfrecords_tools import faults
-from tfrecords_tools import folds as folds_lib
 from tfrecords_tools import schema
+from tfrecords_tools.engine import encode_record
+from tfrecords_tools.engine import finalize
+from tfrecords_tools.engine import pending_shards
+from tfrecords_tools.engine import prepare
+from tfrecords_tools.engine import stage_shard
 from tfrecords_tools.items import BadInput
-
-# Config keys (of `cfg.data`) that never change the records.
-_READER_ONLY = ("raw_dir", "records_dir", "image_size", "shuffle_buffer",
-                "cache")
 
 
 # --- workers -------------------------------------------------------------
@@ -67,95 +63,10 @@ def _init_worker(task, cfg):
     _WORKER["cfg"] = cfg
 
 
-def _encode(item):
-    """(features, None) or (None, (file, reason)); runs in a worker."""
-    try:
-        return _WORKER["module"].encode_item(item, _WORKER["cfg"]), None
-    except BadInput as e:
-        return None, (e.path, e.reason, item.id)
-
-
-# --- planning ------------------------------------------------------------
-
-def fold_strategy(cfg, module) -> str:
-    """The fold strategy: the config's, or the plugin's for "auto"."""
-    strategy = cfg.data.fold_strategy
-    return module.FOLD_STRATEGY if strategy == "auto" else strategy
-
-
-def input_hash(cfg, items_by_split) -> str:
-    """sha256 over the raw CSVs and every item's (path, size)."""
-    raw = cfg.data.raw_dir
-    h = hashlib.sha256()
-    h.update(cfg.task.encode())
-    if os.path.isdir(raw):
-        for name in sorted(os.listdir(raw)):
-            path = os.path.join(raw, name)
-            if name.lower().endswith(".csv") and os.path.isfile(path):
-                h.update(name.encode())
-                with open(path, "rb") as f:
-                    h.update(hashlib.sha256(f.read()).digest())
-    for split in schema.SPLITS:
-        for item in items_by_split[split]:
-            h.update(f"{split}\0{item.id}".encode())
-            for path in item.paths:
-                size = os.path.getsize(path) if os.path.exists(path) else -1
-                h.update(f"\0{os.path.relpath(path, raw)}\0{size}".encode())
-    return h.hexdigest()
-
-
-def plan_hash(cfg, module, inputs) -> str:
-    """sha256 of everything the records depend on (inputs and settings)."""
-    keys = getattr(module, "CONFIG_KEYS", None)
-    data = dataclasses.asdict(cfg.data)
-    if keys is None:       # unknown: every key that can change a record
-        data = {k: v for k, v in data.items() if k not in _READER_ONLY}
-    else:
-        data = {k: v for k, v in data.items()
-                if k in keys or k in ("folds", "fold_strategy",
-                                      "shard_size")}
-    plan = {"schema": schema.SCHEMA_VERSION, "task": cfg.task,
-            "seed": cfg.seed, "data": data, "inputs": inputs,
-            "strategy": fold_strategy(cfg, module)}
-    return hashlib.sha256(json.dumps(plan, sort_keys=True).encode()
-                          ).hexdigest()
-
-
-def plan_shards(split, fold_ids, shard_size) -> list:
-    """[(shard name, fold, item indices)]: one fold per shard, ids sorted.
-
-    `fold_ids` is aligned with the (id-sorted) items of the split.
-    """
-    by_fold = collections.defaultdict(list)
-    for i, fold in enumerate(fold_ids):
-        by_fold[int(fold)].append(i)
-    chunks = []
-    for fold in sorted(by_fold):
-        index = by_fold[fold]
-        for start in range(0, len(index), shard_size):
-            chunks.append((fold, index[start:start + shard_size]))
-    return [(schema.shard_name(split, k, len(chunks)), fold, index)
-            for k, (fold, index) in enumerate(chunks)]
-
-
-# --- conversion ----------------------------------------------------------
-
-def list_all(cfg, module, skip_bad):
-    """Items per split (id-sorted, checked unique) and listing errors."""
-    errors = []
-    on_error = errors.append if skip_bad else None
-    items = {}
-    for split in schema.SPLITS:
-        listed = sorted(module.list_items(cfg, split, on_error=on_error),
-                        key=lambda it: it.id)
-        seen = set()
-        for item in listed:
-            if item.id in seen:
-                raise BadInput(cfg.data.raw_dir,
-                               f"duplicate {split} id {item.id!r}", item.id)
-            seen.add(item.id)
-        items[split] = listed
-    return items, [(e.path, e.reason, e.item_id) for e in errors]
+def _encode(job):
+    """`encode_record` of one (item, fold); runs in a worker."""
+    item, fold = job
+    return encode_record(_WORKER["module"], _WORKER["cfg"], item, fold)
 
 
 def convert(cfg, workers: int = 1, skip_bad: bool = False,
@@ -164,7 +75,8 @@ def convert(cfg, workers: int = 1, skip_bad: bool = False,
 
     Args:
         cfg: a validated config.
-        workers: encoding processes (spawned; 1 = in this process).
+        workers: processes for the header listing and the encoding
+            (spawned; 1 = in this process).
         skip_bad: record bad inputs in `errors.csv` instead of stopping.
         progress: show tqdm progress bars.
 
@@ -175,63 +87,15 @@ def convert(cfg, workers: int = 1, skip_bad: bool = False,
         BadInput: an unusable input and `skip_bad` is False.
         ValueError: too few items for the folds.
     """
-    from tfrecords_tools import writer
-
-    module = competitions.get(cfg.task)
-    try:
-        items, list_errors = list_all(cfg, module, skip_bad)
-    except BadInput as e:
-        raise download.explain(cfg, e) from None
-    if not items["train"]:
-        raise BadInput(cfg.data.raw_dir, "no training items found")
-    strategy = fold_strategy(cfg, module)
-    fold_ids = {
-        "train": folds_lib.assign_folds(items["train"], cfg.data.folds,
-                                        strategy, cfg.seed),
-        "test": [schema.TEST_FOLD] * len(items["test"]),
-    }
-    inputs = input_hash(cfg, items)
-    plan = plan_hash(cfg, module, inputs)
-    out = cfg.data.records_dir
-    manifest = writer.manifest_up_to_date(out, plan)
+    manifest, plan = prepare(cfg, skip_bad, progress, workers)
     if manifest is not None:
-        if manifest["skipped"] and not skip_bad:
-            _raise_recorded_error(out)
-        if progress:
-            print(f"{out}: records up to date "
-                  f"({manifest['splits']['train']['records']} train, "
-                  f"{manifest['splits']['test']['records']} test)",
-                  file=sys.stderr)
         return manifest
-    import tensorflow as tf
-
-    tf.io.gfile.makedirs(out)
-    manifest_path = os.path.join(out, schema.MANIFEST)
-    if tf.io.gfile.exists(manifest_path):
-        tf.io.gfile.remove(manifest_path)
-    staging = writer.Staging(out, plan)
-    shards = {split: plan_shards(split, fold_ids[split], cfg.data.shard_size)
-              for split in schema.SPLITS}
     states = {}
     with _Pool(cfg, workers) as pool:
         for split in schema.SPLITS:
-            states.update(_write_split(
-                cfg, staging, split, items[split], shards[split], skip_bad,
-                pool, progress))
-    return _finalize(cfg, module, staging, items, fold_ids, shards, states,
-                     list_errors, strategy, inputs, plan)
-
-
-def _raise_recorded_error(out):
-    """The first error of an up-to-date conversion made with --skip-bad."""
-    path = os.path.join(out, schema.ERRORS_CSV)
-    import tensorflow as tf
-
-    with tf.io.gfile.GFile(path, "r") as f:
-        rows = list(csv.DictReader(io.StringIO(f.read())))
-    first = rows[0] if rows else {"file": path, "reason": "bad inputs"}
-    raise BadInput(first["file"], f"{first['reason']} ({len(rows)} bad "
-                                  f"input(s) listed in {path})")
+            states.update(_write_split(plan, split, skip_bad, pool,
+                                       progress))
+    return finalize(plan, states)
 
 
 class _Pool:
@@ -261,173 +125,37 @@ class _Pool:
             self.pool.join()
 
 
-def _write_split(cfg, staging, split, items, shards, skip_bad, pool,
-                 progress):
+def _write_split(plan, split, skip_bad, pool, progress):
     """Stages the shards of one split that are not staged yet."""
     from tqdm import tqdm
 
-    from tfrecords_tools import encode
     from tfrecords_tools import writer
 
-    states, pending = {}, []
-    for name, fold, index in shards:
-        state = staging.done(name)
-        if state is not None and state["errors"] and not skip_bad:
-            path, reason = state["errors"][0][:2]
-            raise BadInput(path, reason)
-        if state is None:
-            pending.append((name, fold, index))
-        else:
-            states[name] = state
+    items = plan.items[split]
+    states, pending = pending_shards(plan, split, skip_bad)
     total = len(items)
     todo = sum(len(index) for _, _, index in pending)
     if not todo:
         return states
-    flat = [items[i] for _, _, index in pending for i in index]
-    results = pool.imap(flat)
+    jobs = [(items[i], fold) for _, fold, index in pending for i in index]
+    results = pool.imap(jobs)
     bar = tqdm(total=total, initial=total - todo, unit="img",
-               desc=f"{cfg.task} {split}", disable=not progress,
+               desc=f"{plan.cfg.task} {split}", disable=not progress,
                file=sys.stderr, dynamic_ncols=True)
+
+    def take(count):
+        for _ in range(count):
+            result = next(results)
+            bar.update(1)
+            yield result
+
     with bar:
         for name, fold, index in pending:
-            records, errors, sizes, keys = [], [], set(), set()
-            for _ in index:
-                features, error = next(results)
-                bar.update(1)
-                if error is not None:
-                    if not skip_bad:
-                        raise BadInput(error[0], error[1], error[2])
-                    errors.append(list(error))
-                    continue
-                features[schema.FOLD] = fold
-                sizes.add((int(features.get(schema.HEIGHT, 0)),
-                           int(features.get(schema.WIDTH, 0)),
-                           int(features.get(schema.CHANNELS, 0))))
-                keys.update(features)
-                records.append(encode.serialize(features))
-            states[name] = staging.write(name, records, {
-                "errors": errors, "sizes": sorted(sizes),
-                "keys": sorted(keys), "fold": fold})
+            states[name] = stage_shard(plan.staging, name, fold,
+                                       take(len(index)), skip_bad)
             writer.pause_after_shard()
             faults.point("shard")
     return states
-
-
-def _finalize(cfg, module, staging, items, fold_ids, shards, states,
-              list_errors, strategy, inputs, plan):
-    """Moves staged shards into place; writes folds, errors, manifest."""
-    import tensorflow as tf
-
-    from tfrecords_tools import writer
-
-    out = cfg.data.records_dir
-    errors = [tuple(e) for e in list_errors]
-    splits, sizes, keys = {}, set(), {}
-    for split in schema.SPLITS:
-        names = {name for name, _, _ in shards[split]}
-        for stale in writer.final_shards(out, split):
-            if stale not in names:
-                tf.io.gfile.remove(os.path.join(out, stale))
-        skipped_ids = set()
-        split_keys = set()
-        entries = []
-        for name, fold, _ in shards[split]:
-            state = states[name]
-            staging.promote(name)
-            final = os.path.join(out, name)
-            skipped_ids.update(e[2] for e in state["errors"])
-            errors.extend(tuple(e) for e in state["errors"])
-            sizes.update(tuple(s) for s in state["sizes"])
-            split_keys.update(state["keys"])
-            entries.append({"file": name, "records": state["records"],
-                            "fold": fold,
-                            "bytes": tf.io.gfile.stat(final).length,
-                            "sha256": writer.file_sha256(final)})
-        kept = [(it, int(f)) for it, f in zip(items[split], fold_ids[split])
-                if it.id not in skipped_ids]
-        splits[split] = _split_summary(module, kept, entries,
-                                       len(skipped_ids))
-        keys[split] = {k: schema.TYPES[k] for k in sorted(split_keys)}
-        if split == "train":
-            _write_folds_csv(out, kept)
-    errors_path = os.path.join(out, schema.ERRORS_CSV)
-    if errors:
-        _write_errors_csv(errors_path, errors)
-    elif tf.io.gfile.exists(errors_path):
-        tf.io.gfile.remove(errors_path)
-    heights = {(h, w) for h, w, _ in sizes}
-    manifest = {
-        "schema_version": schema.SCHEMA_VERSION,
-        "task": cfg.task,
-        "kind": module.KIND,
-        "classes": list(module.CLASSES),
-        "num_classes": len(module.CLASSES),
-        "channels": max((c for _, _, c in sizes), default=0),
-        "image_size": list(heights.pop()) if len(heights) == 1 else None,
-        "features": keys,
-        "folds": cfg.data.folds,
-        "fold_strategy": strategy,
-        "seed": cfg.seed,
-        "shard_size": cfg.data.shard_size,
-        "splits": splits,
-        "skipped": len(errors),
-        "errors_csv": schema.ERRORS_CSV if errors else None,
-        "input_hash": inputs,
-        "plan_hash": plan,
-    }
-    writer.write_json(os.path.join(out, schema.MANIFEST), manifest)
-    staging.remove()
-    return manifest
-
-
-def _split_summary(module, kept, entries, skipped):
-    per_fold = collections.Counter(str(f) for _, f in kept)
-    # Examples a record expands into (e.g. the slices of an ICH series).
-    examples = collections.Counter()
-    for item, fold in kept:
-        ids = (item.data or {}).get("ids") if isinstance(item.data, dict) \
-            else None
-        examples[str(fold)] += len(ids) if ids else 1
-    per_class = collections.Counter()
-    per_fold_class = collections.defaultdict(collections.Counter)
-    empty = 0
-    for item, fold in kept:
-        present = [c for c, v in zip(module.CLASSES, item.labels) if v > 0]
-        per_class.update(present)
-        per_fold_class[str(fold)].update(present)
-        empty += bool(item.labels) and not present
-    return {
-        "records": len(kept),
-        "skipped": skipped,
-        "shards": entries,
-        "records_per_fold": dict(sorted(per_fold.items())),
-        "examples_per_fold": dict(sorted(examples.items())),
-        "records_per_class": {c: per_class[c] for c in module.CLASSES},
-        "records_per_fold_class": {
-            f: {c: per_fold_class[f][c] for c in module.CLASSES}
-            for f in sorted(per_fold_class)},
-        "records_without_labels": int(empty),
-    }
-
-
-def _write_csv(path, header, rows):
-    from tfrecords_tools import writer
-
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(header)
-    w.writerows(rows)
-    writer.write_bytes(path, buf.getvalue().encode("utf-8"))
-
-
-def _write_folds_csv(out, kept):
-    rows = sorted((item.id, fold) for item, fold in kept)
-    _write_csv(os.path.join(out, schema.FOLDS_CSV), ("id", "fold"), rows)
-
-
-def _write_errors_csv(path, errors):
-    _write_csv(path, ("file", "reason"),
-               [(f, r) for f, r, *_ in sorted(set(errors))])
 
 
 # --- command line --------------------------------------------------------
@@ -441,6 +169,13 @@ def parse_args(argv=None):
                         "data.shard_size=64 data.folds=2 (repeatable)")
     p.add_argument("--workers", type=int, default=1,
                    help="encoding processes (default: 1)")
+    p.add_argument("--runner", choices=("local", "beam"), default="local",
+                   help="engine: this machine's processes (default) or an "
+                        "Apache Beam pipeline (pip install kaggle_tf[beam])")
+    p.add_argument("--beam-option", action="append", default=[],
+                   metavar="KEY=VALUE",
+                   help="Beam pipeline option --KEY=VALUE, e.g. "
+                        "runner=DataflowRunner (repeatable; --runner beam)")
     p.add_argument("--skip-bad", action="store_true",
                    help="skip unusable inputs, listing them in errors.csv")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -464,10 +199,20 @@ def main(argv=None) -> int:
         return 2
     if args.verify:
         return _verify(cfg.data.records_dir)
+    if args.beam_option and args.runner != "beam":
+        print("error: --beam-option needs --runner beam", file=sys.stderr)
+        return 2
     try:
-        manifest = convert(cfg, workers=args.workers,
-                           skip_bad=args.skip_bad,
-                           progress=not args.quiet)
+        if args.runner == "beam":
+            from tfrecords_tools import beam_convert
+
+            manifest = beam_convert.convert_beam(
+                cfg, args.beam_option, workers=args.workers,
+                skip_bad=args.skip_bad, progress=not args.quiet)
+        else:
+            manifest = convert(cfg, workers=args.workers,
+                               skip_bad=args.skip_bad,
+                               progress=not args.quiet)
     except BadInput as e:
         if cli.debugging():
             raise

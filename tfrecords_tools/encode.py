@@ -33,9 +33,14 @@ def pack_mask(masks) -> bytes:
         raise ValueError(f"masks must be (height, width, classes). "
                          f"Received shape: {masks.shape}")
     dtype = schema.mask_dtype(masks.shape[-1])
-    packed = np.zeros(masks.shape[:2], dtype)
-    for k in range(masks.shape[-1]):
-        packed[masks[..., k]] |= 1 << k
+    # Bit k of byte k // 8 is class k; the bytes read as little-endian.
+    packed = np.packbits(masks, axis=-1, bitorder="little")
+    if dtype == "uint16":
+        packed = np.pad(packed, ((0, 0), (0, 0), (0, 2 - packed.shape[-1])))
+        packed = packed[..., 0].astype(np.uint16) | (
+            packed[..., 1].astype(np.uint16) << 8)
+    else:
+        packed = np.ascontiguousarray(packed[..., 0])
     buf = io.BytesIO()
     # A 2-D uint8 array becomes an "L" image, uint16 an "I;16" one.
     Image.fromarray(packed).save(buf, format="PNG")

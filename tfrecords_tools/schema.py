@@ -71,6 +71,8 @@ SPLITS = ("train", "test")
 MANIFEST = "manifest.json"
 FOLDS_CSV = "folds.csv"
 ERRORS_CSV = "errors.csv"
+# Listing caches of a records dir (e.g. DICOM headers), kept across runs.
+CACHE_DIR = ".cache"
 SHARD_SUFFIX = ".tfrec"
 SHARD_RE = re.compile(r"^(train|test)-(\d{5})-of-(\d{5})\.tfrec$")
 MAX_MASK_CLASSES = 16

@@ -188,7 +188,13 @@ class Staging:
         records = list(records)
         state = dict(state, plan=self.plan_hash, records=len(records))
         write_json(self.state_path(shard), state)
-        write_part(self.part_path(shard), records)
+        part = self.part_path(shard)
+        write_part(part, records)
+        # Checksummed where the shard was written (a Beam worker next to
+        # the bucket), so that the manifest needs no second read of it.
+        state.update(bytes=tf.io.gfile.stat(part).length,
+                     sha256=file_sha256(part))
+        write_json(self.state_path(shard), state)
         return state
 
     def promote(self, shard: str) -> None:

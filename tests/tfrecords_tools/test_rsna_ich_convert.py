@@ -202,3 +202,30 @@ def test_draw_windows_side_by_side(converted):
         np.testing.assert_array_equal(
             picture[top:SIZE, k * SIZE:(k + 1) * SIZE, 0], want[top:])
     assert picture.shape[0] > SIZE  # the strip of every slice below
+
+
+def test_header_listing_cached_and_invalidated(tmp_path):
+    from tfrecords_tools.readers import dicom as dicom_reader
+
+    raw = tmp_path / "raw"
+    rsna_ich.make_sample(str(raw), n=12, size=16, seed=2)
+    total = len(glob.glob(str(raw / "stage_2_*" / "*.dcm")))
+    cfg = _cfg(raw, tmp_path / "rec")
+    stats = dicom_reader.HEADER_STATS
+
+    def listing():
+        before = dict(stats)
+        manifest = convert.convert(cfg, progress=False)
+        return ({k: stats[k] - before[k] for k in stats},
+                manifest["splits"]["train"]["records"])
+
+    first, records = listing()
+    assert first == {"read": total, "cached": 0}
+    again, records_again = listing()  # a rerun reads no header
+    assert again == {"read": 0, "cached": total}
+    assert records_again == records
+    changed = sorted(glob.glob(str(raw / "stage_2_train" / "*.dcm")))[3]
+    stamp = os.stat(changed)
+    os.utime(changed, ns=(stamp.st_atime_ns, stamp.st_mtime_ns + 10**9))
+    after, _ = listing()  # the changed file only is read again
+    assert after == {"read": 1, "cached": total - 1}

@@ -44,6 +44,9 @@ Functions (no TensorFlow import at module level: workers stay light):
   `BadInput(csv_path, "row N: ...")`; when `on_error` is given, call
   `on_error(bad_input)` instead and leave the item out. Use
   `readers.csv_table.read_rows` (line numbers) and `readers.paths.safe_join`.
+  A plugin that reads file headers while listing may take a `workers=1`
+  keyword (the converter's `--workers`) and read them with
+  `readers.dicom.read_headers` (parallel, cached in `records_dir/.cache/`).
 - `encode_item(item, cfg) -> dict`
   Reads the item's files and returns the record's features, keyed by
   `tfrecords_tools.schema` constants: `schema.ID` (str), `schema.IMAGE`

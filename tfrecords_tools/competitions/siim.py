@@ -67,8 +67,12 @@ def _report(error, on_error):
 
 # --- reading -------------------------------------------------------------
 
-def list_items(cfg, split: str = "train", on_error=None) -> list:
+def list_items(cfg, split: str = "train", on_error=None,
+               workers: int = 1) -> list:
     """One `Item` per image of `split`, sorted by ImageId.
+
+    The train headers are read in `workers` processes and cached in
+    `records_dir/.cache/` (per file, by size and mtime).
 
     Train: the ImageIds of train-rle.csv (rows of one image are united);
     each must have a DICOM under `dicom-images-train/`, whose header gives
@@ -81,13 +85,14 @@ def list_items(cfg, split: str = "train", on_error=None) -> list:
     """
     raw = cfg.data.raw_dir
     if split == "train":
-        return _train_items(raw, on_error)
+        return _train_items(cfg, on_error, workers)
     if split == "test":
         return _test_items(raw, on_error)
     raise ValueError(f"split must be 'train' or 'test'. Received: {split!r}")
 
 
-def _train_items(raw, on_error):
+def _train_items(cfg, on_error, workers):
+    raw = cfg.data.raw_dir
     csv_path = os.path.join(raw, TRAIN_CSV)
     rows = csv_table.read_rows(csv_path, ("ImageId", "EncodedPixels"))
     files = dicom_reader.index_folder(os.path.join(raw, TRAIN_DIR))
@@ -118,13 +123,17 @@ def _train_items(raw, on_error):
         if rle not in ("", EMPTY):
             rles[image_id].append(rle)
             lines[image_id].append(line)
+    headers = dicom_reader.read_headers(
+        [files[i] for i in sorted(rles)], ("patient_id",), workers=workers,
+        cache_path=os.path.join(cfg.data.records_dir, schema.CACHE_DIR,
+                                "siim-train-headers.json.gz"),
+        root=raw)
     items = []
     for image_id in sorted(rles):
         path = files[image_id]
-        try:
-            meta = dicom_reader.read_meta(path, image_id)
-        except BadInput as e:
-            _report(e, on_error)
+        meta = headers[path]
+        if isinstance(meta, BadInput):
+            _report(BadInput(meta.path, meta.reason, image_id), on_error)
             continue
         positive = int(bool(rles[image_id]))
         items.append(Item(
