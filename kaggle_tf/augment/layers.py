@@ -120,6 +120,20 @@ class Augmenter(keras.layers.Layer):
         """Whether every op compiles with XLA (a TPU needs that)."""
         return self.tree.xla_safe
 
+    def __call__(self, data, training=True, **kwargs):
+        if keras.backend.backend() != "tensorflow":
+            # In tf.data under another Keras backend (JAX): the ops are
+            # TensorFlow's, and `Layer.__call__` would convert the graph
+            # tensors into that backend's arrays.
+            if self.placement == "model":
+                raise ValueError(
+                    "Augmenter: placement='model' runs TensorFlow ops in "
+                    "the train step, which needs KERAS_BACKEND=tensorflow; "
+                    "use placement='dataset' on the "
+                    f"{keras.backend.backend()} backend")
+            return self.call(data, training=training)
+        return super().__call__(data, training=training, **kwargs)
+
     def call(self, data, training=True):
         if not training:
             return data
