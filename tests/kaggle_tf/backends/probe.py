@@ -3,7 +3,8 @@ metric on fixed inputs, one compiled train step, written to an npz.
 
     KERAS_BACKEND=tensorflow python probe.py OUT.npz DIR   builds the
         models (seeded), saves them to DIR/<recipe>.keras and the inputs
-        to DIR/inputs.npz; the train step is `jit_compile=True` (XLA).
+        to DIR/inputs.npz; the train step is `jit_compile=True` (XLA)
+        with PROBE_XLA=1, eager TF otherwise.
     KERAS_BACKEND=jax python probe.py OUT.npz DIR          loads those
         `.keras` files and inputs; the train step is JAX's default jit.
         With two host devices (XLA_FLAGS) it also trains one step under
@@ -44,8 +45,9 @@ RECIPES = {
     "protein": ("protein.json", []),
     "rsna_ich": ("rsna_ich.json", []),
     "rsna_ich_seq": ("rsna_ich_seq.json", []),
-    "rsna_lumbar": ("rsna_lumbar.json", ["data.channels=6",
-                                         "data.stack_slices=[2,2,2]"]),
+    "rsna_lumbar": ("rsna_lumbar.json", [
+        "data.channels=6",
+        "data.stack_slices={\"sagittal_t1\":2,\"sagittal_t2_stir\":2,\"axial_t2\":2}"]),
 }
 SEQUENCE_EMBEDDING = 16
 START = time.time()
@@ -68,10 +70,10 @@ def build(cfg):
 def extra_models():
     """Architectures no recipe uses by default: FPN, U-Net with scSE
     attention and an aux head."""
-    fpn = types.SimpleNamespace(arch="fpn", encoder="test_resnet", classes=2,
+    fpn = types.SimpleNamespace(arch="fpn", encoder="test_resnet", classes=4,
                                 encoder_weights=None, aux_head=False)
     unet = types.SimpleNamespace(
-        arch="unet", encoder="test_resnet", classes=2, encoder_weights=None,
+        arch="unet", encoder="test_resnet", classes=4, encoder_weights=None,
         decoder_channels=[16, 8, 8, 8, 8], decoder_attention="scse",
         aux_head=True)
     return {"fpn": fpn, "unet_scse_aux": unet}
@@ -237,9 +239,11 @@ def main(out_path, directory):
         metric.update_state(y, logits)
         metric.update_state(y[::-1], logits)
         out[f"{name}/metric"] = numpy(metric.result())
-        # One compiled step (XLA on TF, jit on JAX), SGD: comparable.
+        # One step, SGD (comparable): jit on JAX; on TF with XLA when
+        # PROBE_XLA=1 (slow on a CPU: the opt-in XLA test).
+        jit = not tensorflow or os.environ.get("PROBE_XLA") == "1"
         out[f"{name}/step_loss"] = one_step(
-            model, cfg, x, y, keras.optimizers.SGD(0.01), True)
+            model, cfg, x, y, keras.optimizers.SGD(0.01), jit)
         for i, w in enumerate(model.get_weights()):
             out[f"{name}/stepped/{i}"] = w
         log(name, "stepped")
