@@ -74,7 +74,7 @@ def extra_models():
                                 encoder_weights=None, aux_head=False)
     unet = types.SimpleNamespace(
         arch="unet", encoder="test_resnet", classes=4, encoder_weights=None,
-        decoder_channels=[16, 8, 8, 8, 8], decoder_attention="scse",
+        decoder_channels=[16, 16, 16, 16, 16], decoder_attention="scse",
         aux_head=True)
     return {"fpn": fpn, "unet_scse_aux": unet}
 
