@@ -50,6 +50,9 @@ RECIPES = {
         "data.stack_slices={\"sagittal_t1\":2,\"sagittal_t2_stir\":2,\"axial_t2\":2}"]),
 }
 SEQUENCE_EMBEDDING = 16
+# Recipes whose optimizer is not the plain one: protein's encoder LR,
+# RSNA lumbar's gradient accumulation (one JAX step each).
+OWN_OPTIMIZER = ("protein", "rsna_lumbar")
 START = time.time()
 
 
@@ -247,7 +250,7 @@ def main(out_path, directory):
         for i, w in enumerate(model.get_weights()):
             out[f"{name}/stepped/{i}"] = w
         log(name, "stepped")
-        if tensorflow:
+        if tensorflow or name not in OWN_OPTIMIZER:
             continue
         # The recipe's own optimizer (encoder LR, accumulation) on JAX.
         fresh = keras.saving.load_model(path, compile=False)
