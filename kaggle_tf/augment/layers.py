@@ -123,6 +123,22 @@ class Augmenter(keras.layers.Layer):
         """Whether every op compiles with XLA (a TPU needs that)."""
         return self.tree.xla_safe
 
+    def __call__(self, data, training=True, seed=None, **kwargs):
+        if keras.backend.backend() != "tensorflow":
+            # In tf.data under another Keras backend (JAX): the ops are
+            # TensorFlow's, and `Layer.__call__` would convert the graph
+            # tensors into that backend's arrays.
+            if self.placement == "model":
+                raise ValueError(
+                    "Augmenter: placement='model' runs TensorFlow ops in "
+                    "the train step, which needs KERAS_BACKEND=tensorflow; "
+                    "use placement='dataset' on the "
+                    f"{keras.backend.backend()} backend")
+            return self.call(data, training=training, seed=seed)
+        if seed is not None:
+            kwargs["seed"] = seed
+        return super().__call__(data, training=training, **kwargs)
+
     def call(self, data, training=True, seed=None):
         """`seed`: an int (2,) tensor for this batch (the data pipeline
         passes one per step, so that a resumed run repeats an uninterrupted

@@ -41,6 +41,14 @@ def parse_args(argv=None):
 @cli.command
 def main(argv=None):
     args = parse_args(argv)
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return cli.report(config_lib.ConfigError(
+            "export writes a TensorFlow SavedModel, which needs "
+            "KERAS_BACKEND=tensorflow (Received: "
+            f"{keras.backend.backend()}); checkpoints trained on any "
+            "backend export there"))
     cfg = config_lib.load_or_exit(args.config, args.overrides)
     try:
         folds = config_lib.parse_folds(args.folds)

@@ -1,11 +1,29 @@
-"""Distribution strategies: `train.strategy` -> a `tf.distribute.Strategy`.
+"""Distribution strategies: `train.strategy` -> a strategy for the backend.
 
-"auto" picks a TPU when a TPU resolver finds one (Kaggle/Colab TPU kernels),
-else Mirrored over the visible GPUs when there are several, else the default
-strategy. "multiworker" reads the cluster from `TF_CONFIG`.
+On TensorFlow (`KERAS_BACKEND=tensorflow`, the default), "auto" picks a TPU
+when a TPU resolver finds one, else Mirrored over the visible GPUs when
+there are several, else the default strategy. "multiworker" reads the
+cluster from `TF_CONFIG`.
+
+On JAX (`KERAS_BACKEND=jax`: Kaggle's TPU kernels, whose TensorFlow is
+CPU-only), "auto" is `keras.distribution.DataParallel` over every JAX
+device (the TPU cores of a TPU VM) when there are several, else one
+device; "default" is one device. The TF strategies are refused there.
+
+Both kinds answer `num_replicas_in_sync` and `scope()`, which is all the
+trainers use; `is_chief(strategy)` says whether this process writes.
 """
 
+import contextlib
+import json
+import os
+
+import keras
 import tensorflow as tf
+
+from kaggle_tf.config import ConfigError
+
+TF_STRATEGIES = ("mirrored", "tpu", "multiworker")
 
 
 class MultiWorkerStrategy(tf.distribute.MultiWorkerMirroredStrategy):
@@ -34,12 +52,85 @@ def _tpu_strategy():
     return tf.distribute.TPUStrategy(resolver)
 
 
+class KerasDistribution:
+    """A `keras.distribution` (JAX) behind the strategy interface.
+
+    Creating it sets the global distribution (Keras' JAX trainer reads it
+    in `fit`/`predict` to shard the batches and lay out the variables);
+    `scope()` is that distribution's scope, or a no-op for one device.
+
+    Args:
+        distribution: a `keras.distribution.Distribution`, or None for
+            one device.
+    """
+
+    def __init__(self, distribution=None):
+        self.distribution = distribution
+        if distribution is None:
+            self.num_replicas_in_sync = 1
+        else:
+            self.num_replicas_in_sync = int(
+                distribution.device_mesh.devices.size)
+        keras.distribution.set_distribution(distribution)
+
+    @property
+    def platform(self):
+        """The JAX platform of the devices: "cpu", "gpu" or "tpu"."""
+        return keras.distribution.list_devices()[0].split(":")[0].lower()
+
+    def scope(self):
+        if self.distribution is None:
+            return contextlib.nullcontext()
+        return self.distribution.scope()
+
+
+def is_chief(strategy=None):
+    """Whether this process writes the run's files.
+
+    Under `MultiWorkerMirroredStrategy` every worker runs the same fit; the
+    chief (the "chief" task, else worker 0 in `TF_CONFIG`) writes, the
+    others write to temporary folders (`layout.worker_dir`) they remove.
+    """
+    extended = getattr(strategy, "extended", None)
+    if extended is not None and hasattr(extended, "should_checkpoint"):
+        return bool(extended.should_checkpoint)
+    tf_config = os.environ.get("TF_CONFIG")
+    if not tf_config:
+        return True
+    task = json.loads(tf_config).get("task", {})
+    cluster = json.loads(tf_config).get("cluster", {})
+    if task.get("type") == "chief":
+        return True
+    if "chief" in cluster:
+        return False
+    return task.get("type", "worker") == "worker" and \
+        int(task.get("index", 0)) == 0
+
+
+def _jax_strategy(name):
+    if name in TF_STRATEGIES:
+        raise ConfigError(
+            f"`train.strategy` {name!r} is a TensorFlow strategy; under "
+            f"KERAS_BACKEND={keras.backend.backend()} use train.strategy="
+            "'auto' (keras.distribution.DataParallel over the JAX devices) "
+            "or 'default' (one device)")
+    devices = keras.distribution.list_devices()
+    if name == "default" or len(devices) < 2:
+        return KerasDistribution(None)
+    return KerasDistribution(keras.distribution.DataParallel(devices=devices))
+
+
 def get_strategy(name="auto"):
-    """Returns the strategy named by `train.strategy`.
+    """Returns the strategy named by `train.strategy` for the backend.
 
     >>> get_strategy("default").num_replicas_in_sync
     1
     """
+    if name not in ("auto", "default") + TF_STRATEGIES:
+        raise ValueError(f"unknown `train.strategy` {name!r}. Choices: auto, "
+                         "default, mirrored, tpu, multiworker")
+    if keras.backend.backend() != "tensorflow":
+        return _jax_strategy(name)
     if name == "tpu":
         return _tpu_strategy()
     if name == "mirrored":
@@ -48,9 +139,6 @@ def get_strategy(name="auto"):
         return MultiWorkerStrategy()
     if name == "default":
         return tf.distribute.get_strategy()
-    if name != "auto":
-        raise ValueError(f"unknown `train.strategy` {name!r}. Choices: auto, "
-                         "default, mirrored, tpu, multiworker")
     try:
         return _tpu_strategy()
     except (ValueError, RuntimeError, tf.errors.NotFoundError):

@@ -23,12 +23,15 @@ from kaggle_tf import augment
 from kaggle_tf import layout
 from kaggle_tf import models
 from kaggle_tf import tasks
+from kaggle_tf.config import ConfigError
+from kaggle_tf.data import accelerator_input
 from kaggle_tf.data import pipeline
 from kaggle_tf.data import sampling
 from kaggle_tf.training import augmented
 from kaggle_tf.training import oof as oof_lib
 from kaggle_tf.training import optimizers
 from kaggle_tf.training import stages
+from kaggle_tf.training import distribution
 from kaggle_tf.training.distribution import get_strategy
 
 
@@ -99,6 +102,31 @@ def _jit(cfg, in_model_augmenter=None):
     return jit
 
 
+def check_config(cfg):
+    """Refuses, before anything trains, what the Keras backend cannot run.
+
+    Under JAX (`KERAS_BACKEND=jax`) the augmentation ops (TensorFlow) run
+    in `tf.data` only, and the strategies are `keras.distribution`'s.
+    """
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        return
+    if cfg.augment.transforms and cfg.augment.placement == "model":
+        raise ConfigError(
+            "augment.placement='model' runs the TensorFlow augmentation ops "
+            f"in the train step, which KERAS_BACKEND={backend} cannot "
+            "compile; use augment.placement='dataset' (tf.data on the host)")
+    if cfg.train.strategy in distribution.TF_STRATEGIES:
+        get_strategy(cfg.train.strategy)   # raises, naming the key
+
+
+def _on_tpu(strategy):
+    """Whether `strategy` runs on TPU cores (TF's TPUStrategy or JAX)."""
+    if isinstance(strategy, tf.distribute.TPUStrategy):
+        return True
+    return getattr(strategy, "platform", None) == "tpu"
+
+
 def setup(cfg):
     """Seeds, determinism and the mixed-precision policy of a fold."""
     keras.utils.set_random_seed(cfg.seed)
@@ -120,6 +148,7 @@ def train_fold(cfg, fold):
     steps = _epoch_steps(cfg, train_folds, batch)
     augmenter = augmenter_of(cfg)
     in_model = augmenter is not None and cfg.augment.placement == "model"
+    on_tpu = _on_tpu(strategy)
     with strategy.scope():
         model = build_model(cfg)
         if in_model:
@@ -141,6 +170,8 @@ def train_fold(cfg, fold):
             epoch_examples=steps * batch, first_epoch=first_epoch)
         val_ds = pipeline.make_dataset(cfg, [fold], training=False,
                                        batch_size=batch)
+        if on_tpu:
+            accelerator_input.check(train_ds, strategy.num_replicas_in_sync)
         return stages.StageData(
             train=pipeline.to_keras(train_ds, cfg),
             validation=pipeline.to_keras(val_ds, cfg), steps=steps,

@@ -17,7 +17,10 @@ it was in. With all folds done, `<output_dir>/oof.npz` and `metrics.json`
 gather them.
 """
 
+import dataclasses
 import os
+import shutil
+import tempfile
 import time
 
 from kaggle_tf import config as config_lib
@@ -28,6 +31,7 @@ from kaggle_tf.training import image
 from kaggle_tf.training import oof as oof_lib
 from kaggle_tf.training import sequence
 from kaggle_tf.training import warm_start
+from kaggle_tf.training.distribution import is_chief
 from tfrecords_tools import faults
 
 # Model family -> its trainer: `train_fold(cfg, fold)` and
@@ -43,10 +47,26 @@ def trainer(cfg):
 def run(cfg, folds="all"):
     """Trains and evaluates folds; returns {fold: metrics dict}.
 
+    Under `train.strategy="multiworker"` only the chief (`TF_CONFIG`'s
+    "chief" task, else worker 0) writes to `output_dir`; every other worker
+    runs the same fit writing to a temporary folder it removes afterwards.
+
     Args:
         cfg: a validated `Config`.
         folds: "all" or an int fold index.
     """
+    if cfg.train.strategy == "multiworker" and not is_chief():
+        scratch = tempfile.mkdtemp(prefix="kaggle_tf-worker-")
+        print(f"not the chief worker: writing to {scratch} (removed at "
+              "the end)", flush=True)
+        try:
+            return _run(dataclasses.replace(cfg, output_dir=scratch), folds)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return _run(cfg, folds)
+
+
+def _run(cfg, folds):
     os.makedirs(cfg.output_dir, exist_ok=True)
     runs = layout.RunLayout.of(cfg)
     config_lib.save(cfg, runs.path(layout.CONFIG))
