@@ -230,6 +230,7 @@ class TrainConfig:
     # XLA: true, false or "auto" (Keras: on for GPU/TPU, off on CPU-only
     # machines, where it is slower).
     jit_compile: Any = _f("auto", choices=(True, False, "auto"))
+    # Not under a TensorFlow strategy of several replicas (Keras cannot).
     grad_accum_steps: int = _f(1, min=1)
     ema: Optional[float] = _f(None, min=0.0, max=1.0)
     verbose: int = _f(1, choices=(0, 1, 2))

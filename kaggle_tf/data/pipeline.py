@@ -267,6 +267,22 @@ def _augment(augmenter, batch, seed=None):
     return out
 
 
+def shard_by_example(ds):
+    """`ds` split among multi-worker workers by example, not by file.
+
+    Under `MultiWorkerMirroredStrategy` tf.data's automatic sharding
+    gives each worker whole shard files, and fails when a fold has fewer
+    files than there are workers. By example (`AutoShardPolicy.DATA`)
+    every worker reads the same seeded stream and keeps its part of each
+    global batch, for any file count. One worker or one machine: no
+    effect.
+    """
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = (
+        tf.data.experimental.AutoShardPolicy.DATA)
+    return ds.with_options(options)
+
+
 def to_keras(ds, cfg):
     """Dict batches -> `(images, targets)` for `model.fit`.
 

@@ -143,6 +143,7 @@ def train_fold(cfg, fold):
     os.makedirs(fold_dir, exist_ok=True)
     setup(cfg)
     strategy = get_strategy(cfg.train.strategy)
+    distribution.check_replicas(cfg, strategy)
     batch = cfg.train.batch_size * strategy.num_replicas_in_sync
     train_folds = [f for f in range(cfg.data.folds) if f != fold]
     steps = _epoch_steps(cfg, train_folds, batch)
@@ -173,8 +174,9 @@ def train_fold(cfg, fold):
         if on_tpu:
             accelerator_input.check(train_ds, strategy.num_replicas_in_sync)
         return stages.StageData(
-            train=pipeline.to_keras(train_ds, cfg),
-            validation=pipeline.to_keras(val_ds, cfg), steps=steps,
+            train=pipeline.shard_by_example(pipeline.to_keras(train_ds, cfg)),
+            validation=pipeline.shard_by_example(
+                pipeline.to_keras(val_ds, cfg)), steps=steps,
             validation_steps=cfg.train.validation_steps or max(
                 math.ceil(pipeline.count_records(cfg, [fold]) / batch), 1),
             callbacks=rate_callbacks)

@@ -1,0 +1,149 @@
+"""Trains a steel U-Net on one replica and on two mirrored replicas.
+
+    python mirrored_probe.py OUT.npz
+
+Splits the CPU into two logical devices (before TensorFlow initialises),
+then for every case of `CASES` builds the model, augmenter, loss and
+optimizer with the project's builders (`training.image`,
+`training.optimizers`, `losses`) from `configs/steel.json` plus the case's
+overrides, and fits the same data at the same global batch under
+`OneDeviceStrategy` and under `MirroredStrategy` over the two devices,
+starting from the same weights.
+
+Keys of OUT.npz: `<case>/<one|two>/<i>` (weights after fitting),
+`<case>/initial/<i>`, `<case>/<one|two>/loss` (per-epoch train loss) and
+`<case>/two/replicas` (the replica count the run saw).
+"""
+
+import os
+import sys
+
+import tensorflow as tf
+
+_CPU = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(
+    _CPU, [tf.config.LogicalDeviceConfiguration(),
+           tf.config.LogicalDeviceConfiguration()])
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from kaggle_tf import config as config_lib  # noqa: E402
+from kaggle_tf import losses  # noqa: E402
+from kaggle_tf.training import augmented  # noqa: E402
+from kaggle_tf.training import distribution  # noqa: E402
+from kaggle_tf.training import image  # noqa: E402
+from kaggle_tf.training import optimizers  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))))
+CONFIG = os.path.join(ROOT, "configs", "steel.json")
+GLOBAL_BATCH = 4
+STEPS = 4
+EPOCHS = 1
+# Flips with p=1 are the same on every replica, whatever its random draws.
+FLIPS = ('[{"__class_fullname__": "HorizontalFlip", "p": 1.0}, '
+         '{"__class_fullname__": "VerticalFlip", "p": 1.0}]')
+BASE = [
+    "data.image_size=[32, 64]", "model.encoder=test_resnet",
+    "model.encoder_weights=null",
+    "model.decoder_channels=[8, 8, 8, 4, 4]", "augment.transforms=null",
+    # Dice per image: a mean over images, so the same on split batches.
+    "loss.per_image=true",
+    # SGD: Adam turns the float noise of near-zero gradients (which differs
+    # with the summation order of two replicas) into full-size steps.
+    "optimizer.name=sgd", "optimizer.lr=0.02",
+    f"train.batch_size={GLOBAL_BATCH}", "train.jit_compile=false",
+]
+CASES = {
+    "augment_in_model": [f"augment.transforms={FLIPS}",
+                         "augment.placement=model", "augment.seed=0"],
+    "encoder_lr": ["optimizer.encoder_lr_mult=0.1"],
+    "ema": ["train.ema=0.5"],
+    "grad_accum": ["train.grad_accum_steps=2"],
+}
+
+
+def data():
+    rng = np.random.default_rng(0)
+    n = GLOBAL_BATCH * STEPS
+    x = rng.random((n, 32, 64, 3)).astype("float32")
+    # Asymmetric boxes, so the flips change the loss.
+    m = np.zeros((n, 32, 64, 4), "float32")
+    for i in range(n):
+        c = i % 4
+        r, q = rng.integers(0, 20), rng.integers(0, 40)
+        m[i, r:r + 9, q:q + 5 + 3 * c, c] = 1.0
+    return x, m
+
+
+def synchronize_batchnorm(model):
+    """BatchNorm statistics over the global batch (all-reduced), so that
+    two replicas normalise like one; per-replica statistics differ."""
+    for layer in model._flatten_layers():
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.synchronized = True
+
+
+def fit(cfg, strategy, initial, x, m):
+    with strategy.scope():
+        keras.utils.set_random_seed(0)
+        model = image.build_model(cfg)
+        synchronize_batchnorm(model)
+        if initial is not None:
+            model.set_weights(initial)
+        start = model.get_weights()
+        augmenter = image.augmenter_of(cfg)
+        if augmenter is not None and cfg.augment.placement == "model":
+            model = augmented.wrap(model, augmenter)
+        model.compile(
+            optimizer=optimizers.make_optimizer(cfg, cfg.optimizer.lr, model),
+            loss=losses.build(cfg.loss), jit_compile=False)
+    history = model.fit(x, m, batch_size=GLOBAL_BATCH, epochs=EPOCHS,
+                        shuffle=False, verbose=0)
+    return start, augmented.unwrap(model).get_weights(), \
+        history.history["loss"]
+
+
+def refusal(cfg, strategy, x, m):
+    """`check_replicas`' message, and whether Keras itself still fails."""
+    try:
+        distribution.check_replicas(cfg, strategy)
+        message = ""
+    except config_lib.ConfigError as e:
+        message = str(e)
+    try:
+        fit(cfg, strategy, None, x[:GLOBAL_BATCH], m[:GLOBAL_BATCH])
+        keras_fails = "no"
+    except RuntimeError as e:
+        keras_fails = "merge_call" if "merge_call" in str(e) else str(e)
+    return f"{message}\n{keras_fails}"
+
+
+def main(out):
+    x, m = data()
+    one = tf.distribute.OneDeviceStrategy("/cpu:0")
+    two = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    arrays = {}
+    for case, extra in CASES.items():
+        cfg = config_lib.load(CONFIG, BASE + extra)
+        if cfg.train.grad_accum_steps > 1:
+            arrays[f"{case}/two/error"] = np.asarray(refusal(cfg, two, x, m))
+            continue
+        start, w_one, loss_one = fit(cfg, one, None, x, m)
+        _, w_two, loss_two = fit(cfg, two, start, x, m)
+        for i, w in enumerate(start):
+            arrays[f"{case}/initial/{i}"] = w
+        for i, (a, b) in enumerate(zip(w_one, w_two)):
+            arrays[f"{case}/one/{i}"] = a
+            arrays[f"{case}/two/{i}"] = b
+        arrays[f"{case}/one/loss"] = np.asarray(loss_one)
+        arrays[f"{case}/two/loss"] = np.asarray(loss_two)
+        arrays[f"{case}/two/replicas"] = np.asarray(
+            two.num_replicas_in_sync)
+        print(case, loss_one, loss_two, flush=True)
+    np.savez(out, **arrays)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
