@@ -43,7 +43,8 @@ def probe(tmp_path_factory):
 
 def _weights(npz, case, part):
     n = len([k for k in npz.files
-             if k.startswith(f"{case}/{part}/") and k.split("/")[-1].isdigit()])
+             if k.startswith(f"{case}/{part}/")
+             and k.split("/")[-1].isdigit()])
     return [npz[f"{case}/{part}/{i}"] for i in range(n)]
 
 
@@ -78,3 +79,22 @@ def test_gradient_accumulation_is_refused_on_two_replicas(probe):
     assert "train.grad_accum_steps=1" in message
     # Keras itself still fails there; drop the refusal when this changes.
     assert keras_result == "merge_call", keras_result
+
+
+def test_check_replicas_names_the_key_only_for_several_replicas():
+    import types
+
+    from kaggle_tf import config as config_lib
+    from kaggle_tf.training import distribution
+
+    cfg = config_lib.load(os.path.join(REPO, "configs", "steel.json"),
+                          ["train.grad_accum_steps=4"])
+    with pytest.raises(config_lib.ConfigError,
+                       match=r"^train.grad_accum_steps=4 cannot run on 8 "):
+        distribution.check_replicas(
+            cfg, types.SimpleNamespace(num_replicas_in_sync=8))
+    distribution.check_replicas(
+        cfg, types.SimpleNamespace(num_replicas_in_sync=1))
+    one_step = config_lib.load(os.path.join(REPO, "configs", "steel.json"))
+    distribution.check_replicas(
+        one_step, types.SimpleNamespace(num_replicas_in_sync=8))
