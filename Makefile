@@ -7,6 +7,8 @@ BASE := $(VENV)/.installed-base
 TEST := $(VENV)/.installed-test
 DEMO_RAW := demo/severstal-steel-defect-detection
 PYTEST_ARGS ?=
+# Test files run in parallel processes (pytest-xdist), each file in one.
+TEST_JOBS ?= 2
 
 .PHONY: demo test install bench clean-demo
 
@@ -39,7 +41,8 @@ demo: $(BASE)
 		--config configs/steel_demo.json
 
 test: $(TEST)
-	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest $(PYTEST_ARGS)
+	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -n $(TEST_JOBS) --dist loadfile \
+		$(PYTEST_ARGS)
 
 bench: $(TEST)
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
