@@ -63,6 +63,36 @@ def add_set(parser, help=None):
                      "data.folds=2 (values are JSON; repeatable)")
 
 
+def tta_mode(text):
+    """`--tta`'s value: a mode name or a JSON composition such as
+    '{"d4": true, "scales": [0.875, 1.0, 1.125]}'."""
+    import argparse
+
+    from kaggle_tf.inference import tta
+
+    mode = text
+    if text.lstrip().startswith("{"):
+        try:
+            mode = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise argparse.ArgumentTypeError(
+                f"not valid JSON ({e.msg} at column {e.colno})") from None
+    try:
+        tta.plan(mode)
+    except (ValueError, TypeError) as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return mode
+
+
+def add_tta(parser):
+    """`--tta MODE`: overrides `inference.tta` (a name or JSON)."""
+    parser.add_argument(
+        "--tta", type=tta_mode, default=None, metavar="MODE",
+        help="overrides inference.tta: none, hflip, vflip, d4, or a JSON "
+             "composition such as '{\"d4\": true, \"scales\": [0.875, 1, "
+             "1.125]}'")
+
+
 def add_common(parser):
     """`--debug` (tracebacks) and `--verbose` (TensorFlow's own logs)."""
     parser.add_argument("--debug", action="store_true",

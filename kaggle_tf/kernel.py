@@ -20,8 +20,7 @@ def parse_args(argv=None):
                                 description=__doc__.splitlines()[0])
     p.add_argument("--config", required=True, help="recipe JSON")
     p.add_argument("--out", required=True, help="bundle folder (new)")
-    p.add_argument("--tta", choices=("none", "hflip", "vflip", "d4"),
-                   default=None, help="overrides inference.tta")
+    cli.add_tta(p)
     p.add_argument("--folds", default=None,
                    help="comma-separated fold indices (default: all)")
     p.add_argument("--accelerator", choices=("gpu", "cpu", "tpu"),

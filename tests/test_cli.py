@@ -183,3 +183,26 @@ def test_a_lambda_layer_checkpoint_is_refused(tmp_path):
         checkpoints.load_model(path)
     assert path in str(info.value)
     assert "Lambda" in str(info.value) or "safe_mode" in str(info.value)
+
+
+def test_tta_flag_takes_names_and_json_compositions(capsys):
+    import pytest
+
+    from kaggle_tf import predict
+    from kaggle_tf.export import __main__ as export_main
+
+    for parse in (predict.parse_args,
+                  lambda argv: export_main.parse_args(argv + ["--out", "x"])):
+        assert parse(["--config", "c.json", "--tta", "d4"]).tta == "d4"
+        args = parse(["--config", "c.json", "--tta",
+                      '{"d4": true, "scales": [0.875, 1.0]}'])
+        assert args.tta == {"d4": True, "scales": [0.875, 1.0]}
+        for bad, says in (("d5", "unknown TTA mode 'd5'"),
+                          ('{"d4": true, "zoom": 2}', "unknown TTA key "
+                                                      "'zoom'"),
+                          ('{"d4": tru', "not valid JSON")):
+            with pytest.raises(SystemExit) as info:
+                parse(["--config", "c.json", "--tta", bad])
+            assert info.value.code == 2
+            err = capsys.readouterr().err
+            assert "--tta" in err and says in err, err

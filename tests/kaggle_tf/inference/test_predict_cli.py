@@ -37,8 +37,9 @@ def test_predict_writes_submission_and_probs(steel_raw, steel_records,
     data.pop("source")
     path.write_text(json.dumps(data))
 
-    assert main(["--config", str(path), "--tta", "hflip",
-                 "--save-probs"]) == 0
+    # A TTA composition given on the command line, as JSON.
+    assert main(["--config", str(path), "--tta",
+                 '{"hflip": true, "vflip": true}', "--save-probs"]) == 0
 
     out = tmp_path / "run" / "submission.csv"
     df = submission.validate("steel", str(steel_raw), str(out))
@@ -53,7 +54,7 @@ def test_predict_writes_submission_and_probs(steel_raw, steel_records,
     images = np.stack([records.resize_image(
         records.decode_image(tf.constant(b), 3), SIZE).numpy()
         for b in blobs])
-    cfg.inference.tta = "hflip"
+    cfg.inference.tta = {"hflip": True, "vflip": True}
     predictor = predict.Predictor(cfg)
     want = predictor(images)
     assert want["masks"].shape == (len(ids), 64, 400, 4)  # raw size
