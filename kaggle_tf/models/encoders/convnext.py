@@ -123,7 +123,7 @@ class EmptyFeatureMap(keras.layers.Layer):
         return config
 
 
-def _layer_norm(x, name):
+def layer_norm(x, name):
     return layers.LayerNormalization(epsilon=LN_EPSILON, name=name)(x)
 
 
@@ -136,7 +136,7 @@ def convnext_block(x, kernel_size=7, name=None):
     channels = x.shape[-1]
     y = layers.DepthwiseConv2D(kernel_size, padding="same", use_bias=True,
                                name=f"{name}_conv_dw")(x)
-    y = _layer_norm(y, name=f"{name}_norm")
+    y = layer_norm(y, name=f"{name}_norm")
     y = layers.Dense(MLP_RATIO * channels, name=f"{name}_mlp_fc1")(y)
     y = layers.Activation("gelu", name=f"{name}_mlp_act")(y)
     y = layers.Dense(channels, name=f"{name}_mlp_fc2")(y)
@@ -163,6 +163,16 @@ def convnext(input_shape, depths, dims, name="convnext"):
     >>> model.output["P3"].shape
     (None, 8, 8, 16)
     """
+    return staged_pyramid(
+        input_shape, depths, dims,
+        lambda x, stage, index, name: convnext_block(x, name=name), name)
+
+
+def staged_pyramid(input_shape, depths, dims, block, name):
+    """ConvNeXt's skeleton, shared with EdgeNeXt: a 4x4 stride-4 stem and
+    LN, four stages (LN + 2x2 stride-2 downsampling before stages 1-3),
+    `block(x, stage, index, name)` for each block; outputs P1 (empty) to
+    P5, layers named as timm's modules."""
     if len(depths) != 4 or len(dims) != 4:
         raise ValueError(
             f"depths and dims need 4 values each. Received: depths="
@@ -173,17 +183,17 @@ def convnext(input_shape, depths, dims, name="convnext"):
     # --- stem ---
     x = layers.Conv2D(dims[0], 4, strides=4, use_bias=True,
                       name="stem_0")(inputs)
-    x = _layer_norm(x, name="stem_1")
+    x = layer_norm(x, name="stem_1")
 
     # --- stages ---
     for stage, (depth, dim) in enumerate(zip(depths, dims)):
         prefix = f"stages_{stage}"
         if stage > 0:
-            x = _layer_norm(x, name=f"{prefix}_downsample_0")
+            x = layer_norm(x, name=f"{prefix}_downsample_0")
             x = layers.Conv2D(dim, 2, strides=2, use_bias=True,
                               name=f"{prefix}_downsample_1")(x)
         for index in range(depth):
-            x = convnext_block(x, name=f"{prefix}_blocks_{index}")
+            x = block(x, stage, index, f"{prefix}_blocks_{index}")
         pyramid[f"P{stage + 2}"] = x
     return keras.Model(inputs, pyramid, name=name)
 

@@ -46,9 +46,10 @@ from keras import ops
 
 from kaggle_tf.models.blocks import SplitChannels
 from kaggle_tf.models.encoders.convnext import LN_EPSILON
-from kaggle_tf.models.encoders.convnext import EmptyFeatureMap
 from kaggle_tf.models.encoders.convnext import LayerScale
 from kaggle_tf.models.encoders.convnext import convnext_block
+from kaggle_tf.models.encoders.convnext import layer_norm
+from kaggle_tf.models.encoders.convnext import staged_pyramid
 from kaggle_tf.models.encoders.registry import register_encoder
 from kaggle_tf.models.torch_layout import bn_entries
 from kaggle_tf.models.torch_layout import conv_entries
@@ -193,10 +194,6 @@ class CrossCovarianceAttention(keras.layers.Layer):
         return config
 
 
-def _layer_norm(x, name):
-    return layers.LayerNormalization(epsilon=LN_EPSILON, name=name)(x)
-
-
 def _mlp(x, name):
     channels = x.shape[-1]
     y = layers.Dense(4 * channels, name=f"{name}_mlp_fc1")(x)
@@ -234,14 +231,14 @@ def split_transpose_block(x, scales, num_heads, positions, name=None):
         pos = layers.Conv2D(channels, 1, use_bias=True,
                             name=f"{name}_pos_embd_token_projection")(pos)
         y = layers.Add(name=f"{name}_pos_add")([y, pos])
-    a = _layer_norm(y, name=f"{name}_norm_xca")
+    a = layer_norm(y, name=f"{name}_norm_xca")
     a = layers.Dense(3 * channels, name=f"{name}_xca_qkv")(a)
     a = CrossCovarianceAttention(num_heads, name=f"{name}_xca_attn")(a)
     a = layers.Dense(channels, name=f"{name}_xca_proj")(a)
     a = LayerScale(name=f"{name}_gamma_xca")(a)
     y = layers.Add(name=f"{name}_xca_add")([y, a])
 
-    y = _layer_norm(y, name=f"{name}_norm")
+    y = layer_norm(y, name=f"{name}_norm")
     y = _mlp(y, name)
     y = LayerScale(name=f"{name}_gamma")(y)
     return layers.Add(name=f"{name}_add")([x, y])
@@ -265,35 +262,14 @@ def edgenext(input_shape, depths, dims, name="edgenext"):
     >>> model.output["P5"].shape
     (None, 2, 2, 64)
     """
-    if len(depths) != 4 or len(dims) != 4:
-        raise ValueError(
-            f"depths and dims need 4 values each. Received: depths="
-            f"{depths!r}, dims={dims!r}")
-    inputs = keras.Input(shape=input_shape, name="images")
-    pyramid = {"P1": EmptyFeatureMap(2, name="P1_empty")(inputs)}
+    def block(x, stage, index, name):
+        if index < depths[stage] - GLOBAL_BLOCKS[stage]:
+            return convnext_block(x, kernel_size=KERNEL_SIZES[stage],
+                                  name=name)
+        return split_transpose_block(x, SCALES[stage], HEADS[stage],
+                                     POSITIONS[stage], name=name)
 
-    # --- stem ---
-    x = layers.Conv2D(dims[0], 4, strides=4, use_bias=True,
-                      name="stem_0")(inputs)
-    x = _layer_norm(x, name="stem_1")
-
-    # --- stages ---
-    for stage, (depth, dim) in enumerate(zip(depths, dims)):
-        prefix = f"stages_{stage}"
-        if stage > 0:
-            x = _layer_norm(x, name=f"{prefix}_downsample_0")
-            x = layers.Conv2D(dim, 2, strides=2, use_bias=True,
-                              name=f"{prefix}_downsample_1")(x)
-        for index in range(depth):
-            block = f"{prefix}_blocks_{index}"
-            if index < depth - GLOBAL_BLOCKS[stage]:
-                x = convnext_block(x, kernel_size=KERNEL_SIZES[stage],
-                                   name=block)
-            else:
-                x = split_transpose_block(x, SCALES[stage], HEADS[stage],
-                                          POSITIONS[stage], name=block)
-        pyramid[f"P{stage + 2}"] = x
-    return keras.Model(inputs, pyramid, name=name)
+    return staged_pyramid(input_shape, depths, dims, block, name)
 
 
 _TIMM_WORDS = re.compile(
