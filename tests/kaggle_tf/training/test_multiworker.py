@@ -10,13 +10,11 @@ Checked for plain SGD with momentum and for `EncoderLRAdam` (the
 per-variable encoder learning rate on mirrored variables).
 """
 
-import json
 import os
-import socket
-import subprocess
 import sys
 import textwrap
 
+import localhost_workers
 import numpy as np
 
 GLOBAL_BATCH = 8
@@ -90,18 +88,6 @@ WORKER = textwrap.dedent("""
 """)
 
 
-def _free_ports(n):
-    socks = []
-    for _ in range(n):
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 def _single_worker(build, kind, initial, x, y):
     model = build(kind)
     model.set_weights(initial)
@@ -119,33 +105,17 @@ def test_two_workers_equal_one_worker_at_the_global_batch(tmp_path):
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
     (tmp_path / "mw_models.py").write_text(MODELS)
-    workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
     repo = os.path.dirname(os.path.dirname(os.path.dirname(
         os.path.dirname(os.path.abspath(__file__)))))
-    procs = []
-    for index in range(2):
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2",
-                   CUDA_VISIBLE_DEVICES="",
-                   PYTHONPATH=os.pathsep.join([repo, str(tmp_path)]),
-                   TF_CONFIG=json.dumps({
-                       "cluster": {"worker": workers},
-                       "task": {"type": "worker", "index": index}}))
-        procs.append(subprocess.Popen(
-            [sys.executable, str(script), str(tmp_path / f"w{index}.npz"),
-             str(GLOBAL_BATCH), str(STEPS)],
-            env=env, cwd=str(tmp_path), stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True))
-    logs = []
-    try:
-        for proc in procs:
-            logs.append(proc.communicate(timeout=TIMEOUT_S)[0])
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.communicate()
-    for index, proc in enumerate(procs):
-        assert proc.returncode == 0, f"worker {index}:\n{logs[index][-3000:]}"
+    ended = localhost_workers.run_workers(
+        lambda index: [sys.executable, str(script),
+                       str(tmp_path / f"w{index}.npz"), str(GLOBAL_BATCH),
+                       str(STEPS)],
+        lambda index: {"PYTHONPATH": os.pathsep.join([repo,
+                                                      str(tmp_path)])},
+        cwd=str(tmp_path), timeout=TIMEOUT_S)
+    for index, (code, log) in enumerate(ended):
+        assert code == 0, f"worker {index}:\n{log[-3000:]}"
 
     results = [np.load(tmp_path / f"w{i}.npz") for i in range(2)]
     models = {}

@@ -11,10 +11,9 @@ so the workers do not convert concurrently.
 import json
 import os
 import re
-import subprocess
 import sys
 
-from test_multiworker import _free_ports
+import localhost_workers
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))))
@@ -55,36 +54,19 @@ def test_only_the_chief_writes_the_run(tmp_path):
     sets = [a for o in _overrides(raw, rec, out) for a in ("--set", o)]
     assert convert.main(["--config", CONFIG, "--quiet", *sets]) == 0
 
-    workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
-    procs, tmpdirs = [], []
-    for index in range(2):
-        tmpdir = tmp_path / f"tmp{index}"
+    tmpdirs = [tmp_path / f"tmp{index}" for index in range(2)]
+    for tmpdir in tmpdirs:
         tmpdir.mkdir()
-        tmpdirs.append(tmpdir)
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2",
-                   CUDA_VISIBLE_DEVICES="", TMPDIR=str(tmpdir),
-                   PYTHONPATH=REPO,
-                   TF_CONFIG=json.dumps({
-                       "cluster": {"worker": workers},
-                       "task": {"type": "worker", "index": index}}))
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "kaggle_tf.fit", "--config", CONFIG,
-             "--fold", "0", *sets],
-            env=env, cwd=REPO, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True))
-    logs = []
-    try:
-        for proc in procs:
-            logs.append(proc.communicate(timeout=TIMEOUT_S)[0])
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.communicate()
-    for index, proc in enumerate(procs):
-        assert proc.returncode == 0, f"worker {index}:\n{logs[index][-3000:]}"
+    ended = localhost_workers.run_workers(
+        lambda index: [sys.executable, "-m", "kaggle_tf.fit", "--config",
+                       CONFIG, "--fold", "0", *sets],
+        lambda index: {"TMPDIR": str(tmpdirs[index]), "PYTHONPATH": REPO},
+        cwd=REPO, timeout=TIMEOUT_S)
+    logs = [log for _, log in ended]
+    for index, (code, log) in enumerate(ended):
+        assert code == 0, f"worker {index}:\n{log[-3000:]}"
         # Each worker trained and evaluated its fold.
-        assert "fold 0: kaggle_metric" in logs[index], logs[index][-2000:]
+        assert "fold 0: kaggle_metric" in log, log[-2000:]
 
     # Worker 1 said where it wrote; that folder and its TMPDIR are empty now.
     scratch = re.findall(r"not the chief worker: writing to (\S+)", logs[1])
