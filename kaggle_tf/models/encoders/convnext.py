@@ -209,14 +209,19 @@ def timm_module_name(layer_name):
     return re.sub(r"conv\.dw\b", "conv_dw", layer_name.replace("_", "."))
 
 
-def torch_mapping(model):
-    """timm's keys -> variables for a `convnext(...)` model."""
+def torch_mapping(model, module_name=timm_module_name, special=None):
+    """timm's keys -> variables for a `convnext(...)` model (and, with
+    EdgeNeXt's `module_name` and `special(layer, prefix) -> entries or
+    None` for its own layers, an `edgenext(...)` one)."""
     mapping = {}
     for layer in model.layers:
         if not layer.weights:
             continue
-        prefix = timm_module_name(layer.name)
-        if isinstance(layer, LayerScale):
+        prefix = module_name(layer.name)
+        entries = special(layer, prefix) if special else None
+        if entries is not None:
+            mapping.update(entries)
+        elif isinstance(layer, LayerScale):
             mapping[prefix] = (layer.gamma, "plain")
         elif isinstance(layer, layers.DepthwiseConv2D):
             mapping.update(conv_entries(model, layer.name, prefix,

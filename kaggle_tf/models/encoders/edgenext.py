@@ -45,14 +45,13 @@ from keras import layers
 from keras import ops
 
 from kaggle_tf.models.blocks import SplitChannels
+from kaggle_tf.models.encoders import convnext
 from kaggle_tf.models.encoders.convnext import LN_EPSILON
 from kaggle_tf.models.encoders.convnext import LayerScale
 from kaggle_tf.models.encoders.convnext import convnext_block
 from kaggle_tf.models.encoders.convnext import layer_norm
 from kaggle_tf.models.encoders.convnext import staged_pyramid
 from kaggle_tf.models.encoders.registry import register_encoder
-from kaggle_tf.models.torch_layout import bn_entries
-from kaggle_tf.models.torch_layout import conv_entries
 
 # timm's EdgeNeXt defaults (every variant).
 KERNEL_SIZES = (3, 5, 7, 9)
@@ -289,32 +288,16 @@ def timm_module_name(layer_name):
                            layer_name.replace("_", "."))
 
 
+def _own_layers(layer, prefix):
+    if isinstance(layer, CrossCovarianceAttention):
+        return {prefix.replace(".attn", ".temperature"): (
+            layer.temperature, "plain")}
+    return None
+
+
 def torch_mapping(model):
     """timm's keys -> variables for an `edgenext(...)` model."""
-    mapping = {}
-    for layer in model.layers:
-        if not layer.weights:
-            continue
-        prefix = timm_module_name(layer.name)
-        if isinstance(layer, LayerScale):
-            mapping[prefix] = (layer.gamma, "plain")
-        elif isinstance(layer, CrossCovarianceAttention):
-            mapping[prefix.replace(".attn", ".temperature")] = (
-                layer.temperature, "plain")
-        elif isinstance(layer, layers.DepthwiseConv2D):
-            mapping.update(conv_entries(model, layer.name, prefix,
-                                        "depthwise"))
-        elif isinstance(layer, layers.Conv2D):
-            mapping.update(conv_entries(model, layer.name, prefix, "conv"))
-        elif isinstance(layer, layers.Dense):
-            mapping.update(conv_entries(model, layer.name, prefix, "dense"))
-        elif isinstance(layer, layers.LayerNormalization):
-            mapping.update(bn_entries(model, layer.name, prefix))
-        else:
-            raise ValueError(
-                f"no timm mapping for layer {layer.name!r} of type "
-                f"{type(layer).__name__}. Received: model={model.name!r}")
-    return mapping
+    return convnext.torch_mapping(model, timm_module_name, _own_layers)
 
 
 @register_encoder("edgenext_base", channels=(0, 80, 160, 288, 584),
