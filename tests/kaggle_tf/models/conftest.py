@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+from torch_refs import randomize_batch_norm
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -16,23 +17,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # need triton, so make it unimportable (torch then reports no triton).
 if "triton" not in sys.modules:
     sys.modules["triton"] = None
-
-
-def randomize_batch_norm(module, seed=0):
-    """Random BatchNorm affine params and running stats (kept near 1x
-    scale, so 50 residual blocks do not blow activations up)."""
-    import torch
-
-    generator = torch.Generator().manual_seed(seed)
-    for sub in module.modules():
-        if isinstance(sub, torch.nn.BatchNorm2d):
-            n = sub.num_features
-            sub.weight.data = torch.rand(n, generator=generator) * 0.4 + 0.2
-            sub.bias.data = torch.rand(n, generator=generator) * 0.4 - 0.2
-            sub.running_mean.copy_(
-                torch.rand(n, generator=generator) * 0.4 - 0.2)
-            sub.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
-    return module
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from kaggle_tf.models import Unet
 from kaggle_tf.models.classifier import embedding_model
 from kaggle_tf.models import weights
 from kaggle_tf.models.encoders import smp as smp_names
-from conftest import randomize_batch_norm
+from torch_refs import randomize_batch_norm
 from model_helpers import randomize
 
 ATOL = 1e-4
