@@ -11,7 +11,9 @@ wheel with `pip install --no-deps --no-index`, then runs
 `kaggle_tf.export.stream.run` on `$KAGGLE_INPUT/<competition slug>`
 (`KAGGLE_INPUT` defaults to `/kaggle/input`, where Kaggle mounts the
 competition and the two datasets) and writes `submission.csv` in its
-working directory.
+working directory. Image models, series models (RSNA ICH's CNN + LSTM)
+and ensemble configs (the blend is one graph; the shipped config drops
+the members) alike.
 """
 
 import json

@@ -13,6 +13,16 @@ SavedModel's `predict_images` signature (ensemble, TTA and post-processing
 in the graph) and the task's `add_rows`; `submission.write` fills the
 sample submission.
 
+A series model (`model.arch="sequence"`, RSNA ICH: its SavedModel has
+`predict_series`) gets whole series instead: one record per
+SeriesInstanceUID with the slices in `ImagePositionPatient` order (the
+converter's listing), cut into chunks of `data.max_series_length` and
+padded with a mask by `kaggle_tf.data.series.series_batches`, one series
+per batch, as `kaggle_tf.inference.sequence.predict` reads the test
+records; each real slice's 6 probabilities fill its 6 submission rows.
+An RSNA 2024 lumbar model is an image model whose item is a study (its
+three MRI series stacked as channels by `encode_item`).
+
 The model folder (`DIR/model` of the kernel command) holds:
 
     saved_model/      the SavedModel of `kaggle_tf.export`

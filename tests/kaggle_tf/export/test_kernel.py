@@ -230,6 +230,8 @@ def test_notebook_offline_equals_predict(task, tmp_path, fresh_venv,
     site = str(python.parent.parent)
     assert f"from {site}" in text, text
     assert "elapsed" in text
+    if task == "rsna_ich_seq":  # whole series through predict_series
+        assert "3 test items" in text and "series of at most 5" in text
     got = pd.read_csv(work / "submission.csv", dtype=str,
                       keep_default_na=False)
     assert list(got.columns) == list(want.columns)
