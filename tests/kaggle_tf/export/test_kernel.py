@@ -285,3 +285,15 @@ def test_metadata_names_each_other(tmp_path, capsys):
     assert kernel_cli.main(["--config", str(config_path), "--out",
                             str(bundle), "--measure", "0"]) == 1
     assert "exists" in capsys.readouterr().err
+
+
+def test_series_kernel_refuses_tta_in_one_line(tmp_path, capsys):
+    cfg, config_path, raw = trained_run(tmp_path, "rsna_ich_seq")
+    bundle = tmp_path / "bundle"
+    assert kernel_cli.main(["--config", str(config_path), "--out",
+                            str(bundle), "--tta", "hflip",
+                            "--measure", "0"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--tta must be 'none'" in err[0], err
+    assert not bundle.exists()
+    assert not [p for p in os.listdir(tmp_path) if ".tmp-" in p]
