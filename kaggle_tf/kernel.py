@@ -50,8 +50,8 @@ def main(argv=None):
     try:
         names = kernel.build(cfg, out, args.user, tta=args.tta, folds=folds,
                              accelerator=args.accelerator)
-    except (config_lib.ConfigError, kernel.KernelError, FileExistsError,
-            FileNotFoundError) as e:
+    except (config_lib.ConfigError, FileExistsError, FileNotFoundError,
+            ValueError) as e:  # KernelError; a TTA the exporter refuses
         return cli.report(e, args.config)
     for sub in ("wheel", "model", "kernel"):
         print(f"wrote {os.path.join(out, sub)}")

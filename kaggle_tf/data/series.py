@@ -89,13 +89,7 @@ def make_series_dataset(cfg, folds, training, batch_size=None,
     if not task.series:
         raise ValueError(f"make_series_dataset reads series records "
                          f"(rsna_ich). Received: task={cfg.task!r}")
-
-    batch_size = int(batch_size or cfg.train.batch_size)
-    max_length = int(max_length or cfg.data.max_series_length)
     seed = cfg.seed if seed is None else seed
-    drop_remainder = training if drop_remainder is None else drop_remainder
-    windows = task.windows(cfg)
-    h, w = (int(v) for v in cfg.data.image_size)
     manifest = records.read_manifest(cfg.data.records_dir)
     records.check_manifest(manifest, cfg, cfg.data.records_dir)
     files = records.shard_files(cfg.data.records_dir, manifest, split,
@@ -115,7 +109,34 @@ def make_series_dataset(cfg, folds, training, batch_size=None,
                         seed=seed, reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
-    ds = ds.map(task.parse_series, num_parallel_calls=tf.data.AUTOTUNE)
+    return series_batches(cfg, ds, training, batch_size=batch_size,
+                          max_length=max_length, seed=seed,
+                          drop_remainder=drop_remainder)
+
+
+def series_batches(cfg, serialized, training, batch_size=None,
+                   max_length=None, seed=None, drop_remainder=None):
+    """Serialized series records -> the padded batches of the module doc.
+
+    What `make_series_dataset` does after reading the shards; the offline
+    kernel (`kaggle_tf.export.stream`) feeds it the records it encodes
+    from the raw DICOMs, so both see the same chunks, padding and masks.
+
+    Args:
+        cfg: a validated config of a series task.
+        serialized: a `tf.data.Dataset` of serialized series records.
+        training, batch_size, max_length, seed, drop_remainder: as
+            `make_series_dataset`.
+    """
+    task = tasks.get(cfg.task)
+    batch_size = int(batch_size or cfg.train.batch_size)
+    max_length = int(max_length or cfg.data.max_series_length)
+    seed = cfg.seed if seed is None else seed
+    drop_remainder = training if drop_remainder is None else drop_remainder
+    windows = task.windows(cfg)
+    h, w = (int(v) for v in cfg.data.image_size)
+    ds = serialized.map(task.parse_series,
+                        num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.flat_map(lambda p: _chunks(p, max_length, training, seed))
 
     def decode(chunk):

@@ -11,7 +11,9 @@ wheel with `pip install --no-deps --no-index`, then runs
 `kaggle_tf.export.stream.run` on `$KAGGLE_INPUT/<competition slug>`
 (`KAGGLE_INPUT` defaults to `/kaggle/input`, where Kaggle mounts the
 competition and the two datasets) and writes `submission.csv` in its
-working directory.
+working directory. Image models, series models (RSNA ICH's CNN + LSTM)
+and ensemble configs (the blend is one graph; the shipped config drops
+the members) alike.
 """
 
 import json
@@ -25,7 +27,6 @@ import tensorflow as tf
 
 from kaggle_tf.export import run as export_run
 from kaggle_tf.export import stream
-from kaggle_tf.models.build import family
 from tfrecords_tools import competitions
 
 ACCELERATORS = ("gpu", "cpu", "tpu")
@@ -166,8 +167,10 @@ def export_model(cfg, model_dir, tta=None, folds=None):
     shutil.rmtree(base)
     data = cfg.to_dict()
     data.pop("source", None)
-    # The classifier gate is inside the SavedModel.
+    # The classifier gate and an ensemble's members are inside the
+    # SavedModel: the kernel has no member configs to load.
     data["inference"]["classifier_config"] = None
+    data.pop("ensemble", None)
     write_json(os.path.join(model_dir, stream.CONFIG), data)
     manifest = os.path.join(cfg.data.records_dir, "manifest.json")
     if os.path.exists(manifest):
@@ -183,11 +186,8 @@ def build(cfg, out_dir, user, tta=None, folds=None, accelerator="gpu"):
 
     Raises:
         FileExistsError: `out_dir` exists.
-        KernelError: a series model, or the wheel does not build.
+        KernelError: a bad accelerator, or the wheel does not build.
     """
-    if family(cfg.model.arch) != "image":
-        raise KernelError(f"model.arch={cfg.model.arch!r}: the kernel "
-                          "notebook streams image models only")
     if accelerator not in ACCELERATORS:
         raise KernelError(f"--accelerator must be one of "
                           f"{', '.join(ACCELERATORS)}. Received: "
@@ -218,10 +218,12 @@ def build(cfg, out_dir, user, tta=None, folds=None, accelerator="gpu"):
 
 
 def budget(cfg, out_dir, n=16):
-    """`{"seconds_per_item", "measured_items", "test_items",
+    """`{"seconds_per_item", "measured_items", "unit", "test_items",
     "limit_hours", "estimate_hours", "device"}`: the exported model timed
-    on `n` of the local test items (`cfg.data.raw_dir`), scaled to the
-    competition's test count (None where unknown)."""
+    on the first `n` local test items (`cfg.data.raw_dir`: images, series
+    or studies), per example as the competition counts its test
+    (`TEST_UNIT`: an image, an RSNA ICH slice, a lumbar study), scaled to
+    its test count (None where unknown)."""
     module = competitions.get(cfg.task)
     per, measured = stream.time_per_item(os.path.join(out_dir, "model"),
                                          cfg.data.raw_dir, n)
@@ -230,19 +232,25 @@ def budget(cfg, out_dir, n=16):
     device = "GPU" if tf.config.list_physical_devices("GPU") else (
         f"CPU, {os.cpu_count()} cores")
     return {"seconds_per_item": per, "measured_items": measured,
+            "unit": getattr(module, "TEST_UNIT", "image"),
             "test_items": count, "limit_hours": limit,
             "estimate_hours": per * count / 3600 if count else None,
             "device": device}
 
 
+def _plural(unit):
+    return unit[:-1] + "ies" if unit.endswith("y") else unit + "s"
+
+
 def budget_line(b, task):
     """One line: the measured cost, the test count, estimate vs limit."""
-    text = (f"budget: {b['seconds_per_item'] * 1000:.1f} ms per test item "
+    unit = b.get("unit", "image")
+    text = (f"budget: {b['seconds_per_item'] * 1000:.1f} ms per test {unit} "
             f"on this machine ({b['device']}; {b['measured_items']} sample "
-            "items)")
+            f"{_plural(unit)} timed)")
     if b["test_items"] is None:
         return text + f"; the {task} test count is not recorded"
-    text += (f" x {b['test_items']:,} test items = "
+    text += (f" x {b['test_items']:,} test {_plural(unit)} = "
              f"{b['estimate_hours'] * 60:.1f} min")
     if b["limit_hours"] is not None:
         verdict = ("within" if b["estimate_hours"] <= b["limit_hours"]

@@ -19,9 +19,11 @@ Constants:
 - `KAGGLE_SLUG`: the competition's slug on Kaggle (`kaggle competitions
   download -c KAGGLE_SLUG`), named when the raw data is missing.
 - `DEFAULT_SIZE`: `(height, width)` of the real images (for samples).
-- `TEST_ITEMS`, `KERNEL_LIMIT_HOURS` (optional): the competition's test
-  count and its kernel's run-time limit (None: none), for the budget line
-  of `python -m kaggle_tf.kernel`.
+- `TEST_ITEMS`, `KERNEL_LIMIT_HOURS`, `TEST_UNIT` (optional): the
+  competition's test count, its kernel's run-time limit (None: none) and
+  what the count counts (default "image"; one example of the task's
+  `decode`, a row group of the submission), for the budget line of
+  `python -m kaggle_tf.kernel`.
 - `CONFIG_KEYS` (optional): the `cfg.data` keys `encode_item` reads
   (e.g. `("windows",)`); a change to one of them makes the converter write
   the records again. Without it, every `cfg.data` key except `raw_dir`,

@@ -57,6 +57,10 @@ KIND = "sequence"
 FOLD_STRATEGY = "grouped"
 KAGGLE_SLUG = "rsna-intracranial-hemorrhage-detection"
 DEFAULT_SIZE = (512, 512)
+# The kernel budget counts slices (6 submission rows each); the stage 2
+# test count is not recorded, and the competition had no kernel limit.
+TEST_UNIT = "slice"
+KERNEL_LIMIT_HOURS = None
 DEFAULT_N = 48
 # The record depends on no `cfg.data` key besides the folds and shards.
 CONFIG_KEYS = ()

@@ -76,6 +76,9 @@ KIND = "classification"
 FOLD_STRATEGY = "grouped"
 KAGGLE_SLUG = "rsna-2024-lumbar-spine-degenerative-classification"
 DEFAULT_SIZE = (512, 512)
+# The kernel budget counts studies (25 submission rows each); the hidden
+# test's study count and the kernel limit are not recorded.
+TEST_UNIT = "study"
 DEFAULT_N = 12
 MISSING = -1
 # The `cfg.data` keys the records depend on (stacks resized at conversion).

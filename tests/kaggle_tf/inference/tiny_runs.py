@@ -47,14 +47,15 @@ def save_folds(cfg, folds=(0, 1), scale=100.0):
     """Writes `<output_dir>/fold<k>/best.keras`; returns the paths.
 
     `scale` multiplies the last layer's weights (spreads the logits).
+    The model is built as the trainer builds it (the task's model defaults
+    and output layout, e.g. RSNA lumbar's series channels and (25, 3)).
     """
-    from kaggle_tf import models
+    from kaggle_tf.training import image
 
     paths = []
-    shape = (*cfg.data.image_size, cfg.data.channels)
     for k in folds:
         keras.utils.set_random_seed(100 + k)
-        model = models.build(cfg.model, shape)
+        model = image.build_model(cfg)
         head = [layer for layer in model.layers if layer.get_weights()][-1]
         head.set_weights([w * scale for w in head.get_weights()])
         folder = os.path.join(cfg.output_dir, f"fold{k}")
