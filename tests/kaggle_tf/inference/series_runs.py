@@ -35,6 +35,8 @@ def ich_config(raw, records, output_dir, arch="sequence", size=SAMPLE_SIZE,
                  "windows": windows, "folds": 2, "shard_size": 2,
                  "max_series_length": 12, "shuffle_buffer": 8},
         "model": model,
+        "loss": {"name": "weighted_log_loss",
+                 "class_weights": [1, 1, 1, 1, 1, 2], "from_logits": True},
         "train": {"batch_size": 2, "jit_compile": False, "verbose": 0},
         "inference": {"tta": "none", "batch_size": 8},
     })
