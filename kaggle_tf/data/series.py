@@ -83,9 +83,10 @@ def _with_pseudo(ds, cfg, folds, seed, repeat):
                              num_parallel_calls=tf.data.AUTOTUNE,
                              deterministic=False)
     extra = extra.shuffle(min(cfg.data.shuffle_buffer, MAX_SERIES_SHUFFLE),
-                          seed=seed + 1,
-                          reshuffle_each_iteration=True).repeat()
+                          seed=seed + 1, reshuffle_each_iteration=True)
     weight = pipeline.pseudo_share(cfg, folds, unit="records")
+    if repeat or weight < 1.0:  # weight 1, one pass: the pseudo series once
+        extra = extra.repeat()
     return pipeline.mix(ds, extra, weight, seed, until_real_ends=not repeat)
 
 
