@@ -3,9 +3,10 @@
 Turns a finished run's test predictions (`<pseudo.source or
 output_dir>/test_probs.npz`, from `python -m kaggle_tf.predict
 --save-probs`, an ensemble's too) and the test records into
-pseudo-labelled TFRecords in `pseudo.records_dir`, with a manifest; train
-on them with `--set data.pseudo_records=<that folder>` (every training
-fold, never validation).
+pseudo-labelled TFRecords in `pseudo.records_dir`, with a manifest (series
+tasks, RSNA ICH: pseudo-labelled series); train on them with `--set
+data.pseudo_records=<that folder>` (every training fold, never
+validation).
 """
 
 import argparse
@@ -41,8 +42,13 @@ def main(argv=None):
             ValueError) as e:
         return cli.report(e, args.config)
     info = manifest["pseudo"]
-    print(f"pseudo-labelled {info['kept']} of {info['test_images']} test "
-          f"images ({info['mode']}) -> {cfg.pseudo.records_dir}")
+    if "test_series" in info:
+        what = (f"{info['kept']} slices in {info['kept_series']} of "
+                f"{info['test_series']} test series")
+    else:
+        what = f"{info['kept']} of {info['test_images']} test images"
+    print(f"pseudo-labelled {what} ({info['mode']}) -> "
+          f"{cfg.pseudo.records_dir}")
     return 0
 
 

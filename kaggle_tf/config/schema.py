@@ -80,7 +80,10 @@ class DataConfig:
     cache: bool = False
     # Pseudo-labelled records (`kaggle_tf.pseudo`) mixed into every
     # training fold, never into validation; `pseudo_weight` is their share
-    # of the training stream (null: their share by count).
+    # w of the training stream (null: their share by count). An epoch has
+    # R / (1 - w) examples (R real; null w: R + P pseudo; w = 1: P), its
+    # steps that // batch size unless `train.steps_per_epoch` is set; RSNA
+    # ICH series: the sequence model's epoch is in series windows.
     pseudo_records: Optional[str] = None
     pseudo_weight: Optional[float] = _f(None, min=0.0, max=1.0)
 
@@ -287,7 +290,8 @@ class PseudoConfig:
     is read (null: this config's `output_dir`); `records_dir` where the
     records go. Hard labels: `probs >= thresholds[c]`, an image kept when
     each class's probability is >= confidence or <= 1 - confidence; soft
-    labels (classification): the probabilities.
+    labels (classification): the probabilities. Series records (RSNA ICH)
+    are labelled slice by slice and kept when every slice is confident.
     """
 
     source: Optional[str] = None

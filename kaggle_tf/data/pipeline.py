@@ -220,17 +220,64 @@ def make_dataset(cfg, folds, training: bool, *, split: str = "train",
     return ds.prefetch(AUTOTUNE)
 
 
+def pseudo_examples(manifest) -> int:
+    """Examples in a pseudo-labelled records manifest (an ICH series
+    counts as its slices, as `count_records` does)."""
+    summary = manifest["splits"]["train"]
+    per_fold = summary.get("examples_per_fold") or summary[
+        "records_per_fold"]
+    return int(sum(per_fold.values()))
+
+
+def pseudo_share(cfg, folds, unit="examples"):
+    """The share of pseudo-labelled examples in the training stream of
+    `folds`: `data.pseudo_weight`, or (null) their share by count; 0.0
+    without `data.pseudo_records`."""
+    if not cfg.data.pseudo_records:
+        return 0.0
+    if cfg.data.pseudo_weight is not None:
+        return float(cfg.data.pseudo_weight)
+    manifest = records.read_manifest(cfg.data.pseudo_records)
+    if unit == "examples":
+        n = pseudo_examples(manifest)
+    else:
+        n = int(manifest["splits"]["train"]["records"])
+    return n / max(n + count_records(cfg, folds, unit=unit), 1)
+
+
+def training_examples(cfg, folds, unit="examples") -> int:
+    """Examples of one training epoch over `folds`, pseudo-labelled ones
+    included.
+
+    Without `data.pseudo_records`: the real examples, R. With them at
+    share w (`pseudo_share`): R / (1 - w), so that an epoch still draws
+    about one pass of the real examples, plus the pseudo-labelled ones
+    at their share (w null: R + P, one pass over both); with w = 1 (only
+    pseudo-labels): their count, P.
+
+    Example:
+
+    >>> training_examples(cfg, [1, 2, 3, 4])  # doctest: +SKIP
+    40                                    # 32 real, pseudo_weight 0.2
+    """
+    real = count_records(cfg, folds, unit=unit)
+    if not cfg.data.pseudo_records:
+        return real
+    w = pseudo_share(cfg, folds, unit)
+    if w >= 1.0:
+        manifest = records.read_manifest(cfg.data.pseudo_records)
+        return (pseudo_examples(manifest) if unit == "examples"
+                else int(manifest["splits"]["train"]["records"]))
+    return int(round(real / (1.0 - w)))
+
+
 def _pseudo_source(cfg, folds):
     """(files, manifest, weight) of `data.pseudo_records`."""
     where = cfg.data.pseudo_records
     manifest = records.read_manifest(where)
     records.check_manifest(manifest, cfg, where)
     files = records.shard_files(where, manifest, "train", None)
-    weight = cfg.data.pseudo_weight
-    if weight is None:
-        n = manifest["splits"]["train"]["records"]
-        weight = n / max(n + count_records(cfg, folds), 1)
-    return files, manifest, float(weight)
+    return files, manifest, pseudo_share(cfg, folds)
 
 
 def _mix_pseudo(ds, pseudo, seed, parsed_records, decode, shuffle, cfg):
@@ -243,13 +290,22 @@ def _mix_pseudo(ds, pseudo, seed, parsed_records, decode, shuffle, cfg):
                               reshuffle_each_iteration=True)
     extra = extra.map(lambda p: decode(p, manifest),
                       num_parallel_calls=AUTOTUNE).repeat()
+    return mix(ds.repeat(), extra, weight, seed)
+
+
+def mix(real, extra, weight, seed, until_real_ends=False):
+    """`real` with elements of `extra` drawn in at share `weight`.
+
+    `until_real_ends`: the stream ends with `real` (a finite `real`, an
+    `extra` that repeats); else both go on as they are.
+    """
     if weight >= 1.0:
         return extra
     if weight <= 0.0:
-        return ds
+        return real
     return tf.data.Dataset.sample_from_datasets(
-        [ds.repeat(), extra], weights=[1.0 - weight, weight], seed=seed,
-        stop_on_empty_dataset=False)
+        [real, extra], weights=[1.0 - weight, weight], seed=seed,
+        stop_on_empty_dataset=until_real_ends)
 
 
 def _drop_meta(example):

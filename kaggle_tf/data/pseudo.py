@@ -16,8 +16,14 @@ sha256 in `manifest.json`, written last):
 - `pseudo.mode="soft"` (classification): the probabilities are the labels,
   every image kept.
 
-Training mixes them in with `data.pseudo_records` (`make_dataset` of the
-training folds only; validation never sees them): `data.pseudo_weight` is
+Series records (RSNA ICH: one record per series) stay series: each slice
+gets its labels from its own row of `test_probs.npz` (the slice ids), as
+above, and a series is kept when every slice is confident. The manifest
+counts series as records and slices as examples.
+
+Training mixes them in with `data.pseudo_records` (`make_dataset` and
+`series.make_series_dataset` of the training folds only; validation never
+sees them): `data.pseudo_weight` is
 the share of pseudo-labelled examples in the training stream (null: their
 share by count).
 
@@ -100,12 +106,52 @@ def load_predictions(cfg):
     return path, {str(i): p for i, p in zip(ids, probs)}
 
 
+def _image_record(cfg, features, predictions, path):
+    """One test image's record -> (features, kept, [image id])."""
+    image_id = features[schema.ID][0].decode()
+    if image_id not in predictions:
+        raise PseudoError(f"{path}: no prediction for test image "
+                          f"{image_id}; predict the test set again")
+    extra, keep = label(cfg, predictions[image_id],
+                        int(features.get(schema.HEIGHT, [0])[0]),
+                        int(features.get(schema.WIDTH, [0])[0]))
+    features.update(extra)
+    return features, keep, [image_id]
+
+
+def _series_record(cfg, features, predictions, path):
+    """One test series' record -> (features, kept, slice ids).
+
+    Every slice gets its labels (T x K, row-major, as the converter's
+    training records); the series is kept only when every slice is
+    confident (a series is one training example of the sequence model).
+    """
+    ids = [v.decode() for v in features[schema.ID]]
+    series = features.get(schema.SERIES, [b"?"])[0].decode()
+    labels, keep = [], True
+    for image_id in ids:
+        if image_id not in predictions:
+            raise PseudoError(f"{path}: no prediction for slice {image_id} "
+                              f"of test series {series}; predict the test "
+                              "set again")
+        extra, kept = label(cfg, predictions[image_id])
+        labels.extend(extra[schema.LABELS])
+        keep = keep and kept
+    features[schema.LABELS] = labels
+    return features, keep, ids
+
+
 def write_records(cfg):
-    """Writes the pseudo-labelled records; returns their manifest."""
+    """Writes the pseudo-labelled records; returns their manifest.
+
+    Series records (RSNA ICH) are written as the converter writes training
+    series: one record per series, its slices' labels `T x K` row-major.
+    """
     task = tasks.get(cfg.task)
-    if task.series or task.kind not in ("segmentation", "classification"):
-        raise PseudoError(f"pseudo-labels take one image per record; task "
-                          f"{cfg.task!r} has series records")
+    series = bool(task.series)
+    if not series and task.kind not in ("segmentation", "classification"):
+        raise PseudoError(f"pseudo-labels take image or series records; "
+                          f"task {cfg.task!r} has {task.kind} records")
     if cfg.pseudo.mode == "soft" and task.kind == "segmentation":
         raise PseudoError("`pseudo.mode` 'soft' gives soft class labels; "
                           "segmentation masks are hard: use 'hard'")
@@ -120,34 +166,29 @@ def write_records(cfg):
     old = os.path.join(out, schema.MANIFEST)
     if tf.io.gfile.exists(old):  # stale until the new one is written
         tf.io.gfile.remove(old)
-    kept, seen, dropped = [], 0, 0
+    one = _series_record if series else _image_record
+    kept, seen, dropped, kept_ids, examples = [], 0, 0, [], 0
     for raw in tf.data.TFRecordDataset(shards).as_numpy_iterator():
-        features = encode.from_example(raw)
-        image_id = features[schema.ID][0].decode()
-        if image_id not in predictions:
-            raise PseudoError(f"{path}: no prediction for test image "
-                              f"{image_id}; predict the test set again")
-        seen += 1
-        extra, keep = label(cfg, predictions[image_id],
-                            int(features.get(schema.HEIGHT, [0])[0]),
-                            int(features.get(schema.WIDTH, [0])[0]))
+        features, keep, ids = one(cfg, encode.from_example(raw),
+                                  predictions, path)
+        seen += len(ids)
         if not keep:
             dropped += 1
             continue
-        features.update(extra)
         features[schema.FOLD] = schema.TEST_FOLD
-        kept.append((image_id, encode.serialize(features)))
+        kept.append(encode.serialize(features))
+        kept_ids.extend(ids)
+        examples += len(ids)
     if not kept:
-        raise PseudoError(f"{path}: no test image is confident enough "
-                          "(lower pseudo.confidence)")
+        raise PseudoError(f"{path}: no test {'series' if series else 'image'}"
+                          " is confident enough (lower pseudo.confidence)")
     size = cfg.data.shard_size
     count = -(-len(kept) // size)
     entries = []
     for s in range(count):
         name = schema.shard_name("train", s, count)
         final = os.path.join(out, name)
-        n = writer.write_part(final, [r for _, r in
-                                      kept[s * size:(s + 1) * size]])
+        n = writer.write_part(final, kept[s * size:(s + 1) * size])
         entries.append({"file": name, "records": n, "fold": schema.TEST_FOLD,
                         "bytes": tf.io.gfile.stat(final).length,
                         "sha256": writer.file_sha256(final)})
@@ -157,6 +198,12 @@ def write_records(cfg):
     fold = str(schema.TEST_FOLD)
     empty = {"records": 0, "skipped": 0, "shards": [],
              "records_per_fold": {}, "examples_per_fold": {}}
+    info = {"predictions": path, "mode": cfg.pseudo.mode,
+            "thresholds": list(cfg.pseudo.thresholds),
+            "confidence": list(cfg.pseudo.confidence),
+            "test_images": seen, "kept": examples, "ids": kept_ids}
+    if series:
+        info.update(test_series=len(kept) + dropped, kept_series=len(kept))
     manifest = {
         **{k: source[k] for k in ("schema_version", "task", "kind",
                                   "classes", "num_classes", "channels",
@@ -170,12 +217,8 @@ def write_records(cfg):
         "splits": {"train": {
             "records": len(kept), "skipped": dropped, "shards": entries,
             "records_per_fold": {fold: len(kept)},
-            "examples_per_fold": {fold: len(kept)}}, "test": empty},
-        "pseudo": {"predictions": path, "mode": cfg.pseudo.mode,
-                   "thresholds": list(cfg.pseudo.thresholds),
-                   "confidence": list(cfg.pseudo.confidence),
-                   "test_images": seen, "kept": len(kept),
-                   "ids": [i for i, _ in kept]},
+            "examples_per_fold": {fold: examples}}, "test": empty},
+        "pseudo": info,
         "skipped": 0, "errors_csv": None,
     }
     writer.write_json(os.path.join(out, schema.MANIFEST), manifest)

@@ -23,6 +23,11 @@ Batches:
 
 T = `max_length`, H, W = `cfg.data.image_size`, C = number of windows.
 
+Training streams of the training folds (never validation, never the
+test split) also draw the pseudo-labelled series of
+`cfg.data.pseudo_records` (`kaggle_tf.pseudo`, fold -1) at
+`cfg.data.pseudo_weight`.
+
 Example:
 
 >>> ds = make_series_dataset(cfg, folds=[0], training=False, batch_size=2)
@@ -33,6 +38,7 @@ TensorShape([2, 64, 512, 512, 3])
 
 import tensorflow as tf
 
+from kaggle_tf.data import pipeline
 from kaggle_tf.data import records
 from kaggle_tf import tasks
 
@@ -59,6 +65,29 @@ def _chunks(parsed, max_length, training, seed):
         return out
 
     return tf.data.Dataset.from_tensor_slices(starts).map(take)
+
+
+def _with_pseudo(ds, cfg, folds, seed, repeat):
+    """The training series with the pseudo-labelled series of
+    `data.pseudo_records` drawn in at their share (`data.pseudo_weight`,
+    null: by count of series); without `repeat` the stream ends with the
+    real series (about `pipeline.training_examples(unit="records")`)."""
+    where = cfg.data.pseudo_records
+    manifest = records.read_manifest(where)
+    records.check_manifest(manifest, cfg, where)
+    files = records.shard_files(where, manifest, "train", None)
+    extra = tf.data.Dataset.from_tensor_slices(files).shuffle(
+        len(files), seed=seed + 1, reshuffle_each_iteration=True)
+    extra = extra.interleave(tf.data.TFRecordDataset,
+                             cycle_length=min(len(files), 4),
+                             num_parallel_calls=tf.data.AUTOTUNE,
+                             deterministic=False)
+    extra = extra.shuffle(min(cfg.data.shuffle_buffer, MAX_SERIES_SHUFFLE),
+                          seed=seed + 1, reshuffle_each_iteration=True)
+    weight = pipeline.pseudo_share(cfg, folds, unit="records")
+    if repeat or weight < 1.0:  # weight 1, one pass: the pseudo series once
+        extra = extra.repeat()
+    return pipeline.mix(ds, extra, weight, seed, until_real_ends=not repeat)
 
 
 def make_series_dataset(cfg, folds, training, batch_size=None,
@@ -109,6 +138,9 @@ def make_series_dataset(cfg, folds, training, batch_size=None,
                         seed=seed, reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
+    if (training and split == "train" and folds is not None
+            and cfg.data.pseudo_records):
+        ds = _with_pseudo(ds, cfg, folds, seed, repeat)
     return series_batches(cfg, ds, training, batch_size=batch_size,
                           max_length=max_length, seed=seed,
                           drop_remainder=drop_remainder)

@@ -12,6 +12,12 @@ Signatures as `export.images`: `serving_default` (`image_bytes`) and
 to each member's size in the graph). `serving_default` decodes for each
 member as its own data pipeline does, so it equals
 `kaggle_tf.predict` on an ensemble config.
+
+A blend of series models (RSNA ICH `model.arch="sequence"`) gets the
+signatures of `export.sequence` (`serving_default(hu, mask)`,
+`predict_series(images, mask)`), each member windowing the HU with its
+own `data.image_size` and `data.windows`. Image and series members
+together cannot be one SavedModel (a config error naming the member).
 """
 
 import os
@@ -22,6 +28,7 @@ from kaggle_tf import config as config_lib
 from kaggle_tf import tasks
 from kaggle_tf.export import images as images_lib
 from kaggle_tf.export import saved_model
+from kaggle_tf.export import sequence
 from kaggle_tf.inference import ensemble as ensemble_lib
 from kaggle_tf.inference import predict as predict_lib
 from kaggle_tf.models.build import family
@@ -74,15 +81,30 @@ class BlendGraph(images_lib.ServingGraph):
         return self.finish(probs, clf)
 
 
+def families(members_cfg):
+    """The model family shared by every member ("image" or "series").
+
+    Raises:
+        ConfigError: members of both families (the first series one named).
+    """
+    kinds = [family(m.model.arch) for m, _ in members_cfg]
+    if len(set(kinds)) > 1:
+        i = kinds.index("series")
+        raise config_lib.ConfigError(
+            f"`ensemble.members[{i}]` ({members_cfg[i][0].source}): a blend "
+            "of image and series models cannot be one SavedModel (their "
+            "inputs differ: encoded images vs HU series); export each, or "
+            "blend them with predict")
+    return kinds[0]
+
+
 def build_graph(cfg, tta=None):
     """The `BlendGraph` of an ensemble config (all members loaded)."""
     members_cfg = config_lib.members(cfg)
-    for i, (member, _) in enumerate(members_cfg):
-        if family(member.model.arch) != "image":
-            raise config_lib.ConfigError(
-                f"`ensemble.members[{i}]` ({member.source}): exporting a "
-                f"blend of {member.model.arch!r} models is not supported "
-                "(predict and tune blend them)")
+    if families(members_cfg) != "image":
+        raise config_lib.ConfigError(
+            "a blend of series models has no image graph; "
+            "`export` writes it with `series_members`")
     weights = ensemble_lib.weights(cfg, members_cfg)
     members = []
     for (member, _), w in zip(members_cfg, weights):
@@ -104,6 +126,18 @@ def build_graph(cfg, tta=None):
                       predict_lib.load_postprocess(cfg), classifier, clf_size)
 
 
+def series_members(cfg, tta=None):
+    """The members of a blend of series models, as `export.sequence`
+    `SeriesMember`s (weight-0 members left out)."""
+    if tta not in (None, "none"):
+        raise ValueError("--tta must be 'none' for model.arch="
+                         f"'sequence'. Received: {tta!r}")
+    members_cfg = config_lib.members(cfg)
+    weights = ensemble_lib.weights(cfg, members_cfg)
+    return [sequence.member_of(member, weight=w)
+            for (member, _), w in zip(members_cfg, weights) if w != 0]
+
+
 def export(cfg, out_dir, tta=None, folds=None, version=None):
     """Writes the blend's SavedModel (the arguments, return value and
     errors of `export.run.export`; `folds` is not taken)."""
@@ -115,6 +149,10 @@ def export(cfg, out_dir, tta=None, folds=None, version=None):
     if tf.io.gfile.exists(os.path.join(out_dir, str(version))):
         raise FileExistsError(f"{os.path.join(out_dir, str(version))} "
                               "exists; versions are immutable")
+    if families(config_lib.members(cfg)) == "series":
+        return sequence.save(series_members(cfg, tta), out_dir, version,
+                             tasks.get(cfg.task),
+                             geometric=cfg.ensemble.merge == "geometric_mean")
     graph = build_graph(cfg, tta)
     h, w = graph.size
     c = graph.members[0][2]

@@ -6,7 +6,9 @@ members must share folds: the same fold of every image) for
 `kaggle_tf.tune`; `predict` runs each member alone (its own folds,
 checkpoints, TTA, input size and normalization; one member in memory at a
 time), brings its probabilities to the ensemble's `data.image_size`,
-blends them and post-processes once.
+blends them and post-processes once. Series members (RSNA ICH
+`model.arch="sequence"`) blend per slice id, each member windowing its
+series with its own `data.image_size` and `data.windows`.
 
     blend = sum_i w_i p_i / sum_i w_i               merge "mean"
     blend = exp(sum_i w_i log p_i / sum_i w_i)      merge "geometric_mean"

@@ -60,13 +60,14 @@ def set_encoder_trainable(model, trainable):
 
 
 def _epoch_steps(cfg, folds, batch_size):
-    n = pipeline.count_records(cfg, folds)
-    if n == 0:
+    """`train.steps_per_epoch`, else the epoch's examples (pseudo-labelled
+    ones included, `pipeline.training_examples`) // batch."""
+    if pipeline.count_records(cfg, folds) == 0:
         raise ValueError(f"no training records in folds {folds} of "
                          f"{cfg.data.records_dir}")
     if cfg.train.steps_per_epoch:
         return cfg.train.steps_per_epoch
-    return max(n // batch_size, 1)
+    return max(pipeline.training_examples(cfg, folds) // batch_size, 1)
 
 
 def _sample_rate_setup(cfg, stage):

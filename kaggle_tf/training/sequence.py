@@ -23,12 +23,20 @@ classifier and sequence model run as one graph
 Series longer than `data.max_series_length` are cut into consecutive
 windows of that length; shorter ones are padded and masked.
 
+With `data.pseudo_records` (pseudo-labelled test series, `kaggle_tf.pseudo`)
+the fold-K classifier embeds those series too
+(`<output_dir>/fold<K>/pseudo_embeddings.npz`); their windows are drawn
+into every training epoch at `data.pseudo_weight` (`SeriesBatches`), never
+into fold K's validation windows.
+
 Example:
 
 >>> cfg = config.load("configs/rsna_ich_seq.json")      # doctest: +SKIP
 >>> run.run(cfg, "all")     # kaggle_tf.fit dispatches here for arch "sequence"
 """
 
+import copy
+import json
 import math
 import os
 
@@ -51,6 +59,8 @@ from kaggle_tf.training import stages
 # Layers that `freeze_encoder` freezes: an image encoder inside the model,
 # and the recurrent layers (then only the head trains).
 ENCODER_PREFIXES = ("encoder", "rnn_")
+# The pseudo-labelled series (`data.pseudo_records`) embedded, per fold.
+PSEUDO_EMBEDDINGS = "pseudo_embeddings.npz"
 
 
 # --- config --------------------------------------------------------------------
@@ -115,7 +125,7 @@ def _channels(cfg):
 # --- embeddings -----------------------------------------------------------------
 
 def embed_series(cfg, model, folds=None, split="train", batch_size=None,
-                 verbose=True):
+                 verbose=True, labels_dtype=np.int8):
     """Embeds every slice of the series in `folds` (or the test split).
 
     Args:
@@ -130,7 +140,7 @@ def embed_series(cfg, model, folds=None, split="train", batch_size=None,
         A dict of flat per-slice arrays in series and slice order: `ids`,
         `series`, `index` (position in the series), `fold`,
         `embeddings` (N, D) float32, `logits` (N, 6) float32, `labels`
-        (N, 6) int8.
+        (N, 6) `labels_dtype` (int8; float32 keeps soft pseudo-labels).
     """
     batch_size = int(batch_size or cfg.inference.batch_size)
     fold_list = [None] if split == "test" or folds is None else list(folds)
@@ -153,7 +163,7 @@ def embed_series(cfg, model, folds=None, split="train", batch_size=None,
             parts["logits"].append(np.concatenate(
                 [np.asarray(o["logits"], np.float32) for o in outs]))
             parts["labels"].append(
-                np.asarray(element["labels"][0, :n]).astype(np.int8))
+                np.asarray(element["labels"][0, :n]).astype(labels_dtype))
             parts["ids"].extend(records.id_strings(element["id"][0, :n]))
             name = records.id_strings(element["series"])[0]
             parts["series"].extend([name] * n)
@@ -188,6 +198,51 @@ def cached_embeddings(cfg, fold, fold_dir):
     os.replace(tmp, path)
     keras.backend.clear_session()
     return data
+
+
+def pseudo_embeddings(cfg, fold, fold_dir):
+    """The pseudo-labelled series of `data.pseudo_records` embedded by
+    fold `fold`'s classifier (fold -1, float32 labels), cached in
+    `fold_dir/pseudo_embeddings.npz` for those records (their shards'
+    sha256); None without `data.pseudo_records`."""
+    where = cfg.data.pseudo_records
+    if not where:
+        return None
+    manifest = records.read_manifest(where)
+    key = json.dumps([e["sha256"] for e in
+                      manifest["splits"]["train"]["shards"]])
+    path = os.path.join(fold_dir, PSEUDO_EMBEDDINGS)
+    if os.path.exists(path):
+        with np.load(path, allow_pickle=False) as f:
+            if str(f["source"]) == key:
+                return {k: f[k] for k in f.files if k != "source"}
+    checkpoint = classifier_checkpoint(cfg, fold)
+    model = slice_model(checkpoint, cfg)
+    print(f"fold {fold}: embedding the pseudo-labelled series of {where} "
+          f"with {checkpoint}", flush=True)
+    records_cfg = copy.deepcopy(cfg)
+    records_cfg.data.records_dir = where
+    data = embed_series(records_cfg, model, None, labels_dtype=np.float32)
+    tmp = os.path.join(fold_dir, f"pseudo_embeddings.tmp-{os.getpid()}.npz")
+    np.savez(tmp, source=np.asarray(key), **data)
+    os.replace(tmp, path)
+    keras.backend.clear_session()
+    return data
+
+
+def with_pseudo(cfg, data, extra):
+    """(the real and pseudo-labelled slices in one set of arrays, the
+    pseudo-labelled series' windows in it); labels become float32."""
+    n = len(data["ids"])
+    joined = {k: np.concatenate([np.asarray(data[k]), np.asarray(extra[k])])
+              for k in ("ids", "series", "index", "fold", "embeddings",
+                        "logits")}
+    joined["labels"] = np.concatenate([
+        np.asarray(data["labels"], np.float32),
+        np.asarray(extra["labels"], np.float32)])
+    windows = [n + w for w in series_windows(
+        extra["series"], extra["index"], int(cfg.data.max_series_length))]
+    return joined, windows
 
 
 # --- series batches -------------------------------------------------------------
@@ -231,28 +286,56 @@ class SeriesBatches(keras.utils.PyDataset):
         shuffle: reshuffle the windows every epoch (epoch e's order is
             seeded by (seed, e), see `set_epoch`).
         seed: the shuffling seed.
+        extra_windows: windows of pseudo-labelled series (rows of `data`
+            too), drawn into every epoch at `extra_share`.
+        extra_share: their share w of an epoch's windows: R real windows
+            and round(R w / (1 - w)) pseudo-labelled ones drawn (seeded by
+            (seed, epoch); with replacement only when more than there
+            are); None: every one once (their share by count); 1: only
+            them.
     """
 
-    def __init__(self, data, windows, batch_size, shuffle=False, seed=0):
+    def __init__(self, data, windows, batch_size, shuffle=False, seed=0,
+                 extra_windows=(), extra_share=None):
         super().__init__()
         self.data = data
-        self.windows = list(windows)
+        self.real = list(windows)
+        self.extra = list(extra_windows)
         self.batch_size = int(batch_size)
         self.shuffle = shuffle
         self.seed = seed
-        self.length = max((len(w) for w in self.windows), default=1)
+        if not self.extra or extra_share is None:
+            self.extra_count = len(self.extra)
+        elif extra_share >= 1.0:
+            self.real, self.extra_count = [], len(self.extra)
+        else:
+            self.extra_count = int(round(len(self.real) * extra_share
+                                         / (1.0 - extra_share)))
+        self.length = max((len(w) for w in self.real + self.extra),
+                          default=1)
         self.set_epoch(0)
 
     def set_epoch(self, epoch):
-        """Orders the windows of `epoch`: a permutation seeded by
-        (seed, epoch), so a resumed run sees the order it would have."""
+        """Orders the windows of `epoch` (and draws its pseudo-labelled
+        ones): seeded by (seed, epoch), so a resumed run sees the order
+        it would have."""
         self.epoch = int(epoch)
+        rng = np.random.default_rng([self.seed, self.epoch])
+        drawn = []
+        if self.extra_count:
+            m = len(self.extra)
+            picks = [rng.permutation(m) for _ in range(
+                self.extra_count // m)]
+            picks.append(rng.permutation(m)[:self.extra_count % m])
+            drawn = [self.extra[j] for j in np.concatenate(picks)]
+        self.windows = self.real + drawn
         self.order = np.arange(len(self.windows))
         if self.shuffle:
-            np.random.default_rng([self.seed, self.epoch]).shuffle(self.order)
+            rng.shuffle(self.order)
 
     def __len__(self):
-        return math.ceil(len(self.windows) / self.batch_size)
+        return math.ceil((len(self.real) + self.extra_count)
+                         / self.batch_size)
 
     def rows(self, i):
         """The row lists of batch `i`."""
@@ -354,8 +437,14 @@ def train_fold(cfg, fold):
     if not train_windows or not val_windows:
         raise ValueError(f"fold {fold}: no training or no validation series "
                          f"in {cfg.data.records_dir}")
+    extra, extra_windows = pseudo_embeddings(cfg, fold, fold_dir), []
+    if extra is not None:
+        # Rows past the real ones: validation (fold `fold`) never sees them.
+        data, extra_windows = with_pseudo(cfg, data, extra)
     train = SeriesBatches(data, train_windows, cfg.train.batch_size,
-                          shuffle=True, seed=cfg.seed)
+                          shuffle=True, seed=cfg.seed,
+                          extra_windows=extra_windows,
+                          extra_share=cfg.data.pseudo_weight)
     val = SeriesBatches(data, val_windows, cfg.train.batch_size)
     steps = cfg.train.steps_per_epoch or len(train)
     model = build_model(cfg, data["embeddings"].shape[-1])
@@ -369,7 +458,9 @@ def train_fold(cfg, fold):
         return stages.StageData(
             train=train, validation=val, steps=steps,
             callbacks=[SeriesKaggleMetric(val, cfg.task)],
-            note=f" over {len(train_windows)} series windows")
+            note=f" over {len(train_windows)} series windows"
+                 + (f" + {train.extra_count} pseudo-labelled"
+                    if extra_windows else ""))
 
     return stages.fit_stages(cfg, fold, model, fold_dir, compile_model,
                              data_for_stage, ENCODER_PREFIXES)

@@ -104,3 +104,26 @@ def test_soft_labels_are_refused_for_masks(predicted):
         pseudo.write_records(config_lib.from_dict(data))
     with pytest.raises(config_lib.ConfigError, match="data.pseudo_weight"):
         config_lib.from_dict({"data": {"pseudo_weight": 2}})
+
+
+def test_epoch_steps_count_the_mixed_stream(predicted):
+    """steps = real / (1 - pseudo_weight) // batch; null weight: real +
+    pseudo; weight 1: the pseudo-labelled examples alone."""
+    from kaggle_tf.training import image
+
+    cfg, ids, _ = predicted
+    manifest = pseudo.write_records(cfg)
+    n_pseudo = manifest["splits"]["train"]["records"]
+    folds = [1, 2, 3, 4]
+    real = pipeline.count_records(cfg, folds)
+    assert image._epoch_steps(cfg, folds, 4) == real // 4
+    data = cfg.to_dict()
+    data["data"]["pseudo_records"] = cfg.pseudo.records_dir
+    for weight, examples in ((0.25, round(real / 0.75)),
+                             (None, real + n_pseudo), (1.0, n_pseudo),
+                             (0.0, real)):
+        data["data"]["pseudo_weight"] = weight
+        mixed = config_lib.from_dict(data)
+        assert pipeline.training_examples(mixed, folds) == examples
+        assert image._epoch_steps(mixed, folds, 4) == max(examples // 4, 1)
+    assert round(real / 0.75) > real + n_pseudo  # the rules differ here
