@@ -19,8 +19,13 @@ channels-first for smp.
 Images per second come from the best timed step (the machine may be
 shared; the median step is printed too) and exclude the warm-up steps
 (where graphs are traced and XLA compiles; their total is `warm-up s`).
-`model MB` is the peak RSS minus the RSS after imports. Prints a table,
-then ours / smp ratios.
+`model MB` is the peak RSS minus the RSS after imports. `tensor MB`
+(ours only) is the peak of the bytes in use in TensorFlow's CPU allocator
+(tensors and variables, what the steps actually asked for); peak RSS above
+it is the allocator's pool (freed pages it keeps) plus the runtime itself.
+PyTorch exposes no such figure on the CPU. Prints a table, then ours / smp
+ratios (speed and peak RSS); see benchmarks/README.md, "Training memory vs
+smp", for where the memory goes.
 """
 
 import argparse
@@ -66,7 +71,14 @@ def run_ours(mode, height, width, args, jit):
     else:
         def step():
             return float(np.asarray(model.predict_on_batch(x)).mean())
-    return timed(step, args, baseline)
+    result = timed(step, args, baseline)
+    try:  # oneDNN's allocator (the default on x86) keeps statistics
+        peak = tf.config.experimental.get_memory_info("CPU:0")["peak"]
+    except ValueError:
+        peak = 0
+    if peak:  # 0 with TF_ONEDNN_USE_SYSTEM_ALLOCATOR=1 (plain malloc)
+        result["tensor_peak_mb"] = peak / 2 ** 20
+    return result
 
 
 def run_smp(mode, height, width, args):
@@ -144,6 +156,10 @@ def spawn(impl, mode, size, args):
     return {"error": " | ".join(tail)}
 
 
+def _mb(value):
+    return "-" if value is None else f"{value:.0f}"
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", nargs="*", default=["256x512", "256x1600"])
@@ -166,7 +182,7 @@ def main(argv=None):
           f"{args.warmup} warm-up")
     print(f"{'size':<10}{'mode':<7}{'impl':<10}{'images/s':>10}"
           f"{'best s':>9}{'median s':>10}{'warm-up s':>11}"
-          f"{'peak RSS MB':>13}{'model MB':>10}")
+          f"{'peak RSS MB':>13}{'model MB':>10}{'tensor MB':>11}")
     results = {}
     for size in args.sizes:
         for mode in args.modes:
@@ -181,7 +197,8 @@ def main(argv=None):
                       f"{r['images_per_s']:>10.2f}{r['step_s']:>9.2f}"
                       f"{r['median_step_s']:>10.2f}"
                       f"{r['first_step_s']:>11.1f}{r['peak_rss_mb']:>13.0f}"
-                      f"{r['model_rss_mb']:>10.0f}", flush=True)
+                      f"{r['model_rss_mb']:>10.0f}"
+                      f"{_mb(r.get('tensor_peak_mb')):>11}", flush=True)
     print("\nratios vs smp (speed: >1 is faster; memory: <1 is smaller)")
     for (size, mode, impl), r in results.items():
         ref = results.get((size, mode, "smp"))
