@@ -233,6 +233,11 @@ class TrainConfig:
     # Not under a TensorFlow strategy of several replicas (Keras cannot).
     grad_accum_steps: int = _f(1, min=1)
     ema: Optional[float] = _f(None, min=0.0, max=1.0)
+    # BatchNorm statistics over the global batch (all-reduced across the
+    # replicas) under a TensorFlow strategy of several replicas; false:
+    # each replica normalises with its own share. JAX's DataParallel
+    # computes them over the global batch already.
+    sync_batchnorm: bool = False
     verbose: int = _f(1, choices=(0, 1, 2))
     # Bit-identical reruns on GPU (TF op determinism; slower).
     deterministic: bool = False
