@@ -83,6 +83,10 @@ class DataConfig:
     # of the training stream (null: their share by count).
     pseudo_records: Optional[str] = None
     pseudo_weight: Optional[float] = _f(None, min=0.0, max=1.0)
+    # train.strategy="multiworker": only the chief converts missing
+    # records; the other workers wait this many seconds for its
+    # manifest.json, then stop naming this key.
+    records_wait_s: float = _f(3600.0, min=0.0)
 
 
 @dataclass
