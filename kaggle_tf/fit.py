@@ -9,6 +9,7 @@ metrics.json). Rerunning the same command resumes where it stopped.
 import argparse
 import os
 import sys
+import time
 
 from kaggle_tf import cli
 from kaggle_tf import config as config_lib
@@ -31,10 +32,32 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def ensure_records(cfg, workers=1):
-    """Converts the raw files when `records_dir` has no manifest yet."""
+def ensure_records(cfg, workers=1, poll_s=1.0):
+    """Converts the raw files when `records_dir` has no manifest yet.
+
+    Under `train.strategy="multiworker"` only the chief converts; every
+    other worker waits up to `data.records_wait_s` for the chief's
+    manifest (written last) and raises a `ConfigError` naming that key
+    when it does not come.
+    """
     manifest = os.path.join(cfg.data.records_dir, "manifest.json")
     if os.path.exists(manifest):
+        return manifest
+    from kaggle_tf.training.distribution import is_chief
+
+    if cfg.train.strategy == "multiworker" and not is_chief():
+        print(f"not the chief worker: waiting for the chief to convert "
+              f"{cfg.data.raw_dir} into {cfg.data.records_dir}", flush=True)
+        deadline = time.monotonic() + cfg.data.records_wait_s
+        while not os.path.exists(manifest):
+            if time.monotonic() >= deadline:
+                raise config_lib.ConfigError(
+                    f"data.records_wait_s: no {manifest} after "
+                    f"{cfg.data.records_wait_s:g} s; the chief worker "
+                    "converts the records (is it running, with the same "
+                    "data.records_dir?), or convert them first with "
+                    "python -m tfrecords_tools.convert")
+            time.sleep(poll_s)
         return manifest
     from tfrecords_tools import convert
 
@@ -64,7 +87,10 @@ def main(argv=None):
     except ValueError as e:
         return cli.report(config_lib.ConfigError(
             f"model.encoder_weights: {e}"), args.config)
-    ensure_records(cfg, args.workers)
+    try:
+        ensure_records(cfg, args.workers)
+    except config_lib.ConfigError as e:
+        return cli.report(e, args.config)
     if args.lr_find:
         from kaggle_tf.training import lr_find
 

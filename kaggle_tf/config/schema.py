@@ -86,6 +86,10 @@ class DataConfig:
     # ICH series: the sequence model's epoch is in series windows.
     pseudo_records: Optional[str] = None
     pseudo_weight: Optional[float] = _f(None, min=0.0, max=1.0)
+    # train.strategy="multiworker": only the chief converts missing
+    # records; the other workers wait this many seconds for its
+    # manifest.json, then stop naming this key.
+    records_wait_s: float = _f(3600.0, min=0.0)
 
 
 @dataclass
@@ -236,6 +240,11 @@ class TrainConfig:
     # Not under a TensorFlow strategy of several replicas (Keras cannot).
     grad_accum_steps: int = _f(1, min=1)
     ema: Optional[float] = _f(None, min=0.0, max=1.0)
+    # BatchNorm statistics over the global batch (all-reduced across the
+    # replicas) under a TensorFlow strategy of several replicas; false:
+    # each replica normalises with its own share. JAX's DataParallel
+    # computes them over the global batch already.
+    sync_batchnorm: bool = False
     verbose: int = _f(1, choices=(0, 1, 2))
     # Bit-identical reruns on GPU (TF op determinism; slower).
     deterministic: bool = False

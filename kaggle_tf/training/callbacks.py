@@ -9,6 +9,7 @@ import numpy as np
 
 from kaggle_tf import layout
 from tfrecords_tools import faults
+from kaggle_tf.training import distribution
 from kaggle_tf.training import schedules
 
 
@@ -121,7 +122,8 @@ class TopKCheckpoint(keras.callbacks.Callback):
 def save_model(model, path):
     """`model.save(path)` through a temporary name and an atomic rename."""
     tmp = f"{path[:-len('.keras')]}.tmp-{os.getpid()}.keras"
-    model.save(tmp)
+    with distribution.portable_batchnorm(model):
+        model.save(tmp)
     faults.point("checkpoint")
     os.replace(tmp, path)
 

@@ -129,6 +129,46 @@ def check_replicas(cfg, strategy):
             f"is already train.batch_size x {replicas}")
 
 
+def _batchnorm_layers(model):
+    return [layer for layer in model._flatten_layers()
+            if isinstance(layer, keras.layers.BatchNormalization)]
+
+
+def sync_batchnorm(cfg, model, strategy):
+    """Makes the model's BatchNorm statistics global when
+    `train.sync_batchnorm` asks for it and `strategy` is a TensorFlow one
+    of several replicas (`synchronized=True`: the batch moments are
+    all-reduced). Returns the number of layers changed.
+
+    JAX's DataParallel needs nothing: its train step sees the global
+    batch, sharded, so the moments are over every replica's share.
+    Checkpoints stay portable: `portable_batchnorm` saves them
+    unsynchronized (a synchronized BatchNorm does not load on JAX).
+    """
+    if (not cfg.train.sync_batchnorm or strategy.num_replicas_in_sync < 2
+            or keras.backend.backend() != "tensorflow"):
+        return 0
+    layers = _batchnorm_layers(model)
+    for layer in layers:
+        layer.synchronized = True
+    return len(layers)
+
+
+@contextlib.contextmanager
+def portable_batchnorm(model):
+    """Within: the model's BatchNorm layers are unsynchronized (what its
+    saved config says), restored on exit."""
+    synced = [layer for layer in _batchnorm_layers(model)
+              if layer.synchronized]
+    for layer in synced:
+        layer.synchronized = False
+    try:
+        yield model
+    finally:
+        for layer in synced:
+            layer.synchronized = True
+
+
 def _jax_strategy(name):
     if name in TF_STRATEGIES:
         raise ConfigError(

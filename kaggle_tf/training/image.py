@@ -153,6 +153,7 @@ def train_fold(cfg, fold):
     on_tpu = _on_tpu(strategy)
     with strategy.scope():
         model = build_model(cfg)
+        distribution.sync_batchnorm(cfg, model, strategy)
         if in_model:
             model = augmented.wrap(model, augmenter)
     task = tasks.get(cfg.task)

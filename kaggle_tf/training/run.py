@@ -50,6 +50,9 @@ def run(cfg, folds="all"):
     Under `train.strategy="multiworker"` only the chief (`TF_CONFIG`'s
     "chief" task, else worker 0) writes to `output_dir`; every other worker
     runs the same fit writing to a temporary folder it removes afterwards.
+    That folder starts as a copy of `output_dir` as the worker finds it, so
+    a restarted cluster resumes everywhere from the chief's state (finished
+    folds, stages, the epoch backup), in step with the chief.
 
     Args:
         cfg: a validated `Config`.
@@ -59,6 +62,12 @@ def run(cfg, folds="all"):
         scratch = tempfile.mkdtemp(prefix="kaggle_tf-worker-")
         print(f"not the chief worker: writing to {scratch} (removed at "
               "the end)", flush=True)
+        if os.path.isdir(cfg.output_dir):
+            # The chief's run so far (read only): resume where it resumes.
+            shutil.copytree(cfg.output_dir, scratch, dirs_exist_ok=True,
+                            ignore=shutil.ignore_patterns("*.tmp-*"))
+            print(f"not the chief worker: starting from a copy of "
+                  f"{cfg.output_dir}", flush=True)
         try:
             return _run(dataclasses.replace(cfg, output_dir=scratch), folds)
         finally:

@@ -3,8 +3,8 @@ metric on fixed inputs, one compiled train step, written to an npz.
 
     KERAS_BACKEND=tensorflow python probe.py OUT.npz DIR   builds the
         models (seeded), saves them to DIR/<recipe>.keras and the inputs
-        to DIR/inputs.npz; the train step is `jit_compile=True` (XLA)
-        with PROBE_XLA=1, eager TF otherwise.
+        to DIR/inputs.npz; the train step is TF's graph step (XLA's is
+        `test_xla_steps.py`'s).
     KERAS_BACKEND=jax python probe.py OUT.npz DIR          loads those
         `.keras` files and inputs; the train step is JAX's default jit.
         With two host devices (XLA_FLAGS) it also trains one step under
@@ -242,9 +242,8 @@ def main(out_path, directory):
         metric.update_state(y, logits)
         metric.update_state(y[::-1], logits)
         out[f"{name}/metric"] = numpy(metric.result())
-        # One step, SGD (comparable): jit on JAX; on TF with XLA when
-        # PROBE_XLA=1 (slow on a CPU: the opt-in XLA test).
-        jit = not tensorflow or os.environ.get("PROBE_XLA") == "1"
+        # One step, SGD (comparable): jit on JAX, TF's graph step.
+        jit = not tensorflow
         out[f"{name}/step_loss"] = one_step(
             model, cfg, x, y, keras.optimizers.SGD(0.01), jit)
         for i, w in enumerate(model.get_weights()):

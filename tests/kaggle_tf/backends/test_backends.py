@@ -113,19 +113,3 @@ def test_mixed_bfloat16_keeps_losses_and_metrics_in_float32_on_jax(probes):
     assert str(out["bf16/loss_dtype"]) == "float32"
     assert str(out["bf16/metric_dtype"]) == "float32"
     assert np.isfinite(out["bf16/step_loss"])
-
-
-@pytest.mark.slow
-def test_every_recipe_train_step_compiles_with_xla_on_tensorflow(
-        tmp_path):
-    """`jit_compile=True` for every recipe's train step (the TPU/GPU
-    path, compiled on the CPU): one step each, the loss finite and equal
-    to the eager step's."""
-    eager = probe("tensorflow", tmp_path / "eager.npz", tmp_path)
-    xla = probe("tensorflow", tmp_path / "xla.npz", tmp_path, PROBE_XLA="1")
-    keys = [k for k in eager if k.endswith("/step_loss")]
-    assert len(keys) >= 7
-    for key in keys:
-        assert np.isfinite(xla[key]), key
-        np.testing.assert_allclose(xla[key], eager[key], rtol=1e-4,
-                                   err_msg=key)

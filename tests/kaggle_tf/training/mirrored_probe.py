@@ -54,6 +54,9 @@ BASE = [
     # with the summation order of two replicas) into full-size steps.
     "optimizer.name=sgd", "optimizer.lr=0.02",
     f"train.batch_size={GLOBAL_BATCH}", "train.jit_compile=false",
+    # BatchNorm statistics over the global batch, so that two replicas
+    # normalise like one.
+    "train.sync_batchnorm=true",
 ]
 CASES = {
     "augment_in_model": [f"augment.transforms={FLIPS}",
@@ -61,6 +64,8 @@ CASES = {
     "encoder_lr": ["optimizer.encoder_lr_mult=0.1"],
     "ema": ["train.ema=0.5"],
     "grad_accum": ["train.grad_accum_steps=2"],
+    # The default: each replica's BatchNorm normalises its half batch.
+    "local_batchnorm": ["train.sync_batchnorm=false"],
 }
 
 
@@ -77,19 +82,12 @@ def data():
     return x, m
 
 
-def synchronize_batchnorm(model):
-    """BatchNorm statistics over the global batch (all-reduced), so that
-    two replicas normalise like one; per-replica statistics differ."""
-    for layer in model._flatten_layers():
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.synchronized = True
-
-
 def fit(cfg, strategy, initial, x, m):
     with strategy.scope():
         keras.utils.set_random_seed(0)
         model = image.build_model(cfg)
-        synchronize_batchnorm(model)
+        synced = distribution.sync_batchnorm(cfg, model, strategy)
+        assert synced == 0 or strategy.num_replicas_in_sync > 1
         if initial is not None:
             model.set_weights(initial)
         start = model.get_weights()
@@ -102,7 +100,7 @@ def fit(cfg, strategy, initial, x, m):
     history = model.fit(x, m, batch_size=GLOBAL_BATCH, epochs=EPOCHS,
                         shuffle=False, verbose=0)
     return start, augmented.unwrap(model).get_weights(), \
-        history.history["loss"]
+        history.history["loss"], synced
 
 
 def refusal(cfg, strategy, x, m):
@@ -130,8 +128,9 @@ def main(out):
         if cfg.train.grad_accum_steps > 1:
             arrays[f"{case}/two/error"] = np.asarray(refusal(cfg, two, x, m))
             continue
-        start, w_one, loss_one = fit(cfg, one, None, x, m)
-        _, w_two, loss_two = fit(cfg, two, start, x, m)
+        start, w_one, loss_one, _ = fit(cfg, one, None, x, m)
+        _, w_two, loss_two, synced = fit(cfg, two, start, x, m)
+        arrays[f"{case}/two/synced_layers"] = np.asarray(synced)
         for i, w in enumerate(start):
             arrays[f"{case}/initial/{i}"] = w
         for i, (a, b) in enumerate(zip(w_one, w_two)):

@@ -11,8 +11,10 @@ accumulation cannot run on several TensorFlow replicas in Keras 3
 line, and the probe checks that Keras still fails there.
 
 What differs between replicas by design is kept out of the comparison:
-BatchNorm statistics are made global (`synchronized`) and Dice is per
-image (a batch-wide Dice over two half batches is another loss).
+BatchNorm statistics are made global (`train.sync_batchnorm=true`) and
+Dice is per image (a batch-wide Dice over two half batches is another
+loss). Without the key (its default) each replica's BatchNorm normalises
+its own half batch, and two replicas train differently.
 """
 
 import os
@@ -51,6 +53,7 @@ def _weights(npz, case, part):
 @pytest.mark.parametrize("case", CASES)
 def test_two_replicas_equal_one_at_the_global_batch(probe, case):
     assert int(probe[f"{case}/two/replicas"]) == 2
+    assert int(probe[f"{case}/two/synced_layers"]) > 10
     np.testing.assert_allclose(probe[f"{case}/two/loss"],
                                probe[f"{case}/one/loss"], rtol=1e-5)
     initial = _weights(probe, case, "initial")
@@ -70,6 +73,32 @@ def test_two_replicas_equal_one_at_the_global_batch(probe, case):
             # Agreement far below the size of the training step.
             assert np.abs(a - b).max() < 0.05 * step, (case, i)
     assert moved > 10, moved
+
+
+def test_without_sync_batchnorm_two_replicas_normalise_their_halves(probe):
+    case = "local_batchnorm"
+    assert int(probe[f"{case}/two/synced_layers"]) == 0
+    one = _weights(probe, case, "one")
+    two = _weights(probe, case, "two")
+    worst = max(float(np.abs(a - b).max()) for a, b in zip(one, two))
+    assert worst > 1e-3, worst     # far beyond the synced cases' 1e-4
+
+
+def test_checkpoints_of_a_synced_model_load_unsynchronized(tmp_path):
+    import keras
+
+    from kaggle_tf.training import callbacks
+
+    inputs = keras.Input((4, 4, 2))
+    x = keras.layers.Conv2D(3, 1)(inputs)
+    bn = keras.layers.BatchNormalization(synchronized=True)
+    model = keras.Model(inputs, bn(x))
+    path = str(tmp_path / "m.keras")
+    callbacks.save_model(model, path)
+    assert bn.synchronized is True          # restored after saving
+    loaded = keras.saving.load_model(path, compile=False)
+    assert [layer.synchronized for layer in loaded.layers
+            if isinstance(layer, keras.layers.BatchNormalization)] == [False]
 
 
 def test_gradient_accumulation_is_refused_on_two_replicas(probe):

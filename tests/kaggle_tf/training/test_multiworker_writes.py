@@ -4,14 +4,21 @@ Both workers train the same steel fold under `train.strategy=multiworker`
 (`TF_CONFIG` names both, loopback ports picked free; worker 0 is the
 chief). The chief writes checkpoints, history, OOF and metrics to
 `output_dir`; worker 1 trains and evaluates in a temporary folder (under its
-own `TMPDIR` here) and removes it. The records are converted once before,
-so the workers do not convert concurrently.
+own `TMPDIR` here) and removes it. The records are missing at the start:
+the chief converts them while worker 1 waits for the manifest.
+
+Also, in process: a non-chief worker that finds no manifest in
+`data.records_wait_s` stops naming that key, and a non-chief worker's
+scratch folder starts as a copy of the chief's run (so a restarted
+cluster resumes in step).
 """
 
 import json
 import os
 import re
 import sys
+
+import pytest
 
 import localhost_workers
 
@@ -44,7 +51,6 @@ def _files(root):
 
 
 def test_only_the_chief_writes_the_run(tmp_path):
-    from tfrecords_tools import convert
     from tfrecords_tools import sample
 
     raw, rec = str(tmp_path / "raw"), str(tmp_path / "rec")
@@ -52,7 +58,6 @@ def test_only_the_chief_writes_the_run(tmp_path):
     assert sample.main(["--task", "steel", "--out", raw, "--n", "8",
                         "--size", "32x64", "--seed", "0"]) == 0
     sets = [a for o in _overrides(raw, rec, out) for a in ("--set", o)]
-    assert convert.main(["--config", CONFIG, "--quiet", *sets]) == 0
 
     tmpdirs = [tmp_path / f"tmp{index}" for index in range(2)]
     for tmpdir in tmpdirs:
@@ -67,6 +72,11 @@ def test_only_the_chief_writes_the_run(tmp_path):
         assert code == 0, f"worker {index}:\n{log[-3000:]}"
         # Each worker trained and evaluated its fold.
         assert "fold 0: kaggle_metric" in log, log[-2000:]
+
+    # Only the chief converted; worker 1 waited for its manifest.
+    assert "converting" in logs[0] and "converting" not in logs[1], logs[1]
+    assert "waiting for the chief to convert" in logs[1], logs[1][-2000:]
+    assert os.path.exists(os.path.join(rec, "manifest.json"))
 
     # Worker 1 said where it wrote; that folder and its TMPDIR are empty now.
     scratch = re.findall(r"not the chief worker: writing to (\S+)", logs[1])
@@ -84,3 +94,59 @@ def test_only_the_chief_writes_the_run(tmp_path):
     assert not [f for f in files if "worker" in f or f.endswith(".tmp")], files
     with open(os.path.join(out, "fold0", "metrics.json")) as f:
         assert json.load(f)["fold"] == 0
+
+
+def _worker_env(monkeypatch, index):
+    monkeypatch.setenv("TF_CONFIG", json.dumps({
+        "cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]},
+        "task": {"type": "worker", "index": index}}))
+
+
+def test_a_worker_waits_for_the_chiefs_records_then_stops(tmp_path,
+                                                          monkeypatch):
+    from kaggle_tf import config as config_lib
+    from kaggle_tf import fit
+
+    raw, rec = str(tmp_path / "raw"), str(tmp_path / "rec")
+    cfg = config_lib.load(CONFIG, _overrides(raw, rec, str(tmp_path / "o"))
+                          + ["data.records_wait_s=0.3"])
+    _worker_env(monkeypatch, 1)
+    with pytest.raises(config_lib.ConfigError) as raised:
+        fit.ensure_records(cfg, poll_s=0.05)
+    message = str(raised.value)
+    assert message.startswith("data.records_wait_s: no "), message
+    assert "chief worker" in message
+    assert not os.path.exists(rec)          # the worker converted nothing
+    os.makedirs(rec)
+    with open(os.path.join(rec, "manifest.json"), "w") as f:
+        f.write("{}")
+    assert fit.ensure_records(cfg, poll_s=0.05).endswith("manifest.json")
+
+
+def test_a_worker_starts_from_a_copy_of_the_chiefs_run(tmp_path,
+                                                       monkeypatch):
+    from kaggle_tf import config as config_lib
+    from kaggle_tf.training import run
+
+    out = tmp_path / "out"
+    (out / "fold0" / "backup" / "stage0").mkdir(parents=True)
+    (out / "fold0" / "backup" / "stage0" / "state.json").write_text("{}")
+    (out / "fold0" / "ckpt.tmp-99.keras").write_text("x")
+    cfg = config_lib.load(CONFIG, _overrides("r", "q", str(out)))
+    seen = {}
+
+    def fake_run(worker_cfg, folds):
+        seen["dir"] = worker_cfg.output_dir
+        seen["files"] = _files(worker_cfg.output_dir)
+        return {}
+
+    monkeypatch.setattr(run, "_run", fake_run)
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    _worker_env(monkeypatch, 1)
+    run.run(cfg, 0)
+    assert seen["dir"] != str(out)
+    assert seen["files"] == ["fold0/backup/stage0/state.json"]
+    assert not os.path.exists(seen["dir"])          # removed afterwards
+    assert _files(out) == ["fold0/backup/stage0/state.json",
+                           "fold0/ckpt.tmp-99.keras"]   # untouched
