@@ -34,6 +34,16 @@ def _static_or(dim, fallback):
     return dim if isinstance(dim, int) else fallback
 
 
+def _hashable(fill):
+    return tuple(fill) if isinstance(fill, (list, tuple)) else fill
+
+
+def _blended(taps):
+    """The point between two taps (p0, p1, u0, u1): u0 p0 + u1 p1."""
+    p0, p1, u0, u1 = taps
+    return u0 * p0 + u1 * p1
+
+
 class WarpOp(Op):
     """A geometric op with OpenCV-style interpolation, border and fills."""
 
@@ -62,9 +72,49 @@ class WarpOp(Op):
         return self.mask_interpolation == warp.NEAREST \
             and packing.is_binary_fill(self.fill_mask)
 
+    # A pure map of coordinates, which a chain of consecutive warps
+    # samples once (`chain`): `prepare`, `map_points` and `map_taps`.
+    composes = False
+
+    def compose_key(self):
+        """What consecutive warps must share to be sampled as one: the
+        interpolations, the border mode and the fills."""
+        return (self.interpolation, self.mask_interpolation,
+                self.border_mode, _hashable(self.fill),
+                _hashable(self.fill_mask))
+
+    def prepare(self, params, height, width):
+        """The tensors `map_points` needs for these parameters."""
+        raise NotImplementedError
+
+    def map_points(self, state, ys, xs):
+        """Source (ys, xs) of output points (ys, xs), (batch, h, w) each;
+        whole pixels, except where `map_taps` passes blended ones."""
+        raise NotImplementedError
+
+    def map_taps(self, state, taps_y, taps_x):
+        """The map read bilinearly at the taps (p0, p1, u0, u1) of each
+        axis (`warp.border_taps`): the mean of `map_points` at the four
+        tap pairs, weighted, as a linear image would be read. Maps that
+        are linear between whole pixels evaluate the blended point once
+        instead (`_blended`)."""
+        y0, y1, uy0, uy1 = taps_y
+        x0, x1, ux0, ux1 = taps_x
+        rows = []
+        for py in (y0, y1):
+            a_y, a_x = self.map_points(state, py, x0)
+            b_y, b_x = self.map_points(state, py, x1)
+            rows.append((ux0 * a_y + ux1 * b_y, ux0 * a_x + ux1 * b_x))
+        (t_y, t_x), (b_y, b_x) = rows
+        return uy0 * t_y + uy1 * b_y, uy0 * t_x + uy1 * b_x
+
     def coords(self, data, params):
         """Source (ys, xs), each (batch, height, width)."""
-        raise NotImplementedError
+        images = data["images"]
+        state = self.prepare(params, warp.size_of(images, 1),
+                             warp.size_of(images, 2))
+        ys, xs = warp.grid(images)
+        return self.map_points(state, ys, xs)
 
     def apply(self, data, params):
         ys, xs = self.coords(data, params)
@@ -202,6 +252,7 @@ class Affine(WarpOp):
     """
 
     name = "Affine"
+    composes = True
 
     def __init__(self, scale_x=(1.0, 1.0), scale_y=(1.0, 1.0),
                  translate_x=(0.0, 0.0), translate_y=(0.0, 0.0),
@@ -271,11 +322,17 @@ class Affine(WarpOp):
         return {"matrix": inverse_affine(sx, sy, angle, shx, shy, tx, ty,
                                          height, width)}
 
-    def coords(self, data, params):
-        m = params["matrix"][:, :, None, None]
-        ys, xs = warp.grid(data["images"])
+    def prepare(self, params, height, width):
+        return params["matrix"][:, :, None, None]
+
+    def map_points(self, state, ys, xs):
+        m = state
         return (m[:, 3] * xs + m[:, 4] * ys + m[:, 5],
                 m[:, 0] * xs + m[:, 1] * ys + m[:, 2])
+
+    def map_taps(self, state, taps_y, taps_x):
+        # Linear: the map of the blended point is the blend of the maps.
+        return self.map_points(state, _blended(taps_y), _blended(taps_x))
 
 
 def inverse_affine(sx, sy, angle, shx, shy, tx, ty, height, width):
@@ -316,6 +373,7 @@ class GridDistortion(WarpOp):
     """
 
     name = "GridDistortion"
+    composes = True
 
     def __init__(self, num_steps=5, distort_limit=(-0.3, 0.3),
                  normalized=True, interpolation=1, mask_interpolation=0,
@@ -373,9 +431,35 @@ class GridDistortion(WarpOp):
 
     def apply(self, data, params):
         images = data["images"]
-        xs = self._table(params["steps_x"], warp.size_of(images, 2))
-        ys = self._table(params["steps_y"], warp.size_of(images, 1))
+        ys, xs = self.prepare(params, warp.size_of(images, 1),
+                              warp.size_of(images, 2))
         return self.remap(data, ys, xs, warp.warp_data_separable)
+
+    def prepare(self, params, height, width):
+        """The source row of each output row (batch, height) and column of
+        each output column (batch, width)."""
+        return (self._table(params["steps_y"], height),
+                self._table(params["steps_x"], width))
+
+    def map_points(self, state, ys, xs):
+        table_y, table_x = state
+        return _lookup(table_y, ys), _lookup(table_x, xs)
+
+    def map_taps(self, state, taps_y, taps_x):
+        # Separable: each axis reads its table linearly.
+        table_y, table_x = state
+        out = []
+        for table, (p0, p1, u0, u1) in ((table_y, taps_y),
+                                         (table_x, taps_x)):
+            out.append(u0 * _lookup(table, p0) + u1 * _lookup(table, p1))
+        return tuple(out)
+
+
+def _lookup(table, index):
+    """table (batch, n) read at whole indices (batch, ...) given as float."""
+    shape = tf.shape(index)
+    flat = tf.reshape(tf.cast(index, tf.int32), tf.stack([shape[0], -1]))
+    return tf.reshape(tf.gather(table, flat, batch_dims=1), shape)
 
 
 @register_op("OpticalDistortion")
@@ -392,6 +476,7 @@ class OpticalDistortion(WarpOp):
     """
 
     name = "OpticalDistortion"
+    composes = True
 
     def __init__(self, distort_limit=(-0.05, 0.05), mode="camera",
                  interpolation=1, mask_interpolation=0, border_mode=0,
@@ -408,12 +493,12 @@ class OpticalDistortion(WarpOp):
         return {"k": rng.uniform(seed, "k", [batch_size],
                                  *self.distort_limit)}
 
-    def coords(self, data, params):
-        images = data["images"]
-        ys, xs = warp.grid(images)
-        h = tf.cast(warp.size_of(images, 1), tf.float32)
-        w = tf.cast(warp.size_of(images, 2), tf.float32)
-        k = params["k"][:, None, None]
+    def prepare(self, params, height, width):
+        return (params["k"][:, None, None], tf.cast(height, tf.float32),
+                tf.cast(width, tf.float32))
+
+    def map_points(self, state, ys, xs):
+        k, h, w = state
         if self.mode == "camera":
             # initUndistortRectifyMap with the default new camera matrix,
             # whose principal point is ((w - 1) / 2, (h - 1) / 2).
@@ -509,6 +594,7 @@ class ElasticTransform(WarpOp):
     """
 
     name = "ElasticTransform"
+    composes = True
 
     def __init__(self, alpha=1.0, sigma=50.0, approximate=False,
                  same_dxdy=False, noise_distribution="gaussian",
@@ -568,6 +654,20 @@ class ElasticTransform(WarpOp):
         if self.same_dxdy:
             field = tf.concat([field, field], axis=-1)
         return field
+
+    def prepare(self, params, height, width):
+        return self.field(params["seed"], height, width)
+
+    def map_points(self, state, ys, xs):
+        f = float(self.factor)
+        field = warp.remap(state, ys / f, xs / f, warp.LINEAR,
+                           warp.BORDER_REPLICATE)
+        return ys + field[..., 1], xs + field[..., 0]
+
+    def map_taps(self, state, taps_y, taps_x):
+        # The field is bilinear on cells of `factor` whole pixels, so it is
+        # linear between two neighbouring pixels.
+        return self.map_points(state, _blended(taps_y), _blended(taps_x))
 
     def coords(self, data, params):
         images = data["images"]
