@@ -1,20 +1,24 @@
 """Input-pipeline throughput with the SIIM 1st-place augmentation.
 
     python benchmarks/bench_augment.py [--images 64] [--batches 12]
-                                       [--rounds 3] [--json out.json]
+                                       [--rounds 3] [--sequential]
+                                       [--json out.json]
 
 The same 256 x 1600 JPEGs (a Severstal sample from `tfrecords_tools`) and
-class-id PNG masks (4 classes) feed three pipelines, batch 8:
+class-id PNG masks (4 classes) feed these pipelines, batch 8:
 
 - ours: `tf.data` (parallel decode, batch) + `kaggle_tf.augment` with
   `configs/transforms/siim_1st.json` in the "dataset" placement (per
   sample, XLA-compiled), on float32 images in [0, 1] and one-hot masks;
+- ours, sequential (`--sequential`): the same with
+  `compose_geometric=False`, every geometric op sampling the images and
+  masks itself (the form before consecutive warps were composed);
 - the ceiling: the same `tf.data` pipeline without augmentation;
 - the peer: a PyTorch `DataLoader` (num_workers=2) whose dataset decodes
   the same files with OpenCV and runs albumentations with the same JSON
   (on uint8, as Kaggle kernels do, then float tensors in [0, 1]).
 
-Each round runs the three one after the other, each alone: a fresh
+Each round runs them one after the other, each alone: a fresh
 iterator (or DataLoader), warm-up batches (XLA compiles once per process,
 workers start), then the prefetch buffers are drained untimed and a
 window of batches is timed; the iterator is closed before the next one
@@ -59,6 +63,8 @@ def parse_args(argv=None):
                    help="albumentations JSON (default: the SIIM list)")
     p.add_argument("--data", default=None,
                    help="folder for the sample (default: a temp folder)")
+    p.add_argument("--sequential", action="store_true",
+                   help="also time ours with compose_geometric=False")
     p.add_argument("--json", default=None, help="also write the figures")
     return p.parse_args(argv)
 
@@ -183,8 +189,14 @@ def main(argv=None):
     makers = {
         "ours": lambda: (iter(tf_pipeline(jpegs, pngs, augmenter)),
                          touch_tf),
-        "ceiling": lambda: (iter(tf_pipeline(jpegs, pngs, None)), touch_tf),
     }
+    if args.sequential:
+        one_by_one = from_albumentations(args.spec, seed=0,
+                                         compose_geometric=False)
+        makers["sequential"] = lambda: (
+            iter(tf_pipeline(jpegs, pngs, one_by_one)), touch_tf)
+    makers["ceiling"] = lambda: (iter(tf_pipeline(jpegs, pngs, None)),
+                                 touch_tf)
     try:
         import torch
 
@@ -216,6 +228,7 @@ def main(argv=None):
           f"{os.path.basename(args.spec)}, images/s (best of {args.rounds} "
           "windows; median):")
     rows = [("ours", "ours (tf.data + kaggle_tf.augment)"),
+            ("sequential", "ours, compose_geometric=False"),
             ("ceiling", "ceiling (tf.data, no augmentation)"),
             ("peer", "peer (torch DataLoader x2 + albumentations)")]
     for key, label in rows:
@@ -225,6 +238,9 @@ def main(argv=None):
         result["ours_over_peer"] = result["ours"] / result["peer"]
         print(f"  ours / peer    = {result['ours_over_peer']:.2f}"
               "  (goal >= 2)")
+    if "sequential" in result:
+        result["ours_over_sequential"] = result["ours"] / result["sequential"]
+        print(f"  ours / sequential = {result['ours_over_sequential']:.2f}")
     result["ours_over_ceiling"] = result["ours"] / result["ceiling"]
     print(f"  ours / ceiling = {result['ours_over_ceiling']:.2f}"
           "  (goal >= 0.4)")

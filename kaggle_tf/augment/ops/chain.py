@@ -126,9 +126,9 @@ def sample(stages, data, per_sample):
             if method == warp.LINEAR:
                 taps_y = warp.border_taps(walk[0], height, mode)
                 taps_x = warp.border_taps(walk[1], width, mode)
-                new = op.map_taps(state, taps_y[:4], taps_x[:4])
+                new = op.map_taps(state, taps_y, taps_x)
                 if constant:
-                    new += (walk[2] * taps_y[4] * taps_x[4],)
+                    new += (walk[2] * taps_y.weight * taps_x.weight,)
             else:
                 py, in_y = warp.border_nearest(walk[0], height, mode)
                 px, in_x = warp.border_nearest(walk[1], width, mode)
@@ -138,14 +138,30 @@ def sample(stages, data, per_sample):
             out[method] = new
         return out
 
+    def first_step(op, args):
+        # At whole pixels inside the image every walk is the map itself.
+        state = op.prepare(args, height, width)
+        mapped = op.map_points(state, ys, xs)
+        return {method: mapped + initial[len(mapped):]
+                for method, initial in walks.items()}
+
     # The last op maps output pixels into the previous op's output, and
     # so on back to the input.
+    started = tf.constant(False)
     for op, args, active in reversed(stages):
         def run(op=op, args=args, walks=walks):
             return step(op, args, walks)
 
         if per_sample:
-            walks = tf.cond(active, run, lambda walks=walks: walks)
+            # The last active op maps whole pixels, once for all walks.
+            def go(op=op, args=args, run=run, started=started):
+                walks = tf.cond(started, run,
+                                lambda: first_step(op, args))
+                return walks, tf.constant(True)
+
+            walks, started = tf.cond(
+                active, go, lambda walks=walks, started=started: (
+                    walks, started))
         else:
             walks = tf.cond(
                 tf.reduce_any(active),

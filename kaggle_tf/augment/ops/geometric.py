@@ -38,12 +38,6 @@ def _hashable(fill):
     return tuple(fill) if isinstance(fill, (list, tuple)) else fill
 
 
-def _blended(taps):
-    """The point between two taps (p0, p1, u0, u1): u0 p0 + u1 p1."""
-    p0, p1, u0, u1 = taps
-    return u0 * p0 + u1 * p1
-
-
 class WarpOp(Op):
     """A geometric op with OpenCV-style interpolation, border and fills."""
 
@@ -93,13 +87,12 @@ class WarpOp(Op):
         raise NotImplementedError
 
     def map_taps(self, state, taps_y, taps_x):
-        """The map read bilinearly at the taps (p0, p1, u0, u1) of each
-        axis (`warp.border_taps`): the mean of `map_points` at the four
-        tap pairs, weighted, as a linear image would be read. Maps that
-        are linear between whole pixels evaluate the blended point once
-        instead (`_blended`)."""
-        y0, y1, uy0, uy1 = taps_y
-        x0, x1, ux0, ux1 = taps_x
+        """The map read bilinearly at the taps of each axis
+        (`warp.Taps`): the mean of `map_points` at the four tap pairs,
+        weighted, as a linear image would be read. Maps that are linear
+        between whole pixels evaluate `Taps.point` once instead."""
+        y0, y1, uy0, uy1 = taps_y.parts()
+        x0, x1, ux0, ux1 = taps_x.parts()
         rows = []
         for py in (y0, y1):
             a_y, a_x = self.map_points(state, py, x0)
@@ -332,7 +325,7 @@ class Affine(WarpOp):
 
     def map_taps(self, state, taps_y, taps_x):
         # Linear: the map of the blended point is the blend of the maps.
-        return self.map_points(state, _blended(taps_y), _blended(taps_x))
+        return self.map_points(state, taps_y.point, taps_x.point)
 
 
 def inverse_affine(sx, sy, angle, shx, shy, tx, ty, height, width):
@@ -402,19 +395,9 @@ class GridDistortion(WarpOp):
             raise ValueError(f"GridDistortion: images must be at least "
                              f"num_steps={n} pixels wide and high. "
                              f"Received: {size}")
+        starts, ends = self._bands(steps, size)
         size_i = tf.cast(size, tf.int32)
         step_i = size_i // n
-        step = tf.cast(step_i, tf.float32)
-        size_f = tf.cast(size, tf.float32)
-        if self.normalized:
-            last = tf.cast(tf.minimum(size_i, (n + 1) * step_i)
-                           - n * step_i, tf.float32)
-            steps = tf.concat([steps[:, :-1], steps[:, -1:] * last / step],
-                              axis=1)
-            steps = steps * ((size_f / step)
-                             / tf.reduce_sum(steps, 1, keepdims=True))
-        ends = tf.cumsum(steps * step, axis=1)
-        starts = ends - steps * step
         x = tf.range(size_i)
         index = x // step_i
         inside = index <= n
@@ -429,29 +412,98 @@ class GridDistortion(WarpOp):
         cur = tf.gather(ends, index, batch_dims=1)
         return tf.where(inside, prev + (cur - prev) * t, 0.0)
 
+    def _bands(self, steps, size):
+        """Where each band of the table starts and ends: (batch, n + 1)
+        each."""
+        n = self.num_steps
+        size_i = tf.cast(size, tf.int32)
+        step_i = size_i // n
+        step = tf.cast(step_i, tf.float32)
+        size_f = tf.cast(size, tf.float32)
+        if self.normalized:
+            last = tf.cast(tf.minimum(size_i, (n + 1) * step_i)
+                           - n * step_i, tf.float32)
+            steps = tf.concat([steps[:, :-1], steps[:, -1:] * last / step],
+                              axis=1)
+            steps = steps * ((size_f / step)
+                             / tf.reduce_sum(steps, 1, keepdims=True))
+        ends = tf.cumsum(steps * step, axis=1)
+        return ends - steps * step, ends
+
+    def _at(self, bands, x, size, between=False):
+        """The table (`_table`) at whole pixels `x` (batch, ...), float,
+        from the bands: a select per band instead of a gather per pixel
+        (several times cheaper on a CPU for a few bands).
+
+        `between`: `x` may lie between whole pixels, and the table is read
+        linearly there. Within a band the table is linear; from a band's
+        last pixel to the next band's first it is flat (both hold the
+        band's end), which the clipped `t` gives."""
+        starts, ends = bands
+        n = self.num_steps
+        step = tf.cast(tf.cast(size, tf.int32) // n, tf.float32)
+        size_f = tf.cast(size, tf.float32)
+        index = tf.floor(x / step)
+        first = tf.minimum(index, float(n)) * step
+        length = tf.minimum(first + step, size_f) - first
+        t = (x - first) / tf.maximum(length - 1.0, 1.0)
+        if between:
+            t = tf.minimum(t, 1.0)
+        shape = tf.concat([[-1], tf.ones([x.shape.rank - 1], tf.int32)], 0)
+        prev = cur = tf.zeros_like(x)
+        for i in range(n + 1):
+            hit = tf.equal(index, float(i))
+            prev = tf.where(hit, tf.reshape(starts[:, i], shape), prev)
+            cur = tf.where(hit, tf.reshape(ends[:, i], shape), cur)
+        return prev + (cur - prev) * t
+
     def apply(self, data, params):
         images = data["images"]
-        ys, xs = self.prepare(params, warp.size_of(images, 1),
-                              warp.size_of(images, 2))
+        ys = self._table(params["steps_y"], warp.size_of(images, 1))
+        xs = self._table(params["steps_x"], warp.size_of(images, 2))
         return self.remap(data, ys, xs, warp.warp_data_separable)
 
+    # Up to this many bands the table is evaluated by selects, beyond by
+    # a gather per pixel.
+    max_select_bands = 12
+
     def prepare(self, params, height, width):
-        """The source row of each output row (batch, height) and column of
-        each output column (batch, width)."""
-        return (self._table(params["steps_y"], height),
-                self._table(params["steps_x"], width))
+        """Per axis, the table's bands (or the table itself, for many
+        bands) and the size."""
+        out = []
+        for key, size in (("steps_y", height), ("steps_x", width)):
+            if self.num_steps + 1 <= self.max_select_bands:
+                out.append((self._bands(params[key], size), size))
+            else:
+                out.append((self._table(params[key], size), size))
+        return tuple(out)
+
+    def _read(self, axis_state, x):
+        what, size = axis_state
+        if isinstance(what, tuple):
+            return self._at(what, x, size)
+        return _lookup(what, x)
 
     def map_points(self, state, ys, xs):
-        table_y, table_x = state
-        return _lookup(table_y, ys), _lookup(table_x, xs)
+        return self._read(state[0], ys), self._read(state[1], xs)
+
+    def _bands_cover(self, size):
+        """Whether every pixel of an axis of static `size` lies in a band
+        (else the table is 0 past the last one)."""
+        n = self.num_steps
+        return isinstance(size, int) and (size - 1) // (size // n) <= n
 
     def map_taps(self, state, taps_y, taps_x):
         # Separable: each axis reads its table linearly.
-        table_y, table_x = state
         out = []
-        for table, (p0, p1, u0, u1) in ((table_y, taps_y),
-                                         (table_x, taps_x)):
-            out.append(u0 * _lookup(table, p0) + u1 * _lookup(table, p1))
+        for axis_state, taps in zip(state, (taps_y, taps_x)):
+            what, size = axis_state
+            if isinstance(what, tuple) and self._bands_cover(size):
+                out.append(self._at(what, taps.point, size, between=True))
+                continue
+            p0, p1, u0, u1 = taps.parts()
+            out.append(u0 * self._read(axis_state, p0)
+                       + u1 * self._read(axis_state, p1))
         return tuple(out)
 
 
@@ -667,7 +719,7 @@ class ElasticTransform(WarpOp):
     def map_taps(self, state, taps_y, taps_x):
         # The field is bilinear on cells of `factor` whole pixels, so it is
         # linear between two neighbouring pixels.
-        return self.map_points(state, _blended(taps_y), _blended(taps_x))
+        return self.map_points(state, taps_y.point, taps_x.point)
 
     def coords(self, data, params):
         images = data["images"]

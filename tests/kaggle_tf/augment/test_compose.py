@@ -161,6 +161,21 @@ def test_composed_equals_sequential(name, mode, per_sample, p, monkeypatch):
                               data["masks"].numpy())
 
 
+@pytest.mark.parametrize("mode", [warp.BORDER_REFLECT, warp.BORDER_WRAP])
+def test_other_borders_compose_too(mode):
+    make = CHAINS["affine-grid"]
+    data = {"images": tf.constant(ramps()),
+            "masks": tf.constant(class_masks())}
+    sequential = run(make(mode, 1.0), data, False, False)
+    composed = run(make(mode, 1.0), data, False, True)
+    inside = interior(make, 1.0, False)
+    np.testing.assert_allclose(composed["images"].numpy()[inside],
+                               sequential["images"].numpy()[inside],
+                               atol=TOL)
+    differ = composed["masks"].numpy() != sequential["masks"].numpy()
+    assert differ.mean() < TIE_FRACTION
+
+
 def test_fill_constant_border_matches_where_the_border_is_read():
     # The constant border: where a step reads outside, the fill is mixed
     # in; with the fill 0 and a ones image the share inside is what both
