@@ -1,24 +1,31 @@
 """Input-pipeline throughput with the SIIM 1st-place augmentation.
 
     python benchmarks/bench_augment.py [--images 64] [--batches 12]
-                                       [--rounds 3] [--json out.json]
+                                       [--rounds 3] [--sequential]
+                                       [--json out.json]
 
 The same 256 x 1600 JPEGs (a Severstal sample from `tfrecords_tools`) and
-class-id PNG masks (4 classes) feed three pipelines, batch 8:
+class-id PNG masks (4 classes) feed these pipelines, batch 8:
 
 - ours: `tf.data` (parallel decode, batch) + `kaggle_tf.augment` with
   `configs/transforms/siim_1st.json` in the "dataset" placement (per
   sample, XLA-compiled), on float32 images in [0, 1] and one-hot masks;
+- ours, sequential (`--sequential`): the same with
+  `compose_geometric=False`, every geometric op sampling the images and
+  masks itself (the form before consecutive warps were composed); both
+  are also timed alone on one in-memory batch, in process CPU ms per
+  image;
 - the ceiling: the same `tf.data` pipeline without augmentation;
 - the peer: a PyTorch `DataLoader` (num_workers=2) whose dataset decodes
   the same files with OpenCV and runs albumentations with the same JSON
   (on uint8, as Kaggle kernels do, then float tensors in [0, 1]).
 
-Each round runs the three one after the other, each alone: a fresh
+Each round runs them one after the other, each alone: a fresh
 iterator (or DataLoader), warm-up batches (XLA compiles once per process,
 workers start), then the prefetch buffers are drained untimed and a
 window of batches is timed; the iterator is closed before the next one
-starts, so no pipeline works in the background of another. The figure of
+starts, so no pipeline works in the background of another; the order
+rotates from round to round. The figure of
 a pipeline is its best window, in images per second (other processes on
 the machine can only slow a window down); the median is printed too.
 """
@@ -59,6 +66,8 @@ def parse_args(argv=None):
                    help="albumentations JSON (default: the SIIM list)")
     p.add_argument("--data", default=None,
                    help="folder for the sample (default: a temp folder)")
+    p.add_argument("--sequential", action="store_true",
+                   help="also time ours with compose_geometric=False")
     p.add_argument("--json", default=None, help="also write the figures")
     return p.parse_args(argv)
 
@@ -129,6 +138,53 @@ def time_iterator(iterator, batches, warmup, touch):
     return batches * BATCH / (time.perf_counter() - start)
 
 
+def cpu_ms_per_image(augmenter, batch, reps=4, rounds=5):
+    """Process CPU time of the augmenter alone on one in-memory batch, ms
+    per image (best of `rounds`): steadier than a rate on a shared
+    machine."""
+    for _ in range(2):
+        augmenter(batch, training=True)["images"].numpy()
+    best = float("inf")
+    for _ in range(rounds):
+        start = time.process_time()
+        for _ in range(reps):
+            augmenter(batch, training=True)["images"].numpy()
+        best = min(best, (time.process_time() - start) * 1000.0
+                   / (reps * BATCH))
+    return best
+
+
+def pairs(spec_path, batch):
+    """Each distortion of the SIIM list followed by its ShiftScaleRotate,
+    both always applied: CPU ms per image composed and sequential."""
+    from kaggle_tf.augment import from_albumentations
+    from kaggle_tf.augment import load_spec
+
+    steps = load_spec(spec_path)["transform"]["transforms"]
+    distortions = [t for t in steps if t["__class_fullname__"] == "OneOf"
+                   and any("Distortion" in c["__class_fullname__"]
+                           for c in t["transforms"])]
+    rotate = [t for t in steps
+              if t["__class_fullname__"] == "ShiftScaleRotate"]
+    if not distortions or not rotate:
+        return {}
+    out = {}
+    print("  a distortion then ShiftScaleRotate (p=1), CPU ms per image:")
+    for distortion in distortions[0]["transforms"]:
+        chain = [dict(distortion, p=1.0), dict(rotate[0], p=1.0)]
+        figures = {}
+        for compose in (True, False):
+            aug = from_albumentations(chain, seed=0,
+                                      compose_geometric=compose)
+            figures["composed" if compose else "sequential"] = \
+                cpu_ms_per_image(aug, batch, reps=2, rounds=3)
+        name = distortion["__class_fullname__"]
+        out[name] = figures
+        print(f"    {name:20s} composed {figures['composed']:5.1f}, "
+              f"sequential {figures['sequential']:5.1f}")
+    return out
+
+
 # --- the peer -----------------------------------------------------------------
 def torch_loader(jpegs, pngs, spec):
     import albumentations as A
@@ -183,8 +239,14 @@ def main(argv=None):
     makers = {
         "ours": lambda: (iter(tf_pipeline(jpegs, pngs, augmenter)),
                          touch_tf),
-        "ceiling": lambda: (iter(tf_pipeline(jpegs, pngs, None)), touch_tf),
     }
+    if args.sequential:
+        one_by_one = from_albumentations(args.spec, seed=0,
+                                         compose_geometric=False)
+        makers["sequential"] = lambda: (
+            iter(tf_pipeline(jpegs, pngs, one_by_one)), touch_tf)
+    makers["ceiling"] = lambda: (iter(tf_pipeline(jpegs, pngs, None)),
+                                 touch_tf)
     try:
         import torch
 
@@ -197,9 +259,12 @@ def main(argv=None):
         print("peer skipped: PyTorch or albumentations is not installed")
 
     figures = {k: [] for k in makers}
+    keys = list(makers)
     for r in range(args.rounds):
-        for key, make in makers.items():
-            iterator, touch = make()
+        # The order rotates, so that no pipeline always follows the same
+        # one (the peer's workers exiting, say).
+        for key in keys[r % len(keys):] + keys[:r % len(keys)]:
+            iterator, touch = makers[key]()
             figures[key].append(time_iterator(
                 iterator, args.batches, args.warmup + args.drain, touch))
             if hasattr(iterator, "close"):
@@ -216,6 +281,7 @@ def main(argv=None):
           f"{os.path.basename(args.spec)}, images/s (best of {args.rounds} "
           "windows; median):")
     rows = [("ours", "ours (tf.data + kaggle_tf.augment)"),
+            ("sequential", "ours, compose_geometric=False"),
             ("ceiling", "ceiling (tf.data, no augmentation)"),
             ("peer", "peer (torch DataLoader x2 + albumentations)")]
     for key, label in rows:
@@ -228,6 +294,17 @@ def main(argv=None):
     result["ours_over_ceiling"] = result["ours"] / result["ceiling"]
     print(f"  ours / ceiling = {result['ours_over_ceiling']:.2f}"
           "  (goal >= 0.4)")
+    if "sequential" in result:
+        result["ours_over_sequential"] = result["ours"] / result["sequential"]
+        print(f"  ours / sequential = {result['ours_over_sequential']:.2f}")
+        first = next(iter(tf_pipeline(jpegs, pngs, None)))
+        cpu = {name: cpu_ms_per_image(aug, first) for name, aug in
+               (("composed", augmenter), ("sequential", one_by_one))}
+        result["augment_cpu_ms_per_image"] = cpu
+        print("  augmenter alone, CPU ms per image (best of 5): "
+              f"composed {cpu['composed']:.1f}, sequential "
+              f"{cpu['sequential']:.1f}")
+        result["pairs_cpu_ms_per_image"] = pairs(args.spec, first)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)

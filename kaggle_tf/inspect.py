@@ -135,7 +135,8 @@ def augment_command(args):
     seed = cfg.augment.seed if cfg.augment.seed is not None else cfg.seed
     augmenter = Augmenter(built.transforms, seed=seed,
                           allow_cpu_fallback=cfg.augment.allow_cpu_fallback,
-                          jit_compile=False)
+                          jit_compile=False,
+                          compose_geometric=cfg.augment.compose_geometric)
     ensure_records(cfg)
     ds = pipeline.make_dataset(cfg, folds=None, training=False,
                                batch_size=args.n, with_meta=True)

@@ -31,7 +31,7 @@ __all__ = ["Augmenter", "UnsupportedError", "build", "from_albumentations",
 
 
 def from_albumentations(spec, *, seed=None, placement="dataset",
-                        allow_cpu_fallback=False):
+                        allow_cpu_fallback=False, compose_geometric=True):
     """An augmenter from an albumentations spec.
 
     Args:
@@ -43,6 +43,8 @@ def from_albumentations(spec, *, seed=None, placement="dataset",
         allow_cpu_fallback: run transforms without a TF op in
             albumentations on the CPU (warns; never on a TPU) instead of
             raising.
+        compose_geometric: sample consecutive geometric ops once (see
+            `Augmenter`).
 
     Returns:
         An `Augmenter` (a Keras layer): `aug(batch, training=True)`.
@@ -58,7 +60,8 @@ def from_albumentations(spec, *, seed=None, placement="dataset",
     ...           training=True)
     """
     return Augmenter(spec, seed=seed, placement=placement,
-                     allow_cpu_fallback=allow_cpu_fallback)
+                     allow_cpu_fallback=allow_cpu_fallback,
+                     compose_geometric=compose_geometric)
 
 
 def _resolve(transforms, base_dir):
@@ -76,7 +79,8 @@ def build(augment_cfg, base_dir=None):
 
     Args:
         augment_cfg: an `AugmentConfig` (`transforms`, `placement`,
-            `allow_cpu_fallback`, `seed`) or a dict with those keys.
+            `allow_cpu_fallback`, `compose_geometric`, `seed`) or a dict
+            with those keys.
         base_dir: where a relative `transforms` path is also looked up
             (the config file's folder). Defaults to the working directory
             only.
@@ -97,4 +101,5 @@ def build(augment_cfg, base_dir=None):
         return None
     return Augmenter(_resolve(transforms, base_dir), seed=get("seed"),
                      placement=get("placement", "dataset"),
-                     allow_cpu_fallback=get("allow_cpu_fallback", False))
+                     allow_cpu_fallback=get("allow_cpu_fallback", False),
+                     compose_geometric=get("compose_geometric", True))

@@ -46,6 +46,9 @@ class Augmenter(keras.layers.Layer):
         jit_compile: compile the `"dataset"` form with XLA when every op
             allows it (inside a model, the train step's `jit_compile`
             decides). Defaults to `True`.
+        compose_geometric: sample consecutive geometric ops (affine, grid,
+            optical, elastic) once, at their composed map, instead of
+            once each. Defaults to `True`.
 
     Call arguments:
         data: a dict with "images" (batch, height, width, channels) in
@@ -66,7 +69,8 @@ class Augmenter(keras.layers.Layer):
     takes_step_seed = True
 
     def __init__(self, transforms, seed=None, placement="dataset",
-                 allow_cpu_fallback=False, jit_compile=True, **kwargs):
+                 allow_cpu_fallback=False, jit_compile=True,
+                 compose_geometric=True, **kwargs):
         kwargs.setdefault("autocast", False)
         super().__init__(**kwargs)
         if placement not in PLACEMENTS:
@@ -89,6 +93,7 @@ class Augmenter(keras.layers.Layer):
         self.placement = placement
         self.allow_cpu_fallback = bool(allow_cpu_fallback)
         self.jit_compile = bool(jit_compile)
+        self.compose_geometric = bool(compose_geometric)
         self.tree = albumentations.to_tree(self.transforms,
                                            self.allow_cpu_fallback)
         self._seed_generator = keras.random.SeedGenerator(seed)
@@ -109,7 +114,7 @@ class Augmenter(keras.layers.Layer):
         self._runner = Runner(
             self.tree, per_sample=in_dataset,
             jit_compile=jit_compile and in_dataset, seed=seed,
-            cache_key=self._spec)
+            cache_key=self._spec, compose_geometric=compose_geometric)
         # No weights depend on the input shape.
         self.built = True
 
@@ -184,5 +189,6 @@ class Augmenter(keras.layers.Layer):
             "placement": self.placement,
             "allow_cpu_fallback": self.allow_cpu_fallback,
             "jit_compile": self.jit_compile,
+            "compose_geometric": self.compose_geometric,
         })
         return config

@@ -98,11 +98,15 @@ class AugmentConfig:
 
     `transforms` is a list of albumentations-style dicts, a path to an
     albumentations JSON (`A.to_dict` format), or null for none.
+    `compose_geometric` samples consecutive geometric transforms (affine,
+    grid, optical, elastic) once at their composed map; false samples
+    after each, as albumentations does.
     """
 
     transforms: Any = None
     placement: str = _f("dataset", choices=("dataset", "model"))
     allow_cpu_fallback: bool = False
+    compose_geometric: bool = True
     seed: Optional[int] = None
 
 

@@ -24,6 +24,7 @@ Example:
 
 import tensorflow as tf
 
+from kaggle_tf.augment.ops import chain as warp_chain
 from kaggle_tf.augment.ops import rng
 
 
@@ -269,38 +270,60 @@ def _apply_leaf(op, data, args, active):
                    lambda: data)
 
 
-def forward(node, data, params, active):
-    """Applies `node` where `active`; see the module docstring."""
+def forward(node, data, params, active, chain=None):
+    """Applies `node` where `active`; see the module docstring.
+
+    With a `chain.Chain`, consecutive geometric ops are queued in it and
+    sampled once, when another op needs the pixels; the caller flushes
+    it at the end (`run` does)."""
     if isinstance(node, Op):
+        if chain is not None and warp_chain.composes(node):
+            if not chain.accepts(node):
+                data = chain.flush(data, _apply_leaf)
+            chain.push(node, params["args"], active)
+            return data
+        if chain is not None:
+            data = chain.flush(data, _apply_leaf)
         return _apply_leaf(node, data, params["args"], active)
     children = params["children"]
     gate = _flag(params["gate"], active)
     if isinstance(node, OneOrOther):
         # The picked child is always applied.
         first = _flag(params["branch"], active)
-        data = forward(node.transforms[0], data, children[0], active & first)
+        data = forward(node.transforms[0], data, children[0], active & first,
+                       chain)
         return forward(node.transforms[1], data, children[1],
-                       active & ~first)
+                       active & ~first, chain)
     active = active & gate
     if isinstance(node, Compose):
         for t, cp in zip(node.transforms, children):
-            data = forward(t, data, cp, active & _flag(cp["gate"], active))
+            data = forward(t, data, cp, active & _flag(cp["gate"], active),
+                           chain)
     elif isinstance(node, OneOf):
         choice = _flag(params["choice"], active)
         for i, (t, cp) in enumerate(zip(node.transforms, children)):
-            data = forward(t, data, cp, active & tf.equal(choice, i))
+            data = forward(t, data, cp, active & tf.equal(choice, i), chain)
     elif isinstance(node, SomeOf):
         picked = params["picked"]
         for i, (t, cp) in enumerate(zip(node.transforms, children)):
             chosen = _flag(picked[:, i], active)
             data = forward(t, data, cp,
-                           active & chosen & _flag(cp["gate"], active))
+                           active & chosen & _flag(cp["gate"], active),
+                           chain)
     else:  # pragma: no cover - every container is handled above
         raise TypeError(f"unknown node {node!r}")
     return data
 
 
-def run(tree, data, seed, per_sample):
+def _forward_all(tree, data, params, active, per_sample, compose_geometric):
+    if not compose_geometric:
+        return forward(tree, data, params, active)
+    chain = warp_chain.Chain(per_sample)
+    data = forward(tree, data, params, active, chain)
+    return chain.flush(data, _apply_leaf)
+
+
+def run(tree, data, seed, per_sample, compose_geometric=True):
     """Draws parameters for the batch and applies `tree`.
 
     Args:
@@ -309,6 +332,8 @@ def run(tree, data, seed, per_sample):
             optionally "masks": (batch, height, width, classes) float32}.
         seed: int32 tensor of shape (2,).
         per_sample: map over the batch (True) or vectorize (False).
+        compose_geometric: sample consecutive geometric ops once
+            (`chain`) instead of once each.
 
     Returns:
         The transformed `data`.
@@ -321,7 +346,8 @@ def run(tree, data, seed, per_sample):
         else tf.shape(images)[2]
     params = draw(tree, seed, batch_size, height, width)
     if not per_sample:
-        return forward(tree, data, params, tf.ones([batch_size], tf.bool))
+        return _forward_all(tree, data, params, tf.ones([batch_size], tf.bool),
+                            False, compose_geometric)
     out_h, out_w = tree.output_size(images.shape[1], images.shape[2])
     if not isinstance(out_h, int) or not isinstance(out_w, int):
         out_h = out_w = None
@@ -332,7 +358,8 @@ def run(tree, data, seed, per_sample):
     def one(elems):
         sample, sample_params = tf.nest.map_structure(
             lambda t: t[None], elems)
-        out = forward(tree, sample, sample_params, tf.constant(True))
+        out = _forward_all(tree, sample, sample_params, tf.constant(True),
+                           True, compose_geometric)
         return {key: value[0] for key, value in out.items()}
 
     return tf.map_fn(one, (data, params), fn_output_signature=signature)

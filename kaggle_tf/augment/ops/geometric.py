@@ -34,6 +34,10 @@ def _static_or(dim, fallback):
     return dim if isinstance(dim, int) else fallback
 
 
+def _hashable(fill):
+    return tuple(fill) if isinstance(fill, (list, tuple)) else fill
+
+
 class WarpOp(Op):
     """A geometric op with OpenCV-style interpolation, border and fills."""
 
@@ -62,9 +66,48 @@ class WarpOp(Op):
         return self.mask_interpolation == warp.NEAREST \
             and packing.is_binary_fill(self.fill_mask)
 
+    # A pure map of coordinates, which a chain of consecutive warps
+    # samples once (`chain`): `prepare`, `map_points` and `map_taps`.
+    composes = False
+
+    def compose_key(self):
+        """What consecutive warps must share to be sampled as one: the
+        interpolations, the border mode and the fills."""
+        return (self.interpolation, self.mask_interpolation,
+                self.border_mode, _hashable(self.fill),
+                _hashable(self.fill_mask))
+
+    def prepare(self, params, height, width):
+        """The tensors `map_points` needs for these parameters."""
+        raise NotImplementedError
+
+    def map_points(self, state, ys, xs):
+        """Source (ys, xs) of output points (ys, xs), (batch, h, w) each;
+        whole pixels, except where `map_taps` passes blended ones."""
+        raise NotImplementedError
+
+    def map_taps(self, state, taps_y, taps_x):
+        """The map read bilinearly at the taps of each axis
+        (`warp.Taps`): the mean of `map_points` at the four tap pairs,
+        weighted, as a linear image would be read. Maps that are linear
+        between whole pixels evaluate `Taps.point` once instead."""
+        y0, y1, uy0, uy1 = taps_y.parts()
+        x0, x1, ux0, ux1 = taps_x.parts()
+        rows = []
+        for py in (y0, y1):
+            a_y, a_x = self.map_points(state, py, x0)
+            b_y, b_x = self.map_points(state, py, x1)
+            rows.append((ux0 * a_y + ux1 * b_y, ux0 * a_x + ux1 * b_x))
+        (t_y, t_x), (b_y, b_x) = rows
+        return uy0 * t_y + uy1 * b_y, uy0 * t_x + uy1 * b_x
+
     def coords(self, data, params):
         """Source (ys, xs), each (batch, height, width)."""
-        raise NotImplementedError
+        images = data["images"]
+        state = self.prepare(params, warp.size_of(images, 1),
+                             warp.size_of(images, 2))
+        ys, xs = warp.grid(images)
+        return self.map_points(state, ys, xs)
 
     def apply(self, data, params):
         ys, xs = self.coords(data, params)
@@ -202,6 +245,7 @@ class Affine(WarpOp):
     """
 
     name = "Affine"
+    composes = True
 
     def __init__(self, scale_x=(1.0, 1.0), scale_y=(1.0, 1.0),
                  translate_x=(0.0, 0.0), translate_y=(0.0, 0.0),
@@ -271,11 +315,17 @@ class Affine(WarpOp):
         return {"matrix": inverse_affine(sx, sy, angle, shx, shy, tx, ty,
                                          height, width)}
 
-    def coords(self, data, params):
-        m = params["matrix"][:, :, None, None]
-        ys, xs = warp.grid(data["images"])
+    def prepare(self, params, height, width):
+        return params["matrix"][:, :, None, None]
+
+    def map_points(self, state, ys, xs):
+        m = state
         return (m[:, 3] * xs + m[:, 4] * ys + m[:, 5],
                 m[:, 0] * xs + m[:, 1] * ys + m[:, 2])
+
+    def map_taps(self, state, taps_y, taps_x):
+        # Linear: the map of the blended point is the blend of the maps.
+        return self.map_points(state, taps_y.point, taps_x.point)
 
 
 def inverse_affine(sx, sy, angle, shx, shy, tx, ty, height, width):
@@ -316,6 +366,7 @@ class GridDistortion(WarpOp):
     """
 
     name = "GridDistortion"
+    composes = True
 
     def __init__(self, num_steps=5, distort_limit=(-0.3, 0.3),
                  normalized=True, interpolation=1, mask_interpolation=0,
@@ -344,19 +395,9 @@ class GridDistortion(WarpOp):
             raise ValueError(f"GridDistortion: images must be at least "
                              f"num_steps={n} pixels wide and high. "
                              f"Received: {size}")
+        starts, ends = self._bands(steps, size)
         size_i = tf.cast(size, tf.int32)
         step_i = size_i // n
-        step = tf.cast(step_i, tf.float32)
-        size_f = tf.cast(size, tf.float32)
-        if self.normalized:
-            last = tf.cast(tf.minimum(size_i, (n + 1) * step_i)
-                           - n * step_i, tf.float32)
-            steps = tf.concat([steps[:, :-1], steps[:, -1:] * last / step],
-                              axis=1)
-            steps = steps * ((size_f / step)
-                             / tf.reduce_sum(steps, 1, keepdims=True))
-        ends = tf.cumsum(steps * step, axis=1)
-        starts = ends - steps * step
         x = tf.range(size_i)
         index = x // step_i
         inside = index <= n
@@ -371,11 +412,106 @@ class GridDistortion(WarpOp):
         cur = tf.gather(ends, index, batch_dims=1)
         return tf.where(inside, prev + (cur - prev) * t, 0.0)
 
+    def _bands(self, steps, size):
+        """Where each band of the table starts and ends: (batch, n + 1)
+        each."""
+        n = self.num_steps
+        size_i = tf.cast(size, tf.int32)
+        step_i = size_i // n
+        step = tf.cast(step_i, tf.float32)
+        size_f = tf.cast(size, tf.float32)
+        if self.normalized:
+            last = tf.cast(tf.minimum(size_i, (n + 1) * step_i)
+                           - n * step_i, tf.float32)
+            steps = tf.concat([steps[:, :-1], steps[:, -1:] * last / step],
+                              axis=1)
+            steps = steps * ((size_f / step)
+                             / tf.reduce_sum(steps, 1, keepdims=True))
+        ends = tf.cumsum(steps * step, axis=1)
+        return ends - steps * step, ends
+
+    def _at(self, bands, x, size, between=False):
+        """The table (`_table`) at whole pixels `x` (batch, ...), float,
+        from the bands: a select per band instead of a gather per pixel
+        (several times cheaper on a CPU for a few bands).
+
+        `between`: `x` may lie between whole pixels, and the table is read
+        linearly there. Within a band the table is linear; from a band's
+        last pixel to the next band's first it is flat (both hold the
+        band's end), which the clipped `t` gives."""
+        starts, ends = bands
+        n = self.num_steps
+        step = tf.cast(tf.cast(size, tf.int32) // n, tf.float32)
+        size_f = tf.cast(size, tf.float32)
+        index = tf.floor(x / step)
+        first = tf.minimum(index, float(n)) * step
+        length = tf.minimum(first + step, size_f) - first
+        t = (x - first) / tf.maximum(length - 1.0, 1.0)
+        if between:
+            t = tf.minimum(t, 1.0)
+        shape = tf.concat([[-1], tf.ones([x.shape.rank - 1], tf.int32)], 0)
+        prev = cur = tf.zeros_like(x)
+        for i in range(n + 1):
+            hit = tf.equal(index, float(i))
+            prev = tf.where(hit, tf.reshape(starts[:, i], shape), prev)
+            cur = tf.where(hit, tf.reshape(ends[:, i], shape), cur)
+        return prev + (cur - prev) * t
+
     def apply(self, data, params):
         images = data["images"]
-        xs = self._table(params["steps_x"], warp.size_of(images, 2))
         ys = self._table(params["steps_y"], warp.size_of(images, 1))
+        xs = self._table(params["steps_x"], warp.size_of(images, 2))
         return self.remap(data, ys, xs, warp.warp_data_separable)
+
+    # Up to this many bands the table is evaluated by selects, beyond by
+    # a gather per pixel.
+    max_select_bands = 12
+
+    def prepare(self, params, height, width):
+        """Per axis, the table's bands (or the table itself, for many
+        bands) and the size."""
+        out = []
+        for key, size in (("steps_y", height), ("steps_x", width)):
+            if self.num_steps + 1 <= self.max_select_bands:
+                out.append((self._bands(params[key], size), size))
+            else:
+                out.append((self._table(params[key], size), size))
+        return tuple(out)
+
+    def _read(self, axis_state, x):
+        what, size = axis_state
+        if isinstance(what, tuple):
+            return self._at(what, x, size)
+        return _lookup(what, x)
+
+    def map_points(self, state, ys, xs):
+        return self._read(state[0], ys), self._read(state[1], xs)
+
+    def _bands_cover(self, size):
+        """Whether every pixel of an axis of static `size` lies in a band
+        (else the table is 0 past the last one)."""
+        n = self.num_steps
+        return isinstance(size, int) and (size - 1) // (size // n) <= n
+
+    def map_taps(self, state, taps_y, taps_x):
+        # Separable: each axis reads its table linearly.
+        out = []
+        for axis_state, taps in zip(state, (taps_y, taps_x)):
+            what, size = axis_state
+            if isinstance(what, tuple) and self._bands_cover(size):
+                out.append(self._at(what, taps.point, size, between=True))
+                continue
+            p0, p1, u0, u1 = taps.parts()
+            out.append(u0 * self._read(axis_state, p0)
+                       + u1 * self._read(axis_state, p1))
+        return tuple(out)
+
+
+def _lookup(table, index):
+    """table (batch, n) read at whole indices (batch, ...) given as float."""
+    shape = tf.shape(index)
+    flat = tf.reshape(tf.cast(index, tf.int32), tf.stack([shape[0], -1]))
+    return tf.reshape(tf.gather(table, flat, batch_dims=1), shape)
 
 
 @register_op("OpticalDistortion")
@@ -392,6 +528,7 @@ class OpticalDistortion(WarpOp):
     """
 
     name = "OpticalDistortion"
+    composes = True
 
     def __init__(self, distort_limit=(-0.05, 0.05), mode="camera",
                  interpolation=1, mask_interpolation=0, border_mode=0,
@@ -408,12 +545,12 @@ class OpticalDistortion(WarpOp):
         return {"k": rng.uniform(seed, "k", [batch_size],
                                  *self.distort_limit)}
 
-    def coords(self, data, params):
-        images = data["images"]
-        ys, xs = warp.grid(images)
-        h = tf.cast(warp.size_of(images, 1), tf.float32)
-        w = tf.cast(warp.size_of(images, 2), tf.float32)
-        k = params["k"][:, None, None]
+    def prepare(self, params, height, width):
+        return (params["k"][:, None, None], tf.cast(height, tf.float32),
+                tf.cast(width, tf.float32))
+
+    def map_points(self, state, ys, xs):
+        k, h, w = state
         if self.mode == "camera":
             # initUndistortRectifyMap with the default new camera matrix,
             # whose principal point is ((w - 1) / 2, (h - 1) / 2).
@@ -509,6 +646,7 @@ class ElasticTransform(WarpOp):
     """
 
     name = "ElasticTransform"
+    composes = True
 
     def __init__(self, alpha=1.0, sigma=50.0, approximate=False,
                  same_dxdy=False, noise_distribution="gaussian",
@@ -568,6 +706,20 @@ class ElasticTransform(WarpOp):
         if self.same_dxdy:
             field = tf.concat([field, field], axis=-1)
         return field
+
+    def prepare(self, params, height, width):
+        return self.field(params["seed"], height, width)
+
+    def map_points(self, state, ys, xs):
+        f = float(self.factor)
+        field = warp.remap(state, ys / f, xs / f, warp.LINEAR,
+                           warp.BORDER_REPLICATE)
+        return ys + field[..., 1], xs + field[..., 0]
+
+    def map_taps(self, state, taps_y, taps_x):
+        # The field is bilinear on cells of `factor` whole pixels, so it is
+        # linear between two neighbouring pixels.
+        return self.map_points(state, taps_y.point, taps_x.point)
 
     def coords(self, data, params):
         images = data["images"]

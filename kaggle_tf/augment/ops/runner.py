@@ -57,11 +57,14 @@ class Runner:
             a call passes no seed); None for a random one.
         cache_key: a string naming the tree (its spec); runners with the
             same key share one compiled function. None: no sharing.
+        compose_geometric: sample consecutive geometric ops once
+            (`chain`) rather than once each.
     """
 
     def __init__(self, tree, per_sample, jit_compile, seed=None,
-                 cache_key=None):
+                 cache_key=None, compose_geometric=True):
         self.tree = tree
+        self.compose_geometric = bool(compose_geometric)
         if seed is None:
             seed = random.randrange(2 ** 31)
         self.counter = tf.Variable([seed, 0, 0], dtype=tf.int64,
@@ -72,8 +75,8 @@ class Runner:
         if self.jit_compile:
             stateless = all(not hasattr(leaf, "layer")
                             for leaf in tree.leaves())
-            key = (cache_key, per_sample) if cache_key and stateless \
-                else None
+            key = (cache_key, per_sample, self.compose_geometric) \
+                if cache_key and stateless else None
             if key not in _COMPILED:
                 compiled = tf.function(self._run, jit_compile=True,
                                        reduce_retracing=True,
@@ -89,19 +92,21 @@ class Runner:
         classes = None if masks is None else masks.shape[-1]
         if classes is None or classes > packing.MAX_CLASSES \
                 or not self.tree.packs_masks:
-            return base.run(self.tree, data, seed, self.per_sample)
+            return self._tree(data, seed)
 
         # Binary masks move as one uint8 channel (a bit per class); others
         # as they are.
         def packed():
-            out = base.run(self.tree, dict(data, masks=packing.pack(masks)),
-                           seed, self.per_sample)
+            out = self._tree(dict(data, masks=packing.pack(masks)), seed)
             out["masks"] = packing.unpack(out["masks"], classes, masks.dtype)
             return out
 
         return tf.cond(packing.is_binary(masks), packed,
-                       lambda: base.run(self.tree, data, seed,
-                                        self.per_sample))
+                       lambda: self._tree(data, seed))
+
+    def _tree(self, data, seed):
+        return base.run(self.tree, data, seed, self.per_sample,
+                        self.compose_geometric)
 
     def next_seed(self):
         """A fresh seed from the atomic counter, int32 (2,)."""

@@ -95,6 +95,119 @@ def _fold(c, n, mode):
     return tf.where(c > n - 0.5, 2.0 * n - 1.0 - c, c) + 1.0
 
 
+def _padded_size(n, mode):
+    extra = 2 if mode in (BORDER_CONSTANT, BORDER_REFLECT) else 1
+    return n + extra
+
+
+def _pixel(j, n, mode):
+    """Index `j` (int32) of the padded frame -> (pixel index, inside);
+    inside is None except for the constant border."""
+    if mode == BORDER_CONSTANT:
+        return tf.clip_by_value(j - 1, 0, n - 1), (j >= 1) & (j <= n)
+    if mode == BORDER_REPLICATE:
+        return tf.minimum(j, n - 1), None
+    if mode == BORDER_WRAP:
+        return tf.where(j >= n, j - n, j), None
+    if mode == BORDER_REFLECT_101:
+        return tf.where(j >= n, tf.maximum(n - 2, 0), j), None
+    return tf.clip_by_value(j - 1, 0, n - 1), None  # reflect
+
+
+class Taps:
+    """Where a bilinear read at continuous coordinates falls along an axis
+    of `n` pixels once the border rule is applied (`border_taps`).
+
+    `point`: the coordinate inside [0, n - 1] the read amounts to;
+    `parts()`: its two taps (p0, p1, u0, u1), pixel indices (float) and
+    weights, u0 + u1 = 1, so that a linear image read at the coordinate
+    equals `u0 * I[p0] + u1 * I[p1]`; `weight`: the share of the read
+    inside the image (the rest is the fill), None (1) except for the
+    constant border.
+    """
+
+    def __init__(self, point, n, parts=None, weight=None):
+        self.point = point
+        self.n = n
+        self.weight = weight
+        self._parts = parts
+
+    def parts(self):
+        if self._parts is None:
+            last = tf.cast(self.n - 1, self.point.dtype)
+            p0 = tf.clip_by_value(tf.floor(self.point), 0.0,
+                                  tf.maximum(last - 1.0, 0.0))
+            u1 = self.point - p0
+            self._parts = (p0, tf.minimum(p0 + 1.0, last), 1.0 - u1, u1)
+        return self._parts
+
+
+def _fold_fast(c, n, mode):
+    """`_fold` for replicate, reflect and reflect_101 in the pixel frame
+    (inside [0, n - 1]), with a floor instead of a floor-mod (a few times
+    cheaper; equal but for the last bit at period boundaries)."""
+    last = tf.cast(n - 1, c.dtype)
+    if mode == BORDER_REPLICATE:
+        return tf.clip_by_value(c, 0.0, last)
+    if mode == BORDER_REFLECT_101:
+        period = tf.maximum(2.0 * last, 1.0)
+        c = c - period * tf.floor(c / period)
+        return tf.clip_by_value(tf.where(c > last, period - c, c), 0.0,
+                                last)
+    # reflect: about -0.5 and n - 0.5; within half a pixel of the edge a
+    # read gives the edge pixel.
+    period = 2.0 * last + 2.0
+    c = c + 0.5
+    c = c - period * tf.floor(c / period) - 0.5
+    return tf.where(c > last + 0.5, period - 1.0 - c, c)
+
+
+def border_taps(c, n, mode):
+    """The `Taps` of a bilinear read at continuous coordinates `c` along
+    an axis of `n` pixels with border `mode`, as `remap` reads."""
+    n = tf.cast(n, tf.int32)
+    if mode in (BORDER_REPLICATE, BORDER_REFLECT, BORDER_REFLECT_101):
+        # Within [0, n - 1] these borders are the identity.
+        return Taps(tf.clip_by_value(_fold_fast(c, n, mode), 0.0,
+                                     tf.cast(n - 1, c.dtype)), n)
+    size = _padded_size(n, mode)
+    folded = _fold(c, n, mode)
+    c0 = tf.minimum(tf.floor(folded), tf.cast(size - 2, c.dtype))
+    w1 = folded - c0
+    j0 = tf.cast(c0, tf.int32)
+    p0, in0 = _pixel(j0, n, mode)
+    p1, in1 = _pixel(j0 + 1, n, mode)
+    p0, p1 = tf.cast(p0, c.dtype), tf.cast(p1, c.dtype)
+    if in0 is None:  # wrap: the taps either side of the seam
+        return Taps((1.0 - w1) * p0 + w1 * p1, n, (p0, p1, 1.0 - w1, w1))
+    w0 = tf.where(in0, 1.0 - w1, 0.0)
+    w1 = tf.where(in1, w1, 0.0)
+    weight = w0 + w1
+    safe = tf.where(weight > 0.0, weight, 1.0)
+    # Nothing inside: any pixel, weight 0.
+    u0 = tf.where(weight > 0.0, w0 / safe, 1.0)
+    u1 = w1 / safe
+    return Taps(u0 * p0 + u1 * p1, n, (p0, p1, u0, u1), weight)
+
+
+def border_nearest(c, n, mode):
+    """The pixel a nearest read at `c` takes, as `remap` does: (p, inside);
+    p is a float pixel index in [0, n - 1], inside None except for the
+    constant border (False: the read gives the fill)."""
+    n = tf.cast(n, tf.int32)
+    last = tf.cast(n - 1, c.dtype)
+    if mode in (BORDER_REPLICATE, BORDER_REFLECT_101):
+        return tf.round(_fold_fast(c, n, mode)), None
+    if mode == BORDER_REFLECT:
+        # Rounded in the padded frame (one pixel before), as `remap`.
+        return tf.clip_by_value(tf.round(_fold_fast(c, n, mode) + 1.0)
+                                - 1.0, 0.0, last), None
+    j = tf.minimum(tf.cast(tf.round(_fold(c, n, mode)), tf.int32),
+                   _padded_size(n, mode) - 1)
+    p, inside = _pixel(j, n, mode)
+    return tf.cast(p, c.dtype), inside
+
+
 def _slice_axis(x, axis, start, stop):
     begin = [0, 0, 0, 0]
     size = [-1, -1, -1, -1]
@@ -178,7 +291,8 @@ def _remap_one(x, ys, xs, method, border_mode, fill_vec):
 
 
 def warp_data(data, ys, xs, interpolation=LINEAR, mask_interpolation=NEAREST,
-              border_mode=BORDER_CONSTANT, fill=0.0, fill_mask=0.0):
+              border_mode=BORDER_CONSTANT, fill=0.0, fill_mask=0.0,
+              mask_coords=None):
     """Resamples images (and masks) at (ys, xs).
 
     Args:
@@ -189,6 +303,8 @@ def warp_data(data, ys, xs, interpolation=LINEAR, mask_interpolation=NEAREST,
         border_mode: OpenCV border mode (see the module docstring).
         fill, fill_mask: constant-border values (a number or one per
             channel).
+        mask_coords: (ys, xs) for the masks when they differ from the
+            images' (a chain of warps rounds the masks' own per step).
 
     Returns:
         `data` resampled to (batch, out_height, out_width, ...).
@@ -203,8 +319,17 @@ def warp_data(data, ys, xs, interpolation=LINEAR, mask_interpolation=NEAREST,
                                            mask_interpolation, fill,
                                            fill_mask):
         _check(method, border_mode)
-        out[key] = _remap_one(x, ys, xs, method, border_mode, fill_vec)
+        at = (ys, xs) if key == "images" or mask_coords is None \
+            else mask_coords
+        out[key] = _remap_one(x, *at, method, border_mode, fill_vec)
     return out
+
+
+def fill_values(data, fill, fill_mask):
+    """{"images": fill vector, "masks": fill vector} as `warp_data` fills
+    (the packed value for packed masks)."""
+    return {key: vec for key, _, _, vec in _parts(data, LINEAR, NEAREST,
+                                                   fill, fill_mask)}
 
 
 def remap(images, ys, xs, interpolation=LINEAR, border_mode=BORDER_CONSTANT,
