@@ -339,6 +339,35 @@ def shard_by_example(ds):
     return ds.with_options(options)
 
 
+def divisible_batches(ds, devices):
+    """Every batch of `ds` cut to a multiple of `devices` examples.
+
+    Keras' JAX trainer shards each batch over the devices with the layout
+    of the epoch's first batch, so a last batch whose size the devices do
+    not divide fails (`IndivisibleError`). Cut here, only the last batch
+    loses examples (fewer than `devices`); a batch left empty is dropped.
+    Batches are `model.fit` structures (`to_keras`).
+
+    Example:
+
+    >>> ds = tf.data.Dataset.range(5).batch(4)
+    >>> [len(b) for b in divisible_batches(ds, 2)]
+    [4]
+    """
+    devices = int(devices)
+
+    def cut(*batch):
+        n = tf.shape(tf.nest.flatten(batch)[0])[0]
+        keep = n - n % devices
+        out = tf.nest.map_structure(lambda t: t[:keep], batch)
+        return out if len(batch) > 1 else out[0]
+
+    def nonempty(*batch):
+        return tf.shape(tf.nest.flatten(batch)[0])[0] > 0
+
+    return ds.map(cut).filter(nonempty)
+
+
 def to_keras(ds, cfg):
     """Dict batches -> `(images, targets)` for `model.fit`.
 

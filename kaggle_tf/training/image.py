@@ -137,6 +137,32 @@ def setup(cfg):
         keras.mixed_precision.set_global_policy(cfg.train.mixed_precision)
 
 
+def _validated_examples(cfg, fold, strategy):
+    """How many of fold `fold`'s images the per-epoch validation sees.
+
+    All of them, except under a JAX distribution over n > 1 devices, where
+    every validation batch must split over the devices
+    (`pipeline.divisible_batches`): then the fold's count rounded down to
+    a multiple of n (fewer than n images left out of the epoch's
+    `val_kaggle_metric`; `oof.npz` and `metrics.json` are predicted
+    outside that loop and hold every image).
+
+    Raises:
+        ConfigError: the fold has fewer images than devices.
+    """
+    count = pipeline.count_records(cfg, [fold])
+    devices = strategy.num_replicas_in_sync
+    if not isinstance(strategy, distribution.KerasDistribution) or \
+            devices < 2:
+        return count
+    if count < devices:
+        raise ConfigError(
+            f"`train.strategy`: fold {fold} has {count} validation images, "
+            f"fewer than the {devices} devices that share each batch; use "
+            "fewer `data.folds` or train.strategy='default'")
+    return count - count % devices
+
+
 def train_fold(cfg, fold):
     """Trains fold `fold` through every stage; returns the fold folder."""
     run = layout.RunLayout.of(cfg)
@@ -171,16 +197,23 @@ def train_fold(cfg, fold):
             cfg, train_folds, training=True, sample_rate=rate,
             augmenter=None if in_model else augmenter, batch_size=batch,
             epoch_examples=steps * batch, first_epoch=first_epoch)
-        val_ds = pipeline.make_dataset(cfg, [fold], training=False,
-                                       batch_size=batch)
+        val_ds = pipeline.to_keras(pipeline.make_dataset(
+            cfg, [fold], training=False, batch_size=batch), cfg)
+        val_count = _validated_examples(cfg, fold, strategy)
+        total = pipeline.count_records(cfg, [fold])
+        if val_count < total:
+            devices = strategy.num_replicas_in_sync
+            print(f"fold {fold}: each epoch validates {val_count} of "
+                  f"{total} images (batches cut to a multiple of the "
+                  f"{devices} devices); oof.npz holds all {total}")
+            val_ds = pipeline.divisible_batches(val_ds, devices)
         if on_tpu:
             accelerator_input.check(train_ds, strategy.num_replicas_in_sync)
         return stages.StageData(
             train=pipeline.shard_by_example(pipeline.to_keras(train_ds, cfg)),
-            validation=pipeline.shard_by_example(
-                pipeline.to_keras(val_ds, cfg)), steps=steps,
+            validation=pipeline.shard_by_example(val_ds), steps=steps,
             validation_steps=cfg.train.validation_steps or max(
-                math.ceil(pipeline.count_records(cfg, [fold]) / batch), 1),
+                math.ceil(val_count / batch), 1),
             callbacks=rate_callbacks)
 
     return stages.fit_stages(cfg, fold, model, fold_dir, compile_model,

@@ -41,9 +41,9 @@ for module, argv in json.loads(sys.argv[1]):
 """
 
 
-def run_commands(commands, backend="jax"):
+def run_commands(commands, backend="jax", env=None):
     env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2",
-               CUDA_VISIBLE_DEVICES="", PYTHONPATH=ROOT)
+               CUDA_VISIBLE_DEVICES="", PYTHONPATH=ROOT, **(env or {}))
     proc = subprocess.run(
         [sys.executable, "-c", RUNNER, json.dumps(commands)], cwd=ROOT,
         env=env, capture_output=True, text=True, timeout=600)
@@ -157,3 +157,27 @@ def test_a_jax_trained_run_exports_under_tensorflow(runs, tmp_path):
     oof = np.load(os.path.join(cfg.output_dir, "fold0", "oof.npz"))
     np.testing.assert_allclose(oof["probs"].astype("float32"), want,
                                atol=2e-3)
+
+
+def test_data_parallel_validates_a_fold_that_does_not_split_over_devices(
+        tmp_path):
+    """Two forced host devices, global batch 4, an odd validation fold:
+    Keras' JAX trainer lays out every batch of an epoch like the first, so
+    the last validation batch must still split over the devices; the fit
+    ends, and `oof.npz` (predicted outside the distributed loop) holds
+    every image of the fold once."""
+    steel = [*data(tmp_path), *COMMON, f"output_dir={tmp_path / 'run'}",
+             "train.batch_size=2", "train.strategy=auto"]
+    env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    proc = run_commands([sample("steel", tmp_path / "raw", 10, "64x128"),
+                         fit("steel", steel)], env=env)
+    assert "each epoch validates" in proc.stdout, proc.stdout[-2000:]
+    import pandas as pd
+
+    folds = pd.read_csv(tmp_path / "records" / "folds.csv")
+    want = sorted(folds.loc[folds["fold"] == 0].iloc[:, 0].astype(str))
+    assert len(want) % 2 == 1, want  # the case: 2 devices, odd fold
+    oof = np.load(tmp_path / "run" / "fold0" / "oof.npz")
+    assert sorted(str(i) for i in oof["ids"]) == want
+    history = pd.read_csv(tmp_path / "run" / "fold0" / "history.csv")
+    assert np.isfinite(history["val_kaggle_metric"]).all()
