@@ -73,9 +73,10 @@ def test_only_the_chief_writes_the_run(tmp_path):
         # Each worker trained and evaluated its fold.
         assert "fold 0: kaggle_metric" in log, log[-2000:]
 
-    # Only the chief converted; worker 1 waited for its manifest.
+    # Only the chief converted. Worker 1 either waited for the manifest or,
+    # started later than the chief finished, found it (both are right;
+    # the waiting itself is tested below).
     assert "converting" in logs[0] and "converting" not in logs[1], logs[1]
-    assert "waiting for the chief to convert" in logs[1], logs[1][-2000:]
     assert os.path.exists(os.path.join(rec, "manifest.json"))
 
     # Worker 1 said where it wrote; that folder and its TMPDIR are empty now.
