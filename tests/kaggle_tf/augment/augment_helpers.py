@@ -46,3 +46,14 @@ def albumentations_compose(spec):
         # ShiftScaleRotate warns that Affine is preferred.
         warnings.simplefilter("ignore")
         return A.Compose([A.from_dict({"transform": spec})], p=1.0)
+
+
+def runner_seed(seed, images):
+    """The seed `Runner` hands `base.run` for `images` and a call's
+    `seed` (the call's seed folded with a hash of an image subsample)."""
+    import tensorflow as tf
+
+    return tf.random.experimental.stateless_fold_in(
+        seed, tf.reduce_sum(tf.cast(tf.round(
+            tf.constant(images)[:, ::16, ::16, :] * 255.0), tf.int32)),
+        alg="philox")

@@ -15,6 +15,7 @@ Masks use nearest sampling at every step in both forms (an index map of
 index maps), so they agree except where float rounding moves a tie.
 """
 
+import augment_helpers
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -206,10 +207,7 @@ def test_packed_masks_decode_to_the_same_masks(per_sample):
                       compose_geometric=True)(batch, seed)
     sequential = Runner(t, per_sample, jit_compile=False,
                         compose_geometric=False)(batch, seed)
-    folded = tf.random.experimental.stateless_fold_in(
-        seed, tf.reduce_sum(tf.cast(tf.round(
-            tf.constant(images)[:, ::16, ::16, :] * 255.0), tf.int32)),
-        alg="philox")
+    folded = augment_helpers.runner_seed(seed, images)
     unpacked = base.run(t, {"images": tf.constant(images),
                             "masks": tf.constant(masks)}, folded,
                         per_sample, True)

@@ -1,6 +1,7 @@
 """Masks packed a bit per class: the round trip, and trees run packed give
 the masks they give unpacked (nearest sampling only copies values)."""
 
+import augment_helpers
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -66,10 +67,7 @@ def test_packed_run_equals_unpacked(spec, per_sample):
     seed = tf.constant([4, 2], tf.int32)
     packed = Runner(tree, per_sample=per_sample, jit_compile=False)(
         {"images": images, "segmentation_masks": masks}, seed)
-    folded = tf.random.experimental.stateless_fold_in(
-        seed, tf.reduce_sum(tf.cast(tf.round(
-            tf.constant(images)[:, ::16, ::16, :] * 255.0), tf.int32)),
-        alg="philox")
+    folded = augment_helpers.runner_seed(seed, images)
     plain = base.run(tree, {"images": tf.constant(images),
                             "masks": tf.constant(masks)}, folded,
                      per_sample)

@@ -74,18 +74,12 @@ def runs(tmp_path_factory):
     """{recipe: its config} after the JAX fits (and the slice classifier
     of the ICH series model)."""
     out = {}
-    base = tmp_path_factory.mktemp("protein")
-    protein = [*data(base), *COMMON, f"output_dir={base / 'run'}"]
-    run_commands([sample("protein", base / "raw", 24),
-                  fit("protein", protein)])
-    out["protein"] = config.load(
-        os.path.join(ROOT, "configs", "protein.json"), protein)
-    base = tmp_path_factory.mktemp("lumbar")
-    lumbar = [*data(base), *COMMON, f"output_dir={base / 'run'}"]
-    run_commands([sample("rsna_lumbar", base / "raw", 16),
-                  fit("rsna_lumbar", lumbar)])
-    out["rsna_lumbar"] = config.load(
-        os.path.join(ROOT, "configs", "rsna_lumbar.json"), lumbar)
+    for name, n in (("protein", 24), ("rsna_lumbar", 16)):
+        base = tmp_path_factory.mktemp(name)
+        sets = [*data(base), *COMMON, f"output_dir={base / 'run'}"]
+        run_commands([sample(name, base / "raw", n), fit(name, sets)])
+        out[name] = config.load(
+            os.path.join(ROOT, "configs", f"{name}.json"), sets)
     base = tmp_path_factory.mktemp("ich")
     cls = [*data(base), *COMMON, f"output_dir={base / 'cls'}"]
     seq = [*data(base), *COMMON, f"output_dir={base / 'seq'}",

@@ -58,13 +58,6 @@ def fresh_venv(tmp_path_factory):
     return root / "jupyter", python
 
 
-def write_config(cfg, path):
-    data = cfg.to_dict()
-    data.pop("source")
-    path.write_text(json.dumps(data))
-    return path
-
-
 def recipe(name, root, raw, **sets):
     """`configs/<name>.json` shrunk with `--set` style overrides, on the
     sample at `raw`, records and runs under `root`."""
@@ -108,7 +101,7 @@ def ensemble_run(root, raw):
                                        records_dir=root / "records",
                                        size=(64, 128), tta=tta)
         tiny_runs.save_folds(member, (0,), scale=30.0)
-        write_config(member, root / f"{name}.json")
+        tiny_runs.write_config(member, root / f"{name}.json")
     path = root / "blend.json"
     path.write_text(json.dumps({
         "task": "steel", "output_dir": str(root / "run"),
@@ -156,7 +149,7 @@ def trained_run(root, task):
                         "data.channels": 10, "inference.batch_size": 1})
     if task != "rsna_ich_seq":
         tiny_runs.save_folds(cfg, (0,), scale=30.0)
-    path = write_config(cfg, root / f"{task}.json")
+    path = tiny_runs.write_config(cfg, root / f"{task}.json")
     return cfg, path, raw
 
 

@@ -16,6 +16,20 @@ WINDOWS = [[40, 80], [80, 200], [40, 380]]
 SAMPLE_SIZE = 32
 
 
+def converted_ich(tmp_path_factory, name, seed, n=48):
+    """(raw, records) of an RSNA ICH sample of `n` slices, converted with
+    the classifier's config (`competition_samples.sample_and_convert`)."""
+    from competition_samples import sample_and_convert
+
+    def make(raw, out):
+        return ich_config(raw, out, out.parent / "unused", "classifier")
+
+    raw, records, _, _ = sample_and_convert(tmp_path_factory, name,
+                                            "rsna_ich", make, n,
+                                            SAMPLE_SIZE, seed)
+    return raw, records
+
+
 def ich_config(raw, records, output_dir, arch="sequence", size=SAMPLE_SIZE,
                windows=WINDOWS, embedding_model=None, units=4, seed=0):
     """A validated rsna_ich config (2 folds, series of at most 12: whole)."""

@@ -17,13 +17,6 @@ from kaggle_tf.inference import predict
 OOF_SIZE = (32, 32)
 
 
-def write_config(cfg, path):
-    data = cfg.to_dict()
-    data.pop("source")
-    path.write_text(json.dumps(data))
-    return path
-
-
 def write_ensemble(path, members, weights, **extra):
     path.write_text(json.dumps({
         "task": "steel", "output_dir": str(path.parent / "blend"),
@@ -46,7 +39,7 @@ def synthetic_member(root, name, truth, bad, folds, seed):
         os.makedirs(root / name / f"fold{k}", exist_ok=True)
         np.savez(root / name / f"fold{k}" / "oof.npz", ids=ids[rows],
                  probs=probs[rows], truth=truth[rows].astype(np.int8))
-    return write_config(cfg, root / f"{name}.json")
+    return tiny_runs.write_config(cfg, root / f"{name}.json")
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +133,7 @@ def blend_run(steel_raw, steel_records, make_steel_config,
         cfg.model, cfg.output_dir = small.model, str(root / name)
         cfg.inference.tta, cfg.inference.batch_size = tta, 4
         tiny_runs.save_folds(cfg, (0, 1))
-        paths.append(write_config(cfg, root / f"{name}.json"))
+        paths.append(tiny_runs.write_config(cfg, root / f"{name}.json"))
         assert main(["--config", str(paths[-1]), "--save-probs"]) == 0
     path = write_ensemble(root / "blend.json", ["unet.json", "fpn.json"],
                           [2.0, 1.0], inference={
@@ -237,7 +230,7 @@ def test_classification_members_blend_and_tune(tmp_path):
             os.makedirs(tmp_path / name / f"fold{k}")
             np.savez(tmp_path / name / f"fold{k}" / "oof.npz", ids=ids[rows],
                      probs=probs[rows], truth=truth[rows])
-        write_config(cfg, tmp_path / f"{name}.json")
+        tiny_runs.write_config(cfg, tmp_path / f"{name}.json")
         names.append(f"{name}.json")
     path = tmp_path / "blend.json"
     path.write_text(json.dumps({

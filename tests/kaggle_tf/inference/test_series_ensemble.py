@@ -11,7 +11,6 @@ import pytest
 import series_runs
 import tensorflow as tf
 
-from competition_samples import sample_and_convert
 from kaggle_tf import config
 from kaggle_tf.inference import ensemble
 from kaggle_tf.tasks import rsna_ich
@@ -23,12 +22,7 @@ OTHER_WINDOWS = [[50, 150], [30, 60], [600, 2800]]
 @pytest.fixture(scope="module")
 def ich(tmp_path_factory):
     """(raw, records, root) of a converted RSNA ICH sample (2 folds)."""
-    def make(raw, out):
-        return series_runs.ich_config(raw, out, out.parent / "unused",
-                                      "classifier")
-
-    raw, out, _, _ = sample_and_convert(tmp_path_factory, "ich_blend",
-                                        "rsna_ich", make, 48, 32, 7)
+    raw, out = series_runs.converted_ich(tmp_path_factory, "ich_blend", 7)
     return raw, out, out.parent
 
 

@@ -5,6 +5,7 @@ own seed, its head scaled so that probabilities spread over (0, 1) like a
 trained model's (an untrained head puts them all near 0.5).
 """
 
+import json
 import os
 
 import keras
@@ -12,6 +13,14 @@ import numpy as np
 
 ENCODER = "test_resnet"
 DECODER = [32, 16, 16, 8, 8]
+
+
+def write_config(cfg, path):
+    """`cfg` written as a JSON config file at `path` (returned)."""
+    data = cfg.to_dict()
+    data.pop("source")
+    path.write_text(json.dumps(data))
+    return path
 
 
 def sigmoid(x):

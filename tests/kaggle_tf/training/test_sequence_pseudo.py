@@ -8,7 +8,6 @@ import sys
 import numpy as np
 import pytest
 
-from competition_samples import sample_and_convert
 from kaggle_tf import config as config_lib
 from kaggle_tf.data import pseudo
 from kaggle_tf.training import run
@@ -57,12 +56,8 @@ def test_each_epoch_draws_the_pseudo_share(share, n_extra):
 
 @pytest.fixture(scope="module")
 def ich_run(tmp_path_factory):
-    def make(raw, out):
-        return series_runs.ich_config(raw, out, out.parent / "unused",
-                                      "classifier")
-
-    raw, records, _, _ = sample_and_convert(tmp_path_factory, "ich_seq_pl",
-                                            "rsna_ich", make, 48, 32, 5)
+    raw, records = series_runs.converted_ich(tmp_path_factory, "ich_seq_pl",
+                                             5)
     root = records.parent
     return root, series_runs.save_series_run(raw, records, root, "seq",
                                              seed=4, folds=(0,))
