@@ -107,28 +107,6 @@ def is_chief(strategy=None):
         int(task.get("index", 0)) == 0
 
 
-def check_replicas(cfg, strategy):
-    """Refuses what Keras cannot train on several TensorFlow replicas.
-
-    Keras' gradient accumulation (`train.grad_accum_steps` > 1) applies the
-    update inside a conditional, where the cross-replica sum of a
-    `tf.distribute` strategy cannot run (keras-team/keras#20582): the fit
-    would stop at its first step with a `merge_call` RuntimeError.
-
-    Raises:
-        ConfigError: naming the key and the alternative.
-    """
-    replicas = strategy.num_replicas_in_sync
-    if (keras.backend.backend() == "tensorflow" and replicas > 1
-            and cfg.train.grad_accum_steps > 1):
-        raise ConfigError(
-            f"train.grad_accum_steps={cfg.train.grad_accum_steps} cannot "
-            f"run on {replicas} TensorFlow replicas (Keras applies the "
-            "accumulated update in a conditional the cross-replica sum "
-            "cannot enter); use train.grad_accum_steps=1: the global batch "
-            f"is already train.batch_size x {replicas}")
-
-
 def _batchnorm_layers(model):
     return [layer for layer in model._flatten_layers()
             if isinstance(layer, keras.layers.BatchNormalization)]

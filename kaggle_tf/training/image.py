@@ -170,7 +170,6 @@ def train_fold(cfg, fold):
     os.makedirs(fold_dir, exist_ok=True)
     setup(cfg)
     strategy = get_strategy(cfg.train.strategy)
-    distribution.check_replicas(cfg, strategy)
     batch = cfg.train.batch_size * strategy.num_replicas_in_sync
     train_folds = [f for f in range(cfg.data.folds) if f != fold]
     steps = _epoch_steps(cfg, train_folds, batch)

@@ -26,6 +26,8 @@ accumulation, EMA, clipping, mixed precision, `tf.distribute` and
 import keras
 from keras import ops
 
+from kaggle_tf.training.accumulation import ReplicaAccumulationMixin
+
 ENCODER_PREFIX = "encoder"
 
 
@@ -113,15 +115,17 @@ class EncoderLRMixin:
         return ops.multiply(ops.cast(learning_rate, variable.dtype),
                             ops.cast(self.encoder_lr_mult, variable.dtype))
 
+    def _decays_in_update_step(self):
+        return bool(self._encoder_indices) and self.encoder_lr_mult != 1.0
+
     def _apply_weight_decay(self, variables):
         # Decoupled decay runs in `update_step`, at each variable's LR.
-        if not self._encoder_indices or self.encoder_lr_mult == 1.0:
+        if not self._decays_in_update_step():
             super()._apply_weight_decay(variables)
 
     def update_step(self, gradient, variable, learning_rate):
         lr = self._variable_lr(variable, learning_rate)
-        if (self.weight_decay is not None and self._encoder_indices
-                and self.encoder_lr_mult != 1.0
+        if (self.weight_decay is not None and self._decays_in_update_step()
                 and self._use_weight_decay(variable)):
             wd = ops.cast(self.weight_decay, variable.dtype)
             decay = ops.multiply(variable, ops.multiply(
@@ -166,6 +170,24 @@ PLAIN = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW,
          "sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop}
 DISCRIMINATIVE = {"adam": EncoderLRAdam, "adamw": EncoderLRAdamW,
                   "sgd": EncoderLRSGD, "rmsprop": EncoderLRRMSprop}
+
+
+def _accumulating(base):
+    """`base` with `ReplicaAccumulationMixin`, registered as
+    `kaggle_tf>Accumulating<base name>`."""
+    cls = type(f"Accumulating{base.__name__}",
+               (ReplicaAccumulationMixin, base),
+               {"__module__": __name__,
+                "__doc__": f"`{base.__name__}` whose gradient accumulation "
+                           "also runs on several TensorFlow replicas "
+                           "(`training.accumulation`)."})
+    return keras.saving.register_keras_serializable(package="kaggle_tf")(cls)
+
+
+# Used when `train.grad_accum_steps` > 1.
+ACCUMULATING = {name: _accumulating(cls) for name, cls in PLAIN.items()}
+ACCUMULATING_DISCRIMINATIVE = {name: _accumulating(cls)
+                               for name, cls in DISCRIMINATIVE.items()}
 
 
 def optimizer_kwargs(cfg, lr):
@@ -223,11 +245,14 @@ def make_optimizer(cfg, lr, model=None):
     """
     kwargs = optimizer_kwargs(cfg, lr)
     mult = float(cfg.optimizer.encoder_lr_mult)
+    accumulates = cfg.train.grad_accum_steps > 1
     if mult == 1.0:
-        return PLAIN[cfg.optimizer.name](**kwargs)
+        plain = ACCUMULATING if accumulates else PLAIN
+        return plain[cfg.optimizer.name](**kwargs)
     if model is None:
         raise ValueError("`optimizer.encoder_lr_mult` != 1 needs the model "
                          "(make_optimizer(cfg, lr, model))")
-    return DISCRIMINATIVE[cfg.optimizer.name](
+    classes = ACCUMULATING_DISCRIMINATIVE if accumulates else DISCRIMINATIVE
+    return classes[cfg.optimizer.name](
         encoder_lr_mult=mult, encoder_variables=encoder_variable_paths(model),
         **kwargs)

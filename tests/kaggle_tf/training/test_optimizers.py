@@ -132,10 +132,15 @@ def test_plain_optimizer_when_multiplier_is_one():
     cfg.optimizer.encoder_lr_mult = 1.0
     cfg.optimizer.clipnorm = 1.5
     opt = optimizers.make_optimizer(cfg, 1e-3)
-    assert type(opt) is keras.optimizers.Adam
+    # Keras' Adam, accumulating on several TF replicas too.
+    assert type(opt) is optimizers.ACCUMULATING["adam"]
+    assert isinstance(opt, keras.optimizers.Adam)
     assert opt.gradient_accumulation_steps == 3
     assert opt.use_ema and opt.ema_momentum == 0.9
     assert opt.clipnorm == 1.5
+    cfg.train.grad_accum_steps = 1
+    assert type(optimizers.make_optimizer(cfg, 1e-3)) is \
+        keras.optimizers.Adam
     cfg.optimizer.encoder_lr_mult = 0.5
     with pytest.raises(ValueError, match="needs the model"):
         optimizers.make_optimizer(cfg, 1e-3)
@@ -179,3 +184,15 @@ def test_config_round_trip_and_optimizer_state_reload(tmp_path):
         m.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
     for a, b in zip(model.get_weights(), other.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("mult", [1.0, MULT])
+def test_accumulating_optimizers_serialize(mult):
+    cfg = _cfg("adamw", grad_accum_steps=2)
+    cfg.optimizer.encoder_lr_mult = mult
+    opt = optimizers.make_optimizer(cfg, LR, tiny_model())
+    assert type(opt).__name__ == ("AccumulatingAdamW" if mult == 1.0
+                                  else "AccumulatingEncoderLRAdamW")
+    again = keras.optimizers.deserialize(keras.optimizers.serialize(opt))
+    assert type(again) is type(opt)
+    assert again.gradient_accumulation_steps == 2
