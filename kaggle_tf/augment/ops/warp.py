@@ -11,9 +11,12 @@ half to even), with OpenCV's border modes (albumentations' `border_mode`):
     4 reflect_101 gfedcb|abcdefgh|gfedcba
 
 The border is handled once: the coordinates are folded into the image
-(reflected, wrapped or clamped) and the image is padded by one pixel, after
-which every bilinear tap is inside and the four taps of a pixel are at fixed
-offsets of one flat index. For these modes this equals OpenCV's per-tap
+(reflected, wrapped or clamped) into a frame padded by one pixel, after
+which every bilinear tap is inside. With the constant border the image is
+padded (the four taps of a pixel are at fixed offsets of one flat index);
+with the others the pad only holds copies of edge pixels, so each tap is
+mapped back to the pixel it copies and read from the image itself, which
+saves copying the image. For these modes this equals OpenCV's per-tap
 rule exactly. `warp_data` resamples images and masks (masks usually with
 nearest sampling, so they stay binary).
 
@@ -266,6 +269,45 @@ def _parts(data, interpolation, mask_interpolation, fill, fill_mask):
 
 
 def _remap_one(x, ys, xs, method, border_mode, fill_vec):
+    if border_mode == BORDER_CONSTANT:
+        return _remap_padded(x, ys, xs, method, border_mode, fill_vec)
+    # The other borders pad with copies of pixels: the taps are mapped
+    # back to those pixels (`_pixel`) and read from `x` itself, the same
+    # values as from the padded copy, without making it.
+    h, w = tf.shape(x)[1], tf.shape(x)[2]
+    hp = _padded_size(h, border_mode)
+    wp = _padded_size(w, border_mode)
+    ys = _fold(ys, h, border_mode)
+    xs = _fold(xs, w, border_mode)
+    flat = tf.reshape(x, [-1, x.shape[-1]])
+    base = (tf.range(tf.shape(x)[0]) * h)[:, None, None]
+
+    def row(j):
+        return (base + _pixel(j, h, border_mode)[0]) * w
+
+    def col(j):
+        return _pixel(j, w, border_mode)[0]
+
+    if method == NEAREST:
+        # Round half to even, as OpenCV's cvRound.
+        yi = tf.minimum(tf.cast(tf.round(ys), tf.int32), hp - 1)
+        xi = tf.minimum(tf.cast(tf.round(xs), tf.int32), wp - 1)
+        return tf.gather(flat, row(yi) + col(xi))
+    y0f = tf.minimum(tf.floor(ys), tf.cast(hp - 2, ys.dtype))
+    x0f = tf.minimum(tf.floor(xs), tf.cast(wp - 2, xs.dtype))
+    wy = tf.cast(ys - y0f, x.dtype)[..., None]
+    wx = tf.cast(xs - x0f, x.dtype)[..., None]
+    y0, x0 = tf.cast(y0f, tf.int32), tf.cast(x0f, tf.int32)
+    r0, r1 = row(y0), row(y0 + 1)
+    c0, c1 = col(x0), col(x0 + 1)
+    v00, v01, v10, v11 = [tf.gather(flat, r + c) for r, c in
+                          ((r0, c0), (r0, c1), (r1, c0), (r1, c1))]
+    top = v00 + (v01 - v00) * wx
+    bottom = v10 + (v11 - v10) * wx
+    return top + (bottom - top) * wy
+
+
+def _remap_padded(x, ys, xs, method, border_mode, fill_vec):
     h, w = tf.shape(x)[1], tf.shape(x)[2]
     padded = _pad(x, border_mode, fill_vec)
     hp, wp = tf.shape(padded)[1], tf.shape(padded)[2]
@@ -346,20 +388,27 @@ def _axis_taps(x, coords, axis, border_mode, fill_vec, need_pair):
     """Gathers along `axis` at `coords` (batch, n_out); returns taps and
     the weight (or the rounded taps when `need_pair` is False)."""
     n = tf.shape(x)[axis]
-    padded = _pad_axis(x, axis, border_mode, fill_vec)
-    size = tf.shape(padded)[axis]
+    if border_mode == BORDER_CONSTANT:
+        padded = _pad_axis(x, axis, border_mode, fill_vec)
+
+        def read(i):
+            return tf.gather(padded, i, axis=axis, batch_dims=1)
+    else:
+        # Reads the pixels the pad would copy (`_pixel`), not a copy.
+        def read(i):
+            return tf.gather(x, _pixel(i, n, border_mode)[0], axis=axis,
+                             batch_dims=1)
+    size = _padded_size(n, border_mode)
     c = _fold(coords, n, border_mode)
     shape = [-1, 1, 1, 1]
     shape[axis] = tf.shape(coords)[1]
     if not need_pair:
         i = tf.minimum(tf.cast(tf.round(c), tf.int32), size - 1)
-        return tf.gather(padded, i, axis=axis, batch_dims=1), None, None
+        return read(i), None, None
     c0 = tf.minimum(tf.floor(c), tf.cast(size - 2, c.dtype))
     weight = tf.reshape(tf.cast(c - c0, x.dtype), shape)
     i0 = tf.cast(c0, tf.int32)
-    a = tf.gather(padded, i0, axis=axis, batch_dims=1)
-    b = tf.gather(padded, i0 + 1, axis=axis, batch_dims=1)
-    return a, b, weight
+    return read(i0), read(i0 + 1), weight
 
 
 def warp_data_separable(data, ys, xs, interpolation=LINEAR,
