@@ -2,7 +2,7 @@
 
     python benchmarks/bench_augment.py [--images 64] [--batches 12]
                                        [--rounds 3] [--sequential]
-                                       [--json out.json]
+                                       [--per-example] [--json out.json]
 
 The same 256 x 1600 JPEGs (a Severstal sample from `tfrecords_tools`) and
 class-id PNG masks (4 classes) feed these pipelines, batch 8:
@@ -15,6 +15,10 @@ class-id PNG masks (4 classes) feed these pipelines, batch 8:
   masks itself (the form before consecutive warps were composed); both
   are also timed alone on one in-memory batch, in process CPU ms per
   image;
+- ours, per example (`--per-example`): the same augmenter mapped on each
+  example (a batch of one) before batching: its inputs, outputs and XLA
+  temporaries are one image each, which the allocator reuses, where a
+  batch's are fresh pages each time (see benchmarks/README.md);
 - the ceiling: the same `tf.data` pipeline without augmentation;
 - the peer: a PyTorch `DataLoader` (num_workers=2) whose dataset decodes
   the same files with OpenCV and runs albumentations with the same JSON
@@ -68,6 +72,9 @@ def parse_args(argv=None):
                    help="folder for the sample (default: a temp folder)")
     p.add_argument("--sequential", action="store_true",
                    help="also time ours with compose_geometric=False")
+    p.add_argument("--per-example", action="store_true",
+                   help="also time ours with the augmenter mapped on each "
+                        "example before batching (a batch of one)")
     p.add_argument("--json", default=None, help="also write the figures")
     return p.parse_args(argv)
 
@@ -107,7 +114,7 @@ def make_files(folder, n):
 
 
 # --- ours ---------------------------------------------------------------------
-def tf_pipeline(jpegs, pngs, augmenter):
+def tf_pipeline(jpegs, pngs, augmenter, per_example=False):
     import tensorflow as tf
 
     def load(jpeg, png):
@@ -122,6 +129,14 @@ def tf_pipeline(jpegs, pngs, augmenter):
     ds = tf.data.Dataset.from_tensor_slices((jpegs, pngs))
     ds = ds.shuffle(len(jpegs), seed=0).repeat()
     ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
+    if augmenter is not None and per_example:
+        def one(example):
+            batch = {k: v[None] for k, v in example.items()}
+            out = augmenter(batch, training=True)
+            return {k: v[0] for k, v in out.items()}
+
+        ds = ds.map(one, num_parallel_calls=tf.data.AUTOTUNE)
+        augmenter = None
     ds = ds.batch(BATCH, drop_remainder=True)
     if augmenter is not None:
         ds = ds.map(lambda b: augmenter(b, training=True),
@@ -245,6 +260,10 @@ def main(argv=None):
                                          compose_geometric=False)
         makers["sequential"] = lambda: (
             iter(tf_pipeline(jpegs, pngs, one_by_one)), touch_tf)
+    if args.per_example:
+        makers["per_example"] = lambda: (
+            iter(tf_pipeline(jpegs, pngs, augmenter, per_example=True)),
+            touch_tf)
     makers["ceiling"] = lambda: (iter(tf_pipeline(jpegs, pngs, None)),
                                  touch_tf)
     try:
@@ -282,6 +301,7 @@ def main(argv=None):
           "windows; median):")
     rows = [("ours", "ours (tf.data + kaggle_tf.augment)"),
             ("sequential", "ours, compose_geometric=False"),
+            ("per_example", "ours, augmenter before batching"),
             ("ceiling", "ceiling (tf.data, no augmentation)"),
             ("peer", "peer (torch DataLoader x2 + albumentations)")]
     for key, label in rows:

@@ -713,7 +713,7 @@ class ElasticTransform(WarpOp):
     def map_points(self, state, ys, xs):
         f = float(self.factor)
         field = warp.remap(state, ys / f, xs / f, warp.LINEAR,
-                           warp.BORDER_REPLICATE)
+                           warp.BORDER_REPLICATE, pad=True)
         return ys + field[..., 1], xs + field[..., 0]
 
     def map_taps(self, state, taps_y, taps_x):

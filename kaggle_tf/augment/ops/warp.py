@@ -14,7 +14,9 @@ The border is handled once: the coordinates are folded into the image
 (reflected, wrapped or clamped) and the image is padded by one pixel, after
 which every bilinear tap is inside and the four taps of a pixel are at fixed
 offsets of one flat index. For these modes this equals OpenCV's per-tap
-rule exactly. `warp_data` resamples images and masks (masks usually with
+rule exactly. Replicate and reflect_101 fold every coordinate into the
+image itself, so they skip the padded copy: the only tap past the edge
+has weight 0 there. `warp_data` resamples images and masks (masks usually with
 nearest sampling, so they stay binary).
 
 Everything is `tf.gather` and arithmetic, so it compiles with XLA (unlike
@@ -265,7 +267,43 @@ def _parts(data, interpolation, mask_interpolation, fill, fill_mask):
 # --- 2-D remap -----------------------------------------------------------
 
 
-def _remap_one(x, ys, xs, method, border_mode, fill_vec):
+# Borders whose folded coordinates stay inside the image ([0, n - 1]):
+# every tap is a pixel of the image itself, except the second tap of a
+# read exactly at the last pixel, whose weight is then 0.
+_INSIDE_BORDERS = (BORDER_REPLICATE, BORDER_REFLECT_101)
+
+
+def _remap_one(x, ys, xs, method, border_mode, fill_vec, pad=False):
+    if pad or border_mode not in _INSIDE_BORDERS:
+        return _remap_padded(x, ys, xs, method, border_mode, fill_vec)
+    # No padded copy: the taps are read from `x` itself. Where the second
+    # tap of an axis would fall past the last pixel its weight is exactly
+    # 0, so any finite pixel gives the same result; the flat index is only
+    # kept inside the tensor.
+    h, w = tf.shape(x)[1], tf.shape(x)[2]
+    ys = _fold(ys, h, border_mode)
+    xs = _fold(xs, w, border_mode)
+    flat = tf.reshape(x, [-1, x.shape[-1]])
+    base = (tf.range(tf.shape(x)[0]) * h * w)[:, None, None]
+    if method == NEAREST:
+        # Round half to even, as OpenCV's cvRound.
+        yi = tf.cast(tf.round(ys), tf.int32)
+        xi = tf.cast(tf.round(xs), tf.int32)
+        return tf.gather(flat, base + yi * w + xi)
+    y0f = tf.minimum(tf.floor(ys), tf.cast(h - 1, ys.dtype))
+    x0f = tf.minimum(tf.floor(xs), tf.cast(w - 1, xs.dtype))
+    wy = tf.cast(ys - y0f, x.dtype)[..., None]
+    wx = tf.cast(xs - x0f, x.dtype)[..., None]
+    index = base + tf.cast(y0f, tf.int32) * w + tf.cast(x0f, tf.int32)
+    last = tf.shape(flat)[0] - 1
+    v00, v01, v10, v11 = [tf.gather(flat, tf.minimum(index + offset, last))
+                          for offset in (0, 1, w, w + 1)]
+    top = v00 + (v01 - v00) * wx
+    bottom = v10 + (v11 - v10) * wx
+    return top + (bottom - top) * wy
+
+
+def _remap_padded(x, ys, xs, method, border_mode, fill_vec):
     h, w = tf.shape(x)[1], tf.shape(x)[2]
     padded = _pad(x, border_mode, fill_vec)
     hp, wp = tf.shape(padded)[1], tf.shape(padded)[2]
@@ -292,7 +330,7 @@ def _remap_one(x, ys, xs, method, border_mode, fill_vec):
 
 def warp_data(data, ys, xs, interpolation=LINEAR, mask_interpolation=NEAREST,
               border_mode=BORDER_CONSTANT, fill=0.0, fill_mask=0.0,
-              mask_coords=None):
+              mask_coords=None, pad=False):
     """Resamples images (and masks) at (ys, xs).
 
     Args:
@@ -305,6 +343,10 @@ def warp_data(data, ys, xs, interpolation=LINEAR, mask_interpolation=NEAREST,
             channel).
         mask_coords: (ys, xs) for the masks when they differ from the
             images' (a chain of warps rounds the masks' own per step).
+        pad: always read from a padded copy; otherwise replicate and
+            reflect_101 read the image itself (the same values). A copy
+            costs little for a small source read at many points (a coarse
+            field), and there XLA fuses the padded form better.
 
     Returns:
         `data` resampled to (batch, out_height, out_width, ...).
@@ -321,7 +363,7 @@ def warp_data(data, ys, xs, interpolation=LINEAR, mask_interpolation=NEAREST,
         _check(method, border_mode)
         at = (ys, xs) if key == "images" or mask_coords is None \
             else mask_coords
-        out[key] = _remap_one(x, *at, method, border_mode, fill_vec)
+        out[key] = _remap_one(x, *at, method, border_mode, fill_vec, pad)
     return out
 
 
@@ -333,10 +375,10 @@ def fill_values(data, fill, fill_mask):
 
 
 def remap(images, ys, xs, interpolation=LINEAR, border_mode=BORDER_CONSTANT,
-          fill=0.0):
+          fill=0.0, pad=False):
     """`warp_data` for one tensor (batch, H, W, C)."""
     return warp_data({"images": images}, ys, xs, interpolation, NEAREST,
-                     border_mode, fill)["images"]
+                     border_mode, fill, pad=pad)["images"]
 
 
 # --- separable remap -----------------------------------------------------
@@ -346,8 +388,10 @@ def _axis_taps(x, coords, axis, border_mode, fill_vec, need_pair):
     """Gathers along `axis` at `coords` (batch, n_out); returns taps and
     the weight (or the rounded taps when `need_pair` is False)."""
     n = tf.shape(x)[axis]
-    padded = _pad_axis(x, axis, border_mode, fill_vec)
-    size = tf.shape(padded)[axis]
+    inside = border_mode in _INSIDE_BORDERS
+    # As `_remap_one`: no padded copy for borders that fold inside.
+    padded = x if inside else _pad_axis(x, axis, border_mode, fill_vec)
+    size = tf.shape(padded)[axis] if not inside else n + 1
     c = _fold(coords, n, border_mode)
     shape = [-1, 1, 1, 1]
     shape[axis] = tf.shape(coords)[1]
@@ -357,8 +401,9 @@ def _axis_taps(x, coords, axis, border_mode, fill_vec, need_pair):
     c0 = tf.minimum(tf.floor(c), tf.cast(size - 2, c.dtype))
     weight = tf.reshape(tf.cast(c - c0, x.dtype), shape)
     i0 = tf.cast(c0, tf.int32)
+    i1 = tf.minimum(i0 + 1, n - 1) if inside else i0 + 1
     a = tf.gather(padded, i0, axis=axis, batch_dims=1)
-    b = tf.gather(padded, i0 + 1, axis=axis, batch_dims=1)
+    b = tf.gather(padded, i1, axis=axis, batch_dims=1)
     return a, b, weight
 
 
