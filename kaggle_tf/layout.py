@@ -30,6 +30,8 @@ import glob
 import json
 import os
 import re
+import shutil
+import time
 
 import numpy as np
 
@@ -86,6 +88,66 @@ def remove_temporaries(folder):
         if os.path.isfile(path):
             os.remove(path)
     return [os.path.basename(p) for p in stale]
+
+
+def _run_files(root):
+    """{relative path: (size, mtime)} of the files under `root`, without
+    temporaries."""
+    out = {}
+    for folder, _, names in os.walk(root):
+        for name in names:
+            if ".tmp-" in name:
+                continue
+            path = os.path.join(folder, name)
+            try:
+                stat = os.stat(path)
+            except FileNotFoundError:
+                continue
+            out[os.path.relpath(path, root)] = (stat.st_size,
+                                                stat.st_mtime_ns)
+    return out
+
+
+def copy_run(src, dst, attempts=3, wait_s=1.0):
+    """Copies the run folder `src` into the empty folder `dst`, without
+    temporaries, while another process may still be writing it.
+
+    When `src` changed during the copy (a file vanished while it was
+    copied, or the files, sizes or times after the copy are not those
+    copied: the writer removed, replaced or added files), the copy would
+    mix two states of the run: `dst` is emptied and the copy starts again,
+    up to `attempts` times, `wait_s` apart. Returns the paths (relative to
+    `src`) that changed during the last attempt: empty when the copy is
+    one state of the run.
+    """
+    changed = []
+    for attempt in range(attempts):
+        vanished = []
+
+        def copy(source, target):
+            try:
+                return shutil.copy2(source, target)
+            except FileNotFoundError:
+                vanished.append(os.path.relpath(source, src))
+                return target
+
+        try:
+            shutil.copytree(src, dst, dirs_exist_ok=True, copy_function=copy,
+                            ignore=shutil.ignore_patterns("*.tmp-*"))
+        except shutil.Error as e:
+            vanished += [os.path.relpath(error[0], src) for error in e.args[0]]
+        except FileNotFoundError:
+            vanished.append(".")
+        now, copied = _run_files(src), _run_files(dst)
+        changed = sorted(set(vanished) | {
+            name for name in set(now) | set(copied)
+            if now.get(name) != copied.get(name)})
+        if not changed or attempt == attempts - 1:
+            return changed
+        shutil.rmtree(dst, ignore_errors=True)
+        os.makedirs(dst, exist_ok=True)
+        time.sleep(wait_s)
+    return changed
 
 
 class RunLayout:

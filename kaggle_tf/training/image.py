@@ -208,9 +208,14 @@ def train_fold(cfg, fold):
             val_ds = pipeline.divisible_batches(val_ds, devices)
         if on_tpu:
             accelerator_input.check(train_ds, strategy.num_replicas_in_sync)
+        # Repeated: each epoch's validation takes `validation_steps`
+        # batches where the previous one stopped, one pass of the fold by
+        # default. (Ending instead, a distributed iterator stops the next
+        # epoch's validation with StopIteration under multi-worker.)
         return stages.StageData(
             train=pipeline.shard_by_example(pipeline.to_keras(train_ds, cfg)),
-            validation=pipeline.shard_by_example(val_ds), steps=steps,
+            validation=pipeline.shard_by_example(val_ds.repeat()),
+            steps=steps,
             validation_steps=cfg.train.validation_steps or max(
                 math.ceil(val_count / batch), 1),
             callbacks=rate_callbacks)

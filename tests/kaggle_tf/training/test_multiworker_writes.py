@@ -7,6 +7,10 @@ chief). The chief writes checkpoints, history, OOF and metrics to
 own `TMPDIR` here) and removes it. The records are missing at the start:
 the chief converts them while worker 1 waits for the manifest.
 
+A cluster killed in the middle of an epoch (SIGKILL, every worker) and
+started again resumes from the chief's backup on every worker and ends
+with the files and scores of an uninterrupted cluster.
+
 Also, in process: a non-chief worker that finds no manifest in
 `data.records_wait_s` stops naming that key, and a non-chief worker's
 scratch folder starts as a copy of the chief's run (so a restarted
@@ -18,6 +22,7 @@ import os
 import re
 import sys
 
+import numpy as np
 import pytest
 
 import localhost_workers
@@ -97,6 +102,105 @@ def test_only_the_chief_writes_the_run(tmp_path):
         assert json.load(f)["fold"] == 0
 
 
+def _cluster_fit(raw, rec, out, tmp, extra=(), kill=None):
+    """Both workers fit fold 0; returns [(returncode, log)]."""
+    from tfrecords_tools import faults
+
+    sets = [a for o in [*_overrides(raw, rec, out), *extra]
+            for a in ("--set", o)]
+    for index in range(2):
+        os.makedirs(os.path.join(tmp, f"tmp{index}"), exist_ok=True)
+
+    def env(index):
+        e = {"TMPDIR": os.path.join(tmp, f"tmp{index}"), "PYTHONPATH": REPO}
+        if kill:
+            e[faults.ENV] = kill
+        return e
+
+    saved = os.environ.pop(faults.ENV, None)
+    try:
+        return localhost_workers.run_workers(
+            lambda index: [sys.executable, "-m", "kaggle_tf.fit", "--config",
+                           CONFIG, "--fold", "0", *sets],
+            env, cwd=REPO, timeout=TIMEOUT_S)
+    finally:
+        if saved is not None:
+            os.environ[faults.ENV] = saved
+
+
+def test_a_killed_cluster_restarts_where_the_chief_stopped(tmp_path):
+    import pandas as pd
+
+    from tfrecords_tools import sample
+
+    raw, rec = str(tmp_path / "raw"), str(tmp_path / "rec")
+    assert sample.main(["--task", "steel", "--out", raw, "--n", "8",
+                        "--size", "32x64", "--seed", "0"]) == 0
+    # Three epochs of two steps; the kill lands after the third batch (in
+    # the second epoch, after the first epoch's backup).
+    # Every epoch validates the whole fold (a partial `validation_steps`
+    # would go on where the previous epoch's validation stopped).
+    extra = ["train.epochs=3", "train.deterministic=true",
+             "train.validation_steps=null"]
+    clean, killed = str(tmp_path / "clean"), str(tmp_path / "killed")
+    for code, log in _cluster_fit(raw, rec, clean, str(tmp_path / "t1"),
+                                  extra):
+        assert code == 0, log[-3000:]
+    ended = _cluster_fit(raw, rec, killed, str(tmp_path / "t2"), extra,
+                         kill="batch:3")
+    assert [code for code, _ in ended] == [-9, -9], \
+        [log[-2000:] for _, log in ended]
+    assert not os.path.exists(os.path.join(killed, "fold0", "metrics.json"))
+    ended = _cluster_fit(raw, rec, killed, str(tmp_path / "t3"), extra)
+    for code, log in ended:
+        assert code == 0, log[-3000:]
+    assert f"starting from a copy of {killed}" in ended[1][1]
+
+    # The chief's run equals the uninterrupted one: every epoch once, the
+    # same training, the same weights, the same out-of-fold scores.
+    a = pd.read_csv(os.path.join(killed, "fold0", "history.csv"))
+    b = pd.read_csv(os.path.join(clean, "fold0", "history.csv"))
+    assert list(a["epoch"]) == list(b["epoch"]) == [1, 2, 3]
+    train_columns = [c for c in b.columns if not c.startswith("val_")]
+    pd.testing.assert_frame_equal(a[train_columns], b[train_columns],
+                                  rtol=1e-5)
+    # The per-epoch validation of the epoch the restart begins with was
+    # seen to differ in the 4th digit (the weights do not: below).
+    pd.testing.assert_frame_equal(a.drop(columns=train_columns),
+                                  b.drop(columns=train_columns), rtol=1e-3)
+    for name in ("best.keras", "checkpoints.json"):
+        assert os.path.exists(os.path.join(killed, "fold0", name)), name
+    got, want = (_weights(os.path.join(run, "fold0", "best.keras"))
+                 for run in (killed, clean))
+    assert len(got) == len(want) > 50
+    for i, (x, y) in enumerate(zip(got, want)):
+        np.testing.assert_array_equal(x, y, err_msg=f"weight {i}")
+    with open(os.path.join(killed, "fold0", "metrics.json")) as f:
+        got = json.load(f)
+    with open(os.path.join(clean, "fold0", "metrics.json")) as f:
+        want = json.load(f)
+    assert got.keys() == want.keys()
+    for key, value in want.items():
+        if key == "checkpoints":    # their per-epoch validation scores
+            assert [{**c, "score": None} for c in got[key]] == \
+                [{**c, "score": None} for c in value]
+            assert [c["score"] for c in got[key]] == pytest.approx(
+                [c["score"] for c in value], rel=1e-3)
+        elif isinstance(value, float):
+            assert got[key] == pytest.approx(value, rel=1e-6), key
+        else:
+            assert got[key] == value, key
+
+
+def _weights(path):
+    import keras
+
+    import kaggle_tf.models  # noqa: F401  (registers the layers)
+
+    return [w.numpy() for w in keras.saving.load_model(
+        path, compile=False).weights]
+
+
 def _worker_env(monkeypatch, index):
     monkeypatch.setenv("TF_CONFIG", json.dumps({
         "cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]},
@@ -151,3 +255,58 @@ def test_a_worker_starts_from_a_copy_of_the_chiefs_run(tmp_path,
     assert not os.path.exists(seen["dir"])          # removed afterwards
     assert _files(out) == ["fold0/backup/stage0/state.json",
                            "fold0/ckpt.tmp-99.keras"]   # untouched
+
+
+def test_a_copy_that_sees_the_chief_remove_files_is_taken_again(
+        tmp_path, monkeypatch):
+    """The chief removes a finished stage's backup and writes its next
+    state while a worker copies its run: the worker's copy is the new
+    state, not a mix of both."""
+    import shutil
+
+    from kaggle_tf import layout
+
+    src, dst = tmp_path / "run", tmp_path / "copy"
+    (src / "fold0" / "backup" / "stage0").mkdir(parents=True)
+    (src / "fold0" / "backup" / "stage0" / "state.json").write_text("{}")
+    (src / "fold0" / "history.csv").write_text("epoch\n0\n")
+    dst.mkdir()
+    real_copy = shutil.copy2
+    calls = []
+
+    def chief_moves_on(source, target):
+        calls.append(os.path.relpath(source, src))
+        if calls.count(os.path.join("fold0", "history.csv")) == 1 \
+                and source.endswith("history.csv"):
+            shutil.rmtree(src / "fold0" / "backup")
+            (src / "fold0" / "stage0.done").write_text("")
+            (src / "fold0" / "history.csv").write_text("epoch\n0\n1\n")
+        return real_copy(source, target)
+
+    monkeypatch.setattr(shutil, "copy2", chief_moves_on)
+    vanished = layout.copy_run(str(src), str(dst), wait_s=0.0)
+    assert vanished == []
+    assert _files(dst) == _files(src) == ["fold0/history.csv",
+                                          "fold0/stage0.done"]
+    assert (dst / "fold0" / "history.csv").read_text() == "epoch\n0\n1\n"
+    # Backup copied before history or not, the first copy was retaken.
+    assert len(calls) > 2
+
+
+def test_a_copy_of_a_run_that_keeps_changing_says_what_vanished(tmp_path,
+                                                                monkeypatch):
+    import shutil
+
+    from kaggle_tf import layout
+
+    src, dst = tmp_path / "run", tmp_path / "copy"
+    src.mkdir()
+    dst.mkdir()
+    (src / "a.json").write_text("{}")
+
+    def always_gone(source, target):
+        raise FileNotFoundError(source)
+
+    monkeypatch.setattr(shutil, "copy2", always_gone)
+    assert layout.copy_run(str(src), str(dst), attempts=2,
+                           wait_s=0.0) == ["a.json"]
