@@ -37,6 +37,7 @@ from kaggle_tf.files import InputError  # noqa: F401  (the commands' error)
 
 DEBUG_ENV = "KAGGLE_TF_DEBUG"
 QUIET_ENV = "KAGGLE_TF_QUIET"
+ALLOCATOR_ENV = "TF_CPU_ALLOCATOR_USE_BFC"
 
 # Lines TensorFlow writes to fd 2 while it is imported: glog/absl-format
 # lines (oneDNN notice, CPU feature guard, CUDA factory registration) and
@@ -230,6 +231,23 @@ def quiet(verbose: bool = False) -> None:
         sys.meta_path.insert(0, _QuietFinder())
 
 
+def pooled_host_memory() -> None:
+    """TensorFlow's CPU tensors from a pool that keeps freed memory
+    (`TF_CPU_ALLOCATOR_USE_BFC=true`, unless the user set the variable);
+    call before TF loads.
+
+    Without oneDNN's allocator (CPUs without AVX-512, where TensorFlow
+    leaves oneDNN off) every batch-sized buffer of the input pipeline and
+    of a CPU training step is a fresh `mmap` that the kernel zeroes on first
+    touch: in `benchmarks/bench_augment.py` the SIIM pipeline streams 1.4x
+    faster pooled, the no-augmentation ceiling 1.8x, a U-Net training step
+    on the CPU 1.4x, for ~12% more peak memory in CPU training (the pool
+    keeps its high-water mark). `TF_CPU_ALLOCATOR_USE_BFC=false` opts out.
+    """
+    if "tensorflow" not in sys.modules:
+        os.environ.setdefault(ALLOCATOR_ENV, "true")
+
+
 def quiet_from_env() -> None:
     """In a worker process: quiet when the parent command was."""
     if os.environ.get(QUIET_ENV) == "1":
@@ -338,6 +356,7 @@ def command(main):
         args = sys.argv[1:] if argv is None else list(argv)
         debug = debug_enabled(args)
         quiet(verbose="--verbose" in args)
+        pooled_host_memory()
         previous, _STATE["debug"] = _STATE["debug"], debug
         try:
             return main(argv)

@@ -206,3 +206,27 @@ def test_tta_flag_takes_names_and_json_compositions(capsys):
             assert info.value.code == 2
             err = capsys.readouterr().err
             assert "--tta" in err and says in err, err
+
+
+@pytest.mark.parametrize("user", [None, "false"])
+def test_commands_pool_tensorflows_host_memory_unless_told(user):
+    """A command sets `TF_CPU_ALLOCATOR_USE_BFC=true` before TensorFlow
+    loads (the allocator is chosen then), and keeps a user's value."""
+    code = (
+        "import os, sys\n"
+        "from kaggle_tf import cli\n"
+        "@cli.command\n"
+        "def main(argv=None):\n"
+        "    import tensorflow as tf\n"
+        "    print(os.environ.get('TF_CPU_ALLOCATOR_USE_BFC'))\n"
+        "    x = tf.ones([1024, 1024]) + 1.0\n"
+        "    return 0 if float(tf.reduce_sum(x)) == 2.0 * 2 ** 20 else 1\n"
+        "sys.exit(main([]))\n")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    env.pop("TF_CPU_ALLOCATOR_USE_BFC", None)
+    if user is not None:
+        env["TF_CPU_ALLOCATOR_USE_BFC"] = user
+    proc = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == (user or "true")
