@@ -8,8 +8,9 @@ task's sample generator at the real image size (JPEG / PNG / DICOM as
 Kaggle ships them), converts them (`tfrecords_tools.convert`, `--workers`
 processes), then streams one epoch of the training pipeline of the recipe
 (`kaggle_tf.data.pipeline.make_dataset` with the recipe's augmentation on
-the host, `--batch` examples a batch; the first batch, which traces the
-pipeline, is not counted). Each phase runs in a process of its own, so its
+the host, `--batch` examples a batch; a first iterator, which traces the
+pipeline, takes one batch and is not counted; the counted epoch is a fresh
+iterator, its first batch included). Each phase runs in a process of its own, so its
 peak RSS is its own. Prints, for the conversion and for the streaming:
 items/s, CPU ms per item (the process and its workers), peak RSS (MiB),
 bytes on disk per item (raw input and records), and the projection to the
@@ -127,12 +128,18 @@ def phase_stream(args):
     ds = pipeline.make_dataset(cfg, list(range(cfg.data.folds)),
                                training=True, augmenter=augmenter,
                                repeat=False, batch_size=batch)
-    it = iter(ds)
-    next(it)  # tracing the pipeline is a fixed cost, not a per-item one
+    # Tracing the pipeline is a fixed cost, not a per-item one: a first
+    # iterator takes one batch and is dropped. The timed epoch is a fresh
+    # iterator, its first batch included (with a shuffle buffer as large as
+    # N, that batch reads every record: leaving it out would leave out the
+    # reading).
+    warm = iter(ds)
+    next(warm)
+    del warm
     cpu0 = _usage()[0]
     t = time.perf_counter()
     examples = 0
-    for element in it:
+    for element in iter(ds):
         first = element[0] if isinstance(element, tuple) else element
         leaf = next(iter(first.values())) if isinstance(first, dict) \
             else first
