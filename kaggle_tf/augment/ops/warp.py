@@ -274,55 +274,45 @@ _INSIDE_BORDERS = (BORDER_REPLICATE, BORDER_REFLECT_101)
 
 
 def _remap_one(x, ys, xs, method, border_mode, fill_vec, pad=False):
+    h, w = tf.shape(x)[1], tf.shape(x)[2]
+    ys = _fold(ys, h, border_mode)
+    xs = _fold(xs, w, border_mode)
     if pad or border_mode not in _INSIDE_BORDERS:
-        return _remap_padded(x, ys, xs, method, border_mode, fill_vec)
+        padded = _pad(x, border_mode, fill_vec)
+        return _read(padded, ys, xs, method, pair_inside=True)
     # No padded copy: the taps are read from `x` itself. Where the second
     # tap of an axis would fall past the last pixel its weight is exactly
     # 0, so any finite pixel gives the same result; the flat index is only
     # kept inside the tensor.
-    h, w = tf.shape(x)[1], tf.shape(x)[2]
-    ys = _fold(ys, h, border_mode)
-    xs = _fold(xs, w, border_mode)
+    return _read(x, ys, xs, method, pair_inside=False)
+
+
+def _read(x, ys, xs, method, pair_inside):
+    """`x` (batch, rows, cols, channels) read at the folded coordinates
+    `ys`, `xs`: nearest, or bilinear from four taps. `pair_inside`: the
+    bilinear pair of an axis must lie in `x` (a padded copy); else its
+    second tap may fall past the last pixel (weight 0) and is clamped."""
+    rows, cols = tf.shape(x)[1], tf.shape(x)[2]
     flat = tf.reshape(x, [-1, x.shape[-1]])
-    base = (tf.range(tf.shape(x)[0]) * h * w)[:, None, None]
+    base = (tf.range(tf.shape(x)[0]) * rows * cols)[:, None, None]
     if method == NEAREST:
         # Round half to even, as OpenCV's cvRound.
-        yi = tf.cast(tf.round(ys), tf.int32)
-        xi = tf.cast(tf.round(xs), tf.int32)
-        return tf.gather(flat, base + yi * w + xi)
-    y0f = tf.minimum(tf.floor(ys), tf.cast(h - 1, ys.dtype))
-    x0f = tf.minimum(tf.floor(xs), tf.cast(w - 1, xs.dtype))
+        yi = tf.minimum(tf.cast(tf.round(ys), tf.int32), rows - 1)
+        xi = tf.minimum(tf.cast(tf.round(xs), tf.int32), cols - 1)
+        return tf.gather(flat, base + yi * cols + xi)
+    edge = 2 if pair_inside else 1
+    y0f = tf.minimum(tf.floor(ys), tf.cast(rows - edge, ys.dtype))
+    x0f = tf.minimum(tf.floor(xs), tf.cast(cols - edge, xs.dtype))
     wy = tf.cast(ys - y0f, x.dtype)[..., None]
     wx = tf.cast(xs - x0f, x.dtype)[..., None]
-    index = base + tf.cast(y0f, tf.int32) * w + tf.cast(x0f, tf.int32)
+    index = base + tf.cast(y0f, tf.int32) * cols + tf.cast(x0f, tf.int32)
     last = tf.shape(flat)[0] - 1
-    v00, v01, v10, v11 = [tf.gather(flat, tf.minimum(index + offset, last))
-                          for offset in (0, 1, w, w + 1)]
-    top = v00 + (v01 - v00) * wx
-    bottom = v10 + (v11 - v10) * wx
-    return top + (bottom - top) * wy
 
+    def tap(offset):
+        at = index + offset
+        return tf.gather(flat, at if pair_inside else tf.minimum(at, last))
 
-def _remap_padded(x, ys, xs, method, border_mode, fill_vec):
-    h, w = tf.shape(x)[1], tf.shape(x)[2]
-    padded = _pad(x, border_mode, fill_vec)
-    hp, wp = tf.shape(padded)[1], tf.shape(padded)[2]
-    ys = _fold(ys, h, border_mode)
-    xs = _fold(xs, w, border_mode)
-    flat = tf.reshape(padded, [-1, x.shape[-1]])
-    base = (tf.range(tf.shape(x)[0]) * hp * wp)[:, None, None]
-    if method == NEAREST:
-        # Round half to even, as OpenCV's cvRound.
-        yi = tf.minimum(tf.cast(tf.round(ys), tf.int32), hp - 1)
-        xi = tf.minimum(tf.cast(tf.round(xs), tf.int32), wp - 1)
-        return tf.gather(flat, base + yi * wp + xi)
-    y0f = tf.minimum(tf.floor(ys), tf.cast(hp - 2, ys.dtype))
-    x0f = tf.minimum(tf.floor(xs), tf.cast(wp - 2, xs.dtype))
-    wy = tf.cast(ys - y0f, x.dtype)[..., None]
-    wx = tf.cast(xs - x0f, x.dtype)[..., None]
-    index = base + tf.cast(y0f, tf.int32) * wp + tf.cast(x0f, tf.int32)
-    v00, v01, v10, v11 = [tf.gather(flat, index + offset)
-                          for offset in (0, 1, wp, wp + 1)]
+    v00, v01, v10, v11 = [tap(offset) for offset in (0, 1, cols, cols + 1)]
     top = v00 + (v01 - v00) * wx
     bottom = v10 + (v11 - v10) * wx
     return top + (bottom - top) * wy
