@@ -139,17 +139,21 @@ print("kaggle_tf", kaggle_tf.__version__, "from", kaggle_tf.__file__)
 result = stream.run(MODEL, COMPETITION, "submission.csv")
 print(f"elapsed {time.perf_counter() - START:.1f} s")
 '''
-    return {"nbformat": 4, "nbformat_minor": 5,
-            "metadata": {"kernelspec": {"name": "python3",
-                                        "display_name": "Python 3",
-                                        "language": "python"},
-                         "language_info": {"name": "python"}},
-            "cells": [_markdown(
-                "# kaggle_tf inference (offline)\n\n"
-                "Installs the kaggle_tf wheel (no dependencies), loads the "
-                "SavedModel with TensorFlow and writes `submission.csv`. "
-                "`KAGGLE_INPUT` overrides the input root."),
-                _code(setup), _code(predict)]}
+    nb = {"nbformat": 4, "nbformat_minor": 5,
+          "metadata": {"kernelspec": {"name": "python3",
+                                      "display_name": "Python 3",
+                                      "language": "python"},
+                       "language_info": {"name": "python"}},
+          "cells": [_markdown(
+              "# kaggle_tf inference (offline)\n\n"
+              "Installs the kaggle_tf wheel (no dependencies), loads the "
+              "SavedModel with TensorFlow and writes `submission.csv`. "
+              "`KAGGLE_INPUT` overrides the input root."),
+              _code(setup), _code(predict)]}
+    # nbformat 4.5 gives every cell an id.
+    for index, cell in enumerate(nb["cells"]):
+        cell["id"] = f"cell-{index}"
+    return nb
 
 
 def write_json(path, obj):
