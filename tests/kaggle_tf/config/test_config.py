@@ -117,3 +117,19 @@ def test_every_recipe_in_configs_validates():
     assert "steel.json" in names
     for name in names:
         config.load(os.path.join(folder, name))
+
+
+@pytest.mark.parametrize("override,message", [
+    ("augment.placement=model", "needs `augment.placement`"),
+    ("train.strategy=tpu", "cannot run on a TPU"),
+])
+def test_the_cpu_fallback_is_refused_where_it_cannot_run(override, message):
+    """`augment.allow_cpu_fallback` (a Python op in tf.data) is an explicit,
+    CPU-only option: off by default, refused in the model and on a TPU."""
+    path = STEEL
+    assert config.load(path).augment.allow_cpu_fallback is False
+    assert config.load(path, ["augment.allow_cpu_fallback=true"]) \
+        .augment.allow_cpu_fallback is True
+    with pytest.raises(config.ConfigError, match=message) as raised:
+        config.load(path, ["augment.allow_cpu_fallback=true", override])
+    assert "augment.allow_cpu_fallback" in str(raised.value)
