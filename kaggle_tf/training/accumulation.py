@@ -46,8 +46,10 @@ class ReplicaAccumulationMixin:
 
     def _decays_in_update_step(self):
         """Whether `update_step` applies the weight decay itself (the
-        encoder-LR optimizers do, at each variable's learning rate)."""
-        return False
+        encoder-LR optimizers do, at each variable's learning rate): asks
+        the class this mixin is put before, False when it does not say."""
+        parent = getattr(super(), "_decays_in_update_step", None)
+        return bool(parent()) if parent is not None else False
 
     def _across_replicas(self):
         if (not self.gradient_accumulation_steps

@@ -190,9 +190,13 @@ def test_config_round_trip_and_optimizer_state_reload(tmp_path):
 def test_accumulating_optimizers_serialize(mult):
     cfg = _cfg("adamw", grad_accum_steps=2)
     cfg.optimizer.encoder_lr_mult = mult
-    opt = optimizers.make_optimizer(cfg, LR, tiny_model())
+    model = tiny_model()
+    opt = optimizers.make_optimizer(cfg, LR, model)
     assert type(opt).__name__ == ("AccumulatingAdamW" if mult == 1.0
                                   else "AccumulatingEncoderLRAdamW")
+    opt.build(model.trainable_variables)
+    # The encoder-LR classes keep applying decay at each variable's LR.
+    assert opt._decays_in_update_step() is (mult != 1.0)
     again = keras.optimizers.deserialize(keras.optimizers.serialize(opt))
     assert type(again) is type(opt)
     assert again.gradient_accumulation_steps == 2
