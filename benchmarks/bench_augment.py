@@ -47,12 +47,14 @@ import warnings
 
 import numpy as np
 
-# As the commands do (`kaggle_tf.cli.pooled_host_memory`): TensorFlow's CPU
-# tensors from a pool that keeps freed memory. Run with
-# TF_CPU_ALLOCATOR_USE_BFC=false to time the system allocator.
-os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+from kaggle_tf import cli  # noqa: E402
+
+# As the commands do: TensorFlow's CPU tensors from a pool that keeps freed
+# memory. Run with TF_CPU_ALLOCATOR_USE_BFC=false to time the system
+# allocator.
+cli.pooled_host_memory()
 SPEC = os.path.join(ROOT, "configs", "transforms", "siim_1st.json")
 HEIGHT, WIDTH, CLASSES, BATCH = 256, 1600, 4, 8
 

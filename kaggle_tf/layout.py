@@ -120,8 +120,7 @@ def copy_run(src, dst, attempts=3, wait_s=1.0):
     `src`) that changed during the last attempt: empty when the copy is
     one state of the run.
     """
-    changed = []
-    for attempt in range(attempts):
+    for attempt in range(max(attempts, 1)):
         vanished = []
 
         def copy(source, target):
@@ -142,12 +141,11 @@ def copy_run(src, dst, attempts=3, wait_s=1.0):
         changed = sorted(set(vanished) | {
             name for name in set(now) | set(copied)
             if now.get(name) != copied.get(name)})
-        if not changed or attempt == attempts - 1:
+        if not changed or attempt >= attempts - 1:
             return changed
         shutil.rmtree(dst, ignore_errors=True)
         os.makedirs(dst, exist_ok=True)
         time.sleep(wait_s)
-    return changed
 
 
 class RunLayout:

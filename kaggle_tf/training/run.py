@@ -64,14 +64,13 @@ def run(cfg, folds="all"):
               "the end)", flush=True)
         if os.path.isdir(cfg.output_dir):
             # The chief's run so far (read only): resume where it resumes.
-            # The chief may be cleaning up as it starts: a copy that saw
-            # files vanish is taken again.
-            vanished = layout.copy_run(cfg.output_dir, scratch)
+            # The chief may be cleaning up as it starts: a copy taken while
+            # its run changed is taken again.
+            changed = layout.copy_run(cfg.output_dir, scratch)
             print(f"not the chief worker: starting from a copy of "
                   f"{cfg.output_dir}" + (
-                      f" (still changing: {', '.join(vanished[:3])} "
-                      "changed while copied)" if vanished else ""),
-                  flush=True)
+                      f" (changed while copied: {', '.join(changed[:3])})"
+                      if changed else ""), flush=True)
         try:
             return _run(dataclasses.replace(cfg, output_dir=scratch), folds)
         finally:
