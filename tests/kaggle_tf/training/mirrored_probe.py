@@ -65,9 +65,11 @@ CASES = {
     "ema": ["train.ema=0.5"],
     "grad_accum": ["train.grad_accum_steps=2"],
     # With clipping after averaging, the encoder's LR, decoupled weight
-    # decay (applied on update steps only) and EMA (every step).
+    # decay (applied on update steps only) and EMA (every step). A small
+    # LR: Adam turns the float noise of near-zero gradients into steps of
+    # up to the LR (seen: 1.7e-5 on one weight of 2304 at LR 1e-3).
     "grad_accum_adamw": ["train.grad_accum_steps=2", "optimizer.name=adamw",
-                         "optimizer.lr=0.001", "optimizer.weight_decay=0.5",
+                         "optimizer.lr=0.0002", "optimizer.weight_decay=0.5",
                          "optimizer.clipnorm=0.05",
                          "optimizer.encoder_lr_mult=0.1", "train.ema=0.5"],
     # The default: each replica's BatchNorm normalises its half batch.
