@@ -726,9 +726,10 @@ class ElasticTransform(WarpOp):
         h, w = warp.size_of(images, 1), warp.size_of(images, 2)
         batch = tf.shape(images)[0]
         f = float(self.factor)
-        ys = tf.broadcast_to(tf.range(tf.cast(h, tf.float32)) / f,
+        zero = warp.runtime_zero(images)
+        ys = tf.broadcast_to(tf.range(tf.cast(h, tf.float32)) / f + zero,
                              tf.stack([batch, h]))
-        xs = tf.broadcast_to(tf.range(tf.cast(w, tf.float32)) / f,
+        xs = tf.broadcast_to(tf.range(tf.cast(w, tf.float32)) / f + zero,
                              tf.stack([batch, w]))
         field = self.field(params["seed"], h, w)
         field = warp.remap_separable(field, ys, xs, warp.LINEAR,

@@ -23,7 +23,8 @@ Everything is `tf.gather` and arithmetic, so it compiles with XLA (unlike
 `ImageProjectiveTransformV3`, which Keras' affine layers use).
 `warp_data_separable` is the fast path for maps where the source row
 depends on the output row only and the source column on the output column
-only (grid distortion, crops, resizes): two 1-D gathers.
+only (grid distortion, crops, resizes): two 1-D gathers (bilinear), or
+one gather of whole pixels (nearest).
 
 Example:
 
@@ -52,12 +53,28 @@ def size_of(images, axis):
     return dim if dim is not None else tf.shape(images)[axis]
 
 
+def runtime_zero(x, dtype=tf.float32):
+    """A scalar 0 that depends on the values of `x` (one element read).
+
+    XLA folds whatever depends on constants only: the pixel grid and every
+    coordinate computed from it would become literals of the image's size
+    (at 1024 x 1024 the SIIM list compiled ~200 MB of them, and the
+    compiler's peak memory went past 6 GB). Adding this zero keeps them
+    computed at run time. A NaN in `x`, or an empty `x`, still gives 0.
+    """
+    first = x[(slice(0, 1),) * x.shape.rank]
+    flag = tf.reduce_any(tf.math.is_nan(tf.cast(first, tf.float32)))
+    return tf.cast(flag, dtype) * tf.constant(0, dtype)
+
+
 def grid(images, dtype=tf.float32):
-    """The identity map: (ys, xs) of shape (batch, height, width)."""
+    """The identity map: (ys, xs) of shape (batch, height, width), computed
+    at run time (`runtime_zero`)."""
     batch = tf.shape(images)[0]
     h, w = size_of(images, 1), size_of(images, 2)
-    ys = tf.cast(tf.range(h), dtype)[:, None]
-    xs = tf.cast(tf.range(w), dtype)[None, :]
+    zero = runtime_zero(images, dtype)
+    ys = tf.cast(tf.range(h), dtype)[:, None] + zero
+    xs = tf.cast(tf.range(w), dtype)[None, :] + zero
     shape = tf.stack([batch, h, w])
     return tf.broadcast_to(ys, shape), tf.broadcast_to(xs, shape)
 
@@ -74,6 +91,24 @@ def _check(interpolation, border_mode):
 # --- borders ---------------------------------------------------------------
 
 
+def floormod(c, period):
+    """`tf.math.floormod(c, period)` for float coordinates without its
+    per-element `fmod` (a library call XLA cannot vectorize: up to a third
+    of a warp's time at 256 x 1600).
+
+    `period * floor(c / period)` is an integer multiple of the period, so
+    `c` minus it is exact; where the division rounded across an integer
+    the remainder is off by one period, which the two corrections put
+    back with the same rounding as `floormod`'s own `fmod(c) + period`.
+    The same values, except that where that rounding gives `period`
+    itself (`c` a tiny negative) this gives 0, the same point once a
+    border folds it.
+    """
+    r = c - period * tf.floor(c / period)
+    r = tf.where(r >= period, r - period, r)
+    return tf.where(r < 0.0, r + period, r)
+
+
 def _fold(c, n, mode):
     """Continuous coordinates -> coordinates in the padded frame.
 
@@ -86,14 +121,14 @@ def _fold(c, n, mode):
     if mode == BORDER_REPLICATE:
         return tf.clip_by_value(c, 0.0, n - 1.0)
     if mode == BORDER_WRAP:
-        return tf.math.floormod(c, n)
+        return floormod(c, n)
     if mode == BORDER_REFLECT_101:
         period = tf.maximum(2.0 * n - 2.0, 1.0)
-        c = tf.math.floormod(c, period)
+        c = floormod(c, period)
         return tf.minimum(tf.where(c > n - 1.0, period - c, c), n - 1.0)
     # BORDER_REFLECT: mirror about -0.5 and n - 0.5; the one-pixel pad
     # repeats the edge, as OpenCV's per-tap rule does between -1 and 0.
-    c = tf.math.floormod(c + 0.5, 2.0 * n) - 0.5
+    c = floormod(c + 0.5, 2.0 * n) - 0.5
     return tf.where(c > n - 0.5, 2.0 * n - 1.0 - c, c) + 1.0
 
 
@@ -374,9 +409,9 @@ def remap(images, ys, xs, interpolation=LINEAR, border_mode=BORDER_CONSTANT,
 # --- separable remap -----------------------------------------------------
 
 
-def _axis_taps(x, coords, axis, border_mode, fill_vec, need_pair):
-    """Gathers along `axis` at `coords` (batch, n_out); returns taps and
-    the weight (or the rounded taps when `need_pair` is False)."""
+def _axis_taps(x, coords, axis, border_mode, fill_vec):
+    """Gathers along `axis` at `coords` (batch, n_out): the two bilinear
+    taps and the weight of the second."""
     n = tf.shape(x)[axis]
     inside = border_mode in _INSIDE_BORDERS
     # As `_remap_one`: no padded copy for borders that fold inside.
@@ -385,9 +420,6 @@ def _axis_taps(x, coords, axis, border_mode, fill_vec, need_pair):
     c = _fold(coords, n, border_mode)
     shape = [-1, 1, 1, 1]
     shape[axis] = tf.shape(coords)[1]
-    if not need_pair:
-        i = tf.minimum(tf.cast(tf.round(c), tf.int32), size - 1)
-        return tf.gather(padded, i, axis=axis, batch_dims=1), None, None
     c0 = tf.minimum(tf.floor(c), tf.cast(size - 2, c.dtype))
     weight = tf.reshape(tf.cast(c - c0, x.dtype), shape)
     i0 = tf.cast(c0, tf.int32)
@@ -409,13 +441,39 @@ def warp_data_separable(data, ys, xs, interpolation=LINEAR,
                                            fill_mask):
         _check(method, border_mode)
 
+        if method == NEAREST:
+            out[key] = _nearest_separable(x, ys, xs, border_mode, fill_vec)
+            continue
+
         def one_axis(x, coords, axis):
             a, b, weight = _axis_taps(x, coords, axis, border_mode,
-                                      fill_vec, method == LINEAR)
-            return a if b is None else a + (b - a) * weight
+                                      fill_vec)
+            return a + (b - a) * weight
 
         out[key] = one_axis(one_axis(x, ys, 1), xs, 2)
     return out
+
+
+def _nearest_separable(x, ys, xs, border_mode, fill_vec):
+    """The nearest read of a separable map as one gather of whole pixels
+    (row index per output row plus column index per output column): a
+    gather along the width axis would make XLA lay the tensor out
+    transposed, and every op that passes it on copy it back."""
+    padded = x if border_mode in _INSIDE_BORDERS \
+        else _pad(x, border_mode, fill_vec)
+    rows, cols = tf.shape(x)[1], tf.shape(x)[2]
+    prows, pcols = tf.shape(padded)[1], tf.shape(padded)[2]
+
+    def pick(c, n, size):
+        c = _fold(c, n, border_mode)
+        return tf.minimum(tf.cast(tf.round(c), tf.int32), size - 1)
+
+    i = pick(ys, rows, prows)
+    j = pick(xs, cols, pcols)
+    base = tf.range(tf.shape(x)[0]) * prows
+    index = (base[:, None, None] + i[:, :, None]) * pcols + j[:, None, :]
+    flat = tf.reshape(padded, [-1, x.shape[-1]])
+    return tf.gather(flat, index)
 
 
 def remap_separable(images, ys, xs, interpolation=LINEAR,

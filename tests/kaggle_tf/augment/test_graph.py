@@ -6,7 +6,9 @@ the tf.data map (placement "dataset") and inside a `jit_compile=True`
 train step (placement "model", the nearest proxy for a TPU on a CPU).
 """
 
+import math
 import os
+import re
 import subprocess
 import sys
 import warnings
@@ -182,3 +184,24 @@ def test_config_round_trip_gives_same_batches():
     a = augmenter({"images": images})["images"]
     np.testing.assert_array_equal(a, clone({"images": images})["images"])
     np.testing.assert_array_equal(a, revived({"images": images})["images"])
+
+
+def _largest_constant(hlo_text):
+    """Elements of the largest array literal in an HLO module's text."""
+    largest = 0
+    for dims in re.findall(r"= \w+\[([\d,]*)\]\{[\d,]*\} constant\(", hlo_text):
+        largest = max(largest, math.prod(int(d) for d in dims.split(",") if d))
+    return largest
+
+
+def test_the_compiled_list_holds_no_image_sized_constants():
+    # Without `warp.runtime_zero` XLA folds the pixel grid and every
+    # coordinate computed from it into literals: ~200 MB of them for the
+    # SIIM list at 1024 x 1024, and a compiler peak of over 6 GB.
+    augmenter = from_albumentations(SIIM, seed=0)
+    height, width = 48, 64
+    data = {"images": tf.zeros([2, height, width, 3]),
+            "masks": tf.zeros([2, height, width, 1])}
+    hlo = augmenter._runner._core.experimental_get_compiler_ir(
+        data, tf.constant([1, 2]))(stage="optimized_hlo")
+    assert _largest_constant(hlo) < height * width

@@ -69,21 +69,95 @@ def test_remap_matches_cv2_every_border(image, border_mode, interpolation):
     np.testing.assert_allclose(got, expected, atol=TOL)
 
 
-def test_separable_remap_equals_remap(image):
-    rng = np.random.default_rng(0)
+@pytest.mark.parametrize("interpolation", [0, 1])
+def test_separable_remap_equals_remap(image, interpolation):
+    # Two samples with their own maps: the nearest read gathers whole
+    # pixels of the batch at once (row and column indices per sample).
+    rng = np.random.default_rng(interpolation)
     h, w = image.shape[:2]
-    ys = np.sort(rng.uniform(-5, h + 5, h)).astype("float32")
-    xs = np.sort(rng.uniform(-5, w + 5, w)).astype("float32")
+    images = np.stack([image, image[::-1, ::-1] * 0.5])
+    ys = np.sort(rng.uniform(-5, h + 5, (2, h)), axis=1).astype("float32")
+    xs = np.sort(rng.uniform(-5, w + 5, (2, w)), axis=1).astype("float32")
+    # Whole and half pixels: the rounding ties of a nearest read.
+    ys[:, ::7] = np.round(ys[:, ::7] * 2.0) / 2.0
+    xs[:, ::5] = np.round(xs[:, ::5] * 2.0) / 2.0
+    full_y = np.repeat(ys[:, :, None], w, 2)
+    full_x = np.repeat(xs[:, None, :], h, 1)
     for border_mode in range(5):
-        sep = warp.remap_separable(tf.constant(image[None]),
-                                   tf.constant(ys[None]),
-                                   tf.constant(xs[None]), 1, border_mode,
-                                   0.5)
-        full = warp.remap(tf.constant(image[None]),
-                          tf.constant(np.repeat(ys[:, None], w, 1)[None]),
-                          tf.constant(np.repeat(xs[None], h, 0)[None]), 1,
-                          border_mode, 0.5)
-        np.testing.assert_allclose(sep, full, atol=TOL)
+        sep = warp.remap_separable(tf.constant(images), tf.constant(ys),
+                                   tf.constant(xs), interpolation,
+                                   border_mode, 0.5)
+        full = warp.remap(tf.constant(images), tf.constant(full_y),
+                          tf.constant(full_x), interpolation, border_mode,
+                          0.5)
+        if interpolation == 0:
+            np.testing.assert_array_equal(sep, full)
+        else:
+            np.testing.assert_allclose(sep, full, atol=TOL)
+
+
+def _fold_with_fmod(c, n, mode):
+    """The border folds as they were written with `tf.math.floormod`."""
+    n = tf.cast(n, c.dtype)
+    if mode == warp.BORDER_WRAP:
+        return tf.math.floormod(c, n)
+    if mode == warp.BORDER_REFLECT_101:
+        period = tf.maximum(2.0 * n - 2.0, 1.0)
+        c = tf.math.floormod(c, period)
+        return tf.minimum(tf.where(c > n - 1.0, period - c, c), n - 1.0)
+    c = tf.math.floormod(c + 0.5, 2.0 * n) - 0.5
+    return tf.where(c > n - 0.5, 2.0 * n - 1.0 - c, c) + 1.0
+
+
+@pytest.mark.parametrize("mode", [warp.BORDER_REFLECT, warp.BORDER_WRAP,
+                                  warp.BORDER_REFLECT_101])
+@pytest.mark.parametrize("n", [1, 2, 64, 1600])
+def test_borders_fold_as_with_fmod(mode, n):
+    # `warp.floormod` replaces `tf.math.floormod` (a per-element library
+    # call under XLA): the folded coordinates are the same, bit for bit,
+    # far out, at every multiple of the period and one float either side.
+    rng = np.random.default_rng(n)
+    period = {warp.BORDER_WRAP: n, warp.BORDER_REFLECT: 2 * n,
+              warp.BORDER_REFLECT_101: max(2 * n - 2, 1)}[mode]
+    edges = (np.arange(-40, 41) * period).astype("float32")
+    edges = np.concatenate([edges - 0.5, edges, edges + 0.5])
+    c = np.concatenate([
+        rng.uniform(-30 * n - 5, 30 * n + 5, 20000), edges,
+        np.nextafter(edges, np.float32(np.inf)),
+        np.nextafter(edges, np.float32(-np.inf)),
+        rng.normal(0.0, 1e-4, 500), [0.0, -0.0]]).astype("float32")
+    c = c[(c == 0.0) | (np.abs(c) > 1e-30)]  # no subnormals (flushed)
+    for compile_ in (False, True):
+        def both(c):
+            return (warp._fold(c, n, mode), _fold_with_fmod(c, n, mode))
+
+        fn = tf.function(both, jit_compile=True) if compile_ else both
+        got, want = fn(tf.constant(c))
+        want = want.numpy()
+        if mode == warp.BORDER_WRAP:
+            # fmod's tiny negatives wrap to n, the pad column that repeats
+            # pixel 0; ours to 0 itself.
+            want = np.where(want == n, 0.0, want)
+        np.testing.assert_array_equal(got.numpy(), want)
+
+
+def test_floormod_matches_tensorflows():
+    rng = np.random.default_rng(0)
+    for period in (1.0, 7.0, 510.0, 3198.0):
+        period = np.float32(period)
+        k = rng.integers(-50, 50, 5000).astype("float32")
+        c = np.concatenate([rng.uniform(-40 * period, 40 * period, 20000),
+                            k * period, np.nextafter(k * period, np.inf),
+                            np.nextafter(k * period, -np.inf)])
+        c = c[np.abs(c) > 1e-30].astype("float32")  # no subnormals
+        got = warp.floormod(tf.constant(c), period).numpy()
+        want = tf.math.floormod(c, period).numpy()
+        # Where floormod's `fmod(c) + period` rounds to the period itself
+        # (c a tiny negative) ours gives 0: the same point once folded.
+        tie = want == period
+        assert np.all(got[tie] == 0.0)
+        np.testing.assert_array_equal(got[~tie], want[~tie])
+        assert np.all((got >= 0.0) & (got < period))
 
 
 @pytest.mark.parametrize("element", list(geometric.D4_ELEMENTS))
