@@ -733,7 +733,8 @@ class ElasticTransform(WarpOp):
                              tf.stack([batch, w]))
         field = self.field(params["seed"], h, w)
         field = warp.remap_separable(field, ys, xs, warp.LINEAR,
-                                     warp.BORDER_REPLICATE)
+                                     warp.BORDER_REPLICATE,
+                                     column_pixels=True)
         gy, gx = warp.grid(images)
         return gy + field[..., 1], gx + field[..., 0]
 

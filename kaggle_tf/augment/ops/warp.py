@@ -409,9 +409,10 @@ def remap(images, ys, xs, interpolation=LINEAR, border_mode=BORDER_CONSTANT,
 # --- separable remap -----------------------------------------------------
 
 
-def _axis_taps(x, coords, axis, border_mode, fill_vec):
+def _axis_taps(x, coords, axis, border_mode, fill_vec, pixels=False):
     """Gathers along `axis` at `coords` (batch, n_out): the two bilinear
-    taps and the weight of the second."""
+    taps and the weight of the second. `pixels`: the columns as a gather
+    of whole pixels (`gather_columns`)."""
     n = tf.shape(x)[axis]
     inside = border_mode in _INSIDE_BORDERS
     # As `_remap_one`: no padded copy for borders that fold inside.
@@ -424,17 +425,45 @@ def _axis_taps(x, coords, axis, border_mode, fill_vec):
     weight = tf.reshape(tf.cast(c - c0, x.dtype), shape)
     i0 = tf.cast(c0, tf.int32)
     i1 = tf.minimum(i0 + 1, n - 1) if inside else i0 + 1
+    if axis == 2 and pixels:
+        return gather_columns(padded, i0), gather_columns(padded, i1), weight
     a = tf.gather(padded, i0, axis=axis, batch_dims=1)
     b = tf.gather(padded, i1, axis=axis, batch_dims=1)
     return a, b, weight
 
 
+def gather_pixels(x, rows, cols):
+    """`x[b, rows[b, i], cols[b, j]]` for (batch, h, w, c) `x` and int32
+    `rows` (batch, n), `cols` (batch, m): one gather of whole pixels.
+
+    A gather along the width (`tf.gather(x, cols, axis=2)`) makes XLA lay
+    its result out transposed; where that layout spreads (the branches of
+    a `OneOf` must agree on it) every op that passes the tensor on copies
+    it back, a transposing copy as costly as the gather."""
+    height, width = tf.shape(x)[1], tf.shape(x)[2]
+    base = tf.range(tf.shape(x)[0]) * height
+    index = (base[:, None, None] + rows[:, :, None]) * width \
+        + cols[:, None, :]
+    return tf.gather(tf.reshape(x, [-1, x.shape[-1]]), index)
+
+
+def gather_columns(x, cols):
+    """`tf.gather(x, cols, axis=2, batch_dims=1)` as `gather_pixels`."""
+    rows = tf.range(tf.shape(x)[1])[None, :]
+    return gather_pixels(x, tf.broadcast_to(
+        rows, tf.stack([tf.shape(x)[0], tf.shape(x)[1]])), cols)
+
+
 def warp_data_separable(data, ys, xs, interpolation=LINEAR,
                         mask_interpolation=NEAREST,
                         border_mode=BORDER_CONSTANT, fill=0.0,
-                        fill_mask=0.0):
+                        fill_mask=0.0, column_pixels=False):
     """`warp_data` for a map with ys (batch, h) per output row and xs
-    (batch, w) per output column; two 1-D passes."""
+    (batch, w) per output column; two 1-D passes (bilinear) or one read
+    of whole pixels (nearest). `column_pixels`: the bilinear column pass
+    as a gather of whole pixels too (`gather_columns`), for a result read
+    per pixel afterwards (a displacement field); for an image, the plain
+    gather along the width is faster."""
     out = dict(data)
     for key, x, method, fill_vec in _parts(data, interpolation,
                                            mask_interpolation, fill,
@@ -447,7 +476,7 @@ def warp_data_separable(data, ys, xs, interpolation=LINEAR,
 
         def one_axis(x, coords, axis):
             a, b, weight = _axis_taps(x, coords, axis, border_mode,
-                                      fill_vec)
+                                      fill_vec, column_pixels)
             return a + (b - a) * weight
 
         out[key] = one_axis(one_axis(x, ys, 1), xs, 2)
@@ -456,9 +485,8 @@ def warp_data_separable(data, ys, xs, interpolation=LINEAR,
 
 def _nearest_separable(x, ys, xs, border_mode, fill_vec):
     """The nearest read of a separable map as one gather of whole pixels
-    (row index per output row plus column index per output column): a
-    gather along the width axis would make XLA lay the tensor out
-    transposed, and every op that passes it on copy it back."""
+    (`gather_pixels`: a row index per output row, a column index per
+    output column)."""
     padded = x if border_mode in _INSIDE_BORDERS \
         else _pad(x, border_mode, fill_vec)
     rows, cols = tf.shape(x)[1], tf.shape(x)[2]
@@ -468,16 +496,14 @@ def _nearest_separable(x, ys, xs, border_mode, fill_vec):
         c = _fold(c, n, border_mode)
         return tf.minimum(tf.cast(tf.round(c), tf.int32), size - 1)
 
-    i = pick(ys, rows, prows)
-    j = pick(xs, cols, pcols)
-    base = tf.range(tf.shape(x)[0]) * prows
-    index = (base[:, None, None] + i[:, :, None]) * pcols + j[:, None, :]
-    flat = tf.reshape(padded, [-1, x.shape[-1]])
-    return tf.gather(flat, index)
+    return gather_pixels(padded, pick(ys, rows, prows),
+                         pick(xs, cols, pcols))
 
 
 def remap_separable(images, ys, xs, interpolation=LINEAR,
-                    border_mode=BORDER_CONSTANT, fill=0.0):
+                    border_mode=BORDER_CONSTANT, fill=0.0,
+                    column_pixels=False):
     """`warp_data_separable` for one tensor (batch, H, W, C)."""
     return warp_data_separable({"images": images}, ys, xs, interpolation,
-                               NEAREST, border_mode, fill)["images"]
+                               NEAREST, border_mode, fill,
+                               column_pixels=column_pixels)["images"]

@@ -84,16 +84,20 @@ def test_separable_remap_equals_remap(image, interpolation):
     full_y = np.repeat(ys[:, :, None], w, 2)
     full_x = np.repeat(xs[:, None, :], h, 1)
     for border_mode in range(5):
-        sep = warp.remap_separable(tf.constant(images), tf.constant(ys),
-                                   tf.constant(xs), interpolation,
-                                   border_mode, 0.5)
         full = warp.remap(tf.constant(images), tf.constant(full_y),
                           tf.constant(full_x), interpolation, border_mode,
                           0.5)
-        if interpolation == 0:
-            np.testing.assert_array_equal(sep, full)
-        else:
-            np.testing.assert_allclose(sep, full, atol=TOL)
+        # The bilinear column pass as a gather along the width or of
+        # whole pixels (the elastic field's form): the same values.
+        for column_pixels in (False, True):
+            sep = warp.remap_separable(
+                tf.constant(images), tf.constant(ys), tf.constant(xs),
+                interpolation, border_mode, 0.5,
+                column_pixels=column_pixels)
+            if interpolation == 0:
+                np.testing.assert_array_equal(sep, full)
+            else:
+                np.testing.assert_allclose(sep, full, atol=TOL)
 
 
 def _fold_with_fmod(c, n, mode):
