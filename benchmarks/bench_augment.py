@@ -2,14 +2,19 @@
 
     python benchmarks/bench_augment.py [--images 64] [--batches 12]
                                        [--rounds 3] [--sequential]
-                                       [--per-example] [--json out.json]
+                                       [--per-example] [--one-hot]
+                                       [--json out.json]
 
 The same 256 x 1600 JPEGs (a Severstal sample from `tfrecords_tools`) and
 class-id PNG masks (4 classes) feed these pipelines, batch 8:
 
 - ours: `tf.data` (parallel decode, batch) + `kaggle_tf.augment` with
   `configs/transforms/siim_1st.json` in the "dataset" placement (per
-  sample, XLA-compiled), on float32 images in [0, 1] and one-hot masks;
+  sample, XLA-compiled), on float32 images in [0, 1] and the masks packed
+  a bit per class, as `kaggle_tf.data.pipeline` keeps them from the
+  records to the augmenter, which returns them one-hot (float32);
+- ours, one-hot (`--one-hot`): the augmenter fed one-hot float masks (the
+  pipeline's form before; it packs and unpacks them itself);
 - ours, sequential (`--sequential`): the same with
   `compose_geometric=False`, every geometric op sampling the images and
   masks itself (the form before consecutive warps were composed); both
@@ -19,7 +24,8 @@ class-id PNG masks (4 classes) feed these pipelines, batch 8:
   example (a batch of one) before batching: its inputs, outputs and XLA
   temporaries are one image each, which the allocator reuses, where a
   batch's are fresh pages each time (see benchmarks/README.md);
-- the ceiling: the same `tf.data` pipeline without augmentation;
+- the ceiling: the same `tf.data` pipeline without augmentation, giving
+  one-hot float masks as ours does;
 - the peer: a PyTorch `DataLoader` (num_workers=2) whose dataset decodes
   the same files with OpenCV and runs albumentations with the same JSON
   (on uint8, as Kaggle kernels do, then float tensors in [0, 1]).
@@ -81,6 +87,9 @@ def parse_args(argv=None):
     p.add_argument("--per-example", action="store_true",
                    help="also time ours with the augmenter mapped on each "
                         "example before batching (a batch of one)")
+    p.add_argument("--one-hot", action="store_true",
+                   help="also time ours fed one-hot float masks (the "
+                        "pipeline's form before it kept them packed)")
     p.add_argument("--json", default=None, help="also write the figures")
     return p.parse_args(argv)
 
@@ -120,15 +129,22 @@ def make_files(folder, n):
 
 
 # --- ours ---------------------------------------------------------------------
-def tf_pipeline(jpegs, pngs, augmenter, per_example=False):
+def tf_pipeline(jpegs, pngs, augmenter, per_example=False, packed=False):
     import tensorflow as tf
 
     def load(jpeg, png):
         image = tf.io.decode_jpeg(tf.io.read_file(jpeg), channels=3)
-        ids = tf.io.decode_png(tf.io.read_file(png), channels=1)[..., 0]
+        ids = tf.io.decode_png(tf.io.read_file(png), channels=1)
         image = tf.cast(image, tf.float32) / 255.0
-        masks = tf.one_hot(tf.cast(ids, tf.int32) - 1, CLASSES)
         image.set_shape([HEIGHT, WIDTH, 3])
+        if packed:
+            # A bit per class, as the records store masks.
+            bits = tf.bitwise.left_shift(tf.ones_like(ids),
+                                         tf.maximum(ids, 1) - 1)
+            masks = tf.where(ids > 0, bits, tf.zeros_like(ids))
+            masks.set_shape([HEIGHT, WIDTH, 1])
+            return {"images": image, "packed_masks": masks}
+        masks = tf.one_hot(tf.cast(ids[..., 0], tf.int32) - 1, CLASSES)
         masks.set_shape([HEIGHT, WIDTH, CLASSES])
         return {"images": image, "segmentation_masks": masks}
 
@@ -138,14 +154,17 @@ def tf_pipeline(jpegs, pngs, augmenter, per_example=False):
     if augmenter is not None and per_example:
         def one(example):
             batch = {k: v[None] for k, v in example.items()}
-            out = augmenter(batch, training=True)
+            out = augmenter(batch, training=True,
+                            mask_classes=CLASSES if packed else None)
             return {k: v[0] for k, v in out.items()}
 
         ds = ds.map(one, num_parallel_calls=tf.data.AUTOTUNE)
         augmenter = None
     ds = ds.batch(BATCH, drop_remainder=True)
     if augmenter is not None:
-        ds = ds.map(lambda b: augmenter(b, training=True),
+        classes = CLASSES if packed else None
+        ds = ds.map(lambda b: augmenter(b, training=True,
+                                        mask_classes=classes),
                     num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
 
@@ -258,17 +277,22 @@ def main(argv=None):
         return float(tf.reduce_sum(batch["images"][:, 0, 0]))
 
     makers = {
-        "ours": lambda: (iter(tf_pipeline(jpegs, pngs, augmenter)),
-                         touch_tf),
+        "ours": lambda: (iter(tf_pipeline(jpegs, pngs, augmenter,
+                                          packed=True)), touch_tf),
     }
     if args.sequential:
         one_by_one = from_albumentations(args.spec, seed=0,
                                          compose_geometric=False)
         makers["sequential"] = lambda: (
-            iter(tf_pipeline(jpegs, pngs, one_by_one)), touch_tf)
+            iter(tf_pipeline(jpegs, pngs, one_by_one, packed=True)),
+            touch_tf)
+    if args.one_hot:
+        makers["one_hot"] = lambda: (
+            iter(tf_pipeline(jpegs, pngs, augmenter)), touch_tf)
     if args.per_example:
         makers["per_example"] = lambda: (
-            iter(tf_pipeline(jpegs, pngs, augmenter, per_example=True)),
+            iter(tf_pipeline(jpegs, pngs, augmenter, per_example=True,
+                             packed=True)),
             touch_tf)
     makers["ceiling"] = lambda: (iter(tf_pipeline(jpegs, pngs, None)),
                                  touch_tf)
@@ -307,6 +331,7 @@ def main(argv=None):
           "windows; median):")
     rows = [("ours", "ours (tf.data + kaggle_tf.augment)"),
             ("sequential", "ours, compose_geometric=False"),
+            ("one_hot", "ours, fed one-hot float masks"),
             ("per_example", "ours, augmenter before batching"),
             ("ceiling", "ceiling (tf.data, no augmentation)"),
             ("peer", "peer (torch DataLoader x2 + albumentations)")]

@@ -77,13 +77,23 @@ def segmentation_features(split: str, classes: int) -> dict:
     return spec
 
 
+def decode_packed_mask(encoded):
+    """A bit-packed mask PNG of up to 8 classes -> `(height, width, 1)`
+    uint8 as stored (bit k = class k)."""
+    return tf.io.decode_png(encoded, channels=1, dtype=tf.uint8)
+
+
 def segmentation_example(parsed: dict, cfg, split: str, manifest: dict,
-                         classes: int, stored_channels: int) -> dict:
+                         classes: int, stored_channels: int,
+                         packed_masks: bool = False) -> dict:
     """A parsed segmentation record -> `images`, `segmentation_masks`,
     `labels`, `id`, `fold` at `cfg.data.image_size`.
 
     The image is decoded with `stored_channels` and resized; a grayscale
     image (1 stored channel) is then repeated to `cfg.data.channels`.
+    `packed_masks` (up to 8 classes): `packed_masks` (H, W, 1) uint8 as
+    stored, a bit per class, instead of `segmentation_masks` (an augmenter
+    moves them so and unpacks them).
     """
     size = cfg.data.image_size
     stored = (manifest or {}).get("image_size")
@@ -94,9 +104,16 @@ def segmentation_example(parsed: dict, cfg, split: str, manifest: dict,
     out = {"images": image, "id": parsed[schema.ID],
            "fold": parsed[schema.FOLD]}
     if split == "train":
-        mask = resize_mask(decode_mask(parsed[schema.MASK], classes), size,
-                           stored)
-        out["segmentation_masks"] = tf.cast(mask, tf.float32)
+        if not packed_masks:
+            mask = resize_mask(decode_mask(parsed[schema.MASK], classes),
+                               size, stored)
+            out["segmentation_masks"] = tf.cast(mask, tf.float32)
+        elif schema.mask_dtype(classes) != "uint8":
+            raise ValueError(f"packed masks hold up to 8 classes (a bit "
+                             f"each in uint8). Received: {classes}")
+        else:
+            out["packed_masks"] = resize_mask(
+                decode_packed_mask(parsed[schema.MASK]), size, stored)
         out["labels"] = tf.ensure_shape(parsed[schema.LABELS], (classes,))
     return out
 

@@ -24,6 +24,8 @@ import keras
 
 from kaggle_tf.augment import albumentations
 from kaggle_tf.augment import ops
+from kaggle_tf.augment.ops import packing
+from kaggle_tf.augment.ops.runner import PACKED_MASKS
 from kaggle_tf.augment.ops.runner import Runner
 
 PLACEMENTS = ("dataset", "model")
@@ -54,9 +56,13 @@ class Augmenter(keras.layers.Layer):
         data: a dict with "images" (batch, height, width, channels) in
             [0, 1] and optionally "segmentation_masks" (batch, height,
             width, classes); other keys pass through. A bare image tensor is
-            accepted too.
+            accepted too. Binary masks may come packed instead, as the
+            records store them: "packed_masks" (batch, height, width, 1)
+            uint8, bit k = class k, with `mask_classes`; they come back
+            unpacked as "segmentation_masks" float32.
         training: augment when true, else return `data` unchanged.
             Defaults to `True` (as Keras' augmentation layers).
+        mask_classes: the classes of "packed_masks" (up to 8).
 
     Example:
 
@@ -67,6 +73,8 @@ class Augmenter(keras.layers.Layer):
 
     # `call(..., seed=)` takes the data pipeline's per-step seed.
     takes_step_seed = True
+    # `call` takes "packed_masks" with `mask_classes`.
+    takes_packed_masks = True
 
     def __init__(self, transforms, seed=None, placement="dataset",
                  allow_cpu_fallback=False, jit_compile=True,
@@ -128,7 +136,8 @@ class Augmenter(keras.layers.Layer):
         """Whether every op compiles with XLA (a TPU needs that)."""
         return self.tree.xla_safe
 
-    def __call__(self, data, training=True, seed=None, **kwargs):
+    def __call__(self, data, training=True, seed=None, mask_classes=None,
+                 **kwargs):
         if keras.backend.backend() != "tensorflow":
             # In tf.data under another Keras backend (JAX): the ops are
             # TensorFlow's, and `Layer.__call__` would convert the graph
@@ -139,47 +148,56 @@ class Augmenter(keras.layers.Layer):
                     "the train step, which needs KERAS_BACKEND=tensorflow; "
                     "use placement='dataset' on the "
                     f"{keras.backend.backend()} backend")
-            return self.call(data, training=training, seed=seed)
+            return self.call(data, training=training, seed=seed,
+                             mask_classes=mask_classes)
         if seed is not None:
             kwargs["seed"] = seed
+        if mask_classes is not None:
+            kwargs["mask_classes"] = mask_classes
         return super().__call__(data, training=training, **kwargs)
 
-    def call(self, data, training=True, seed=None):
+    def call(self, data, training=True, seed=None, mask_classes=None):
         """`seed`: an int (2,) tensor for this batch (the data pipeline
         passes one per step, so that a resumed run repeats an uninterrupted
         one); None draws the next seed of the augmenter's own state."""
         if not training:
-            return data
-        if seed is not None:
-            return self._runner(data, seed)
-        if self.placement == "dataset":
-            # The runner's atomic counter: safe under parallel tf.data maps.
-            return self._runner(data)
-        return self._runner(data, self._seed_generator.next())
+            return unpack_masks(data, mask_classes)
+        if seed is None and self.placement != "dataset":
+            seed = self._seed_generator.next()
+        # Without a seed: the runner's atomic counter, safe under parallel
+        # tf.data maps.
+        return self._runner(data, seed, mask_classes=mask_classes)
 
     def _output_shape(self, shape):
         height, width = self.tree.output_size(shape[1], shape[2])
         return (shape[0], height, width, shape[3])
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape, mask_classes=None):
         if isinstance(input_shape, dict):
             out = dict(input_shape)
+            if PACKED_MASKS in out:
+                shape = out.pop(PACKED_MASKS)
+                out["segmentation_masks"] = tuple(shape[:3]) + (mask_classes,)
             for key in ("images", "segmentation_masks"):
                 if key in out:
                     out[key] = self._output_shape(out[key])
             return out
         return self._output_shape(input_shape)
 
-    def compute_output_spec(self, data, training=True):
+    def compute_output_spec(self, data, training=True, seed=None,
+                            mask_classes=None):
         def spec(key, tensor):
-            shape = tensor.shape
+            shape, dtype = tensor.shape, tensor.dtype
+            if key == PACKED_MASKS:
+                key, dtype = "segmentation_masks", "float32"
+                shape = tuple(shape[:3]) + (mask_classes,)
             if key in ("images", "segmentation_masks"):
                 shape = self._output_shape(shape)
-            return keras.KerasTensor(shape, dtype=tensor.dtype)
+            return key, keras.KerasTensor(shape, dtype=dtype)
 
         if isinstance(data, dict):
-            return {key: spec(key, value) for key, value in data.items()}
-        return spec("images", data)
+            return dict(spec(key, value) for key, value in data.items())
+        return spec("images", data)[1]
 
     def get_config(self):
         config = super().get_config()
@@ -192,3 +210,15 @@ class Augmenter(keras.layers.Layer):
             "compose_geometric": self.compose_geometric,
         })
         return config
+
+
+def unpack_masks(data, mask_classes):
+    """`data` with its "packed_masks" (if any) unpacked to
+    "segmentation_masks" float32 of `mask_classes` channels."""
+    if not isinstance(data, dict) or PACKED_MASKS not in data:
+        return data
+    out = dict(data)
+    out["segmentation_masks"] = packing.unpack(
+        keras.ops.convert_to_tensor(out.pop(PACKED_MASKS)), mask_classes,
+        "float32")
+    return out

@@ -149,7 +149,17 @@ def make_dataset(cfg, folds, training: bool, *, split: str = "train",
             ds = ds.flat_map(lambda p: task.expand(p, cfg, split))
         return ds
 
+    # The augmenter moves binary masks packed a bit per class; records
+    # store them so: they stay packed until it unpacks them.
+    packed = (augmenter is not None and split == "train"
+              and getattr(augmenter, "takes_packed_masks", False)
+              and task.packs_masks())
+    mask_classes = len(task.classes) if packed else None
+
     def decode(parsed, manifest=manifest):
+        if packed:
+            return task.decode(parsed, cfg, split, manifest,
+                               packed_masks=True)
         return task.decode(parsed, cfg, split, manifest)
 
     shuffle = training and cfg.data.shuffle_buffer > 1
@@ -212,10 +222,11 @@ def make_dataset(cfg, folds, training: bool, *, split: str = "train",
             first_batch = int(first_epoch) * (epoch_examples // batch_size)
             ds = ds.enumerate(start=first_batch).map(
                 lambda b, batch: _augment(augmenter, batch, tf.stack(
-                    [tf.constant(aug_seed, tf.int64), b])),
+                    [tf.constant(aug_seed, tf.int64), b]), mask_classes),
                 num_parallel_calls=AUTOTUNE)
         else:
-            ds = ds.map(lambda b: _augment(augmenter, b),
+            ds = ds.map(lambda b: _augment(augmenter, b,
+                                           mask_classes=mask_classes),
                         num_parallel_calls=AUTOTUNE)
     return ds.prefetch(AUTOTUNE)
 
@@ -312,13 +323,15 @@ def _drop_meta(example):
     return {k: v for k, v in example.items() if k not in META_KEYS}
 
 
-def _augment(augmenter, batch, seed=None):
-    """Runs the augmenter on the tensors it knows; meta passes through."""
+def _augment(augmenter, batch, seed=None, mask_classes=None):
+    """Runs the augmenter on the tensors it knows; meta passes through.
+    `mask_classes`: the batch holds `packed_masks` of that many classes
+    (the augmenter returns them as `segmentation_masks`)."""
     meta = {k: batch[k] for k in META_KEYS if k in batch}
-    if seed is None:
-        out = dict(augmenter(_drop_meta(batch), training=True))
-    else:
-        out = dict(augmenter(_drop_meta(batch), training=True, seed=seed))
+    kwargs = {} if mask_classes is None else {"mask_classes": mask_classes}
+    if seed is not None:
+        kwargs["seed"] = seed
+    out = dict(augmenter(_drop_meta(batch), training=True, **kwargs))
     out.update(meta)
     return out
 

@@ -46,7 +46,8 @@ def is_positive(example):
     >>> is_positive({"labels": tf.constant([0.0, 1.0])}).numpy()
     True
     """
-    for key in ("segmentation_masks", "labels"):
+    # Packed masks (a bit per class) are positive where any bit is set.
+    for key in ("segmentation_masks", "packed_masks", "labels"):
         if key in example:
             return tf.reduce_any(tf.convert_to_tensor(example[key]) > 0)
     raise ValueError(

@@ -112,6 +112,11 @@ class Task:
         """A parsed record -> one example (see `kaggle_tf.data.pipeline`)."""
         raise NotImplementedError
 
+    def packs_masks(self):
+        """Whether `decode` takes `packed_masks=True` (segmentation masks
+        kept as stored, a bit per class)."""
+        return False
+
     # `expand(parsed, cfg, split) -> tf.data.Dataset`: defined by plugins
     # whose records hold several examples (an ICH series -> its slices).
     expand = None
@@ -212,10 +217,16 @@ class SegmentationTask(Task):
     def features(self, split):
         return codec.segmentation_features(split, len(self.classes))
 
-    def decode(self, parsed, cfg, split, manifest=None):
+    def decode(self, parsed, cfg, split, manifest=None, packed_masks=False):
         channels = self.stored_channels or cfg.data.channels
         return codec.segmentation_example(parsed, cfg, split, manifest,
-                                          len(self.classes), channels)
+                                          len(self.classes), channels,
+                                          packed_masks=packed_masks)
+
+    def packs_masks(self):
+        """Whether `decode(..., packed_masks=True)` can keep the masks as
+        stored (a bit per class in uint8: up to 8 classes)."""
+        return len(self.classes) <= 8
 
     def dice(self, truth, pred):
         raise NotImplementedError

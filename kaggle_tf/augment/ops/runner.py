@@ -15,7 +15,11 @@ call order give the same batches; parallel map calls may take the seeds in
 a different order.
 
 Binary masks of up to 8 classes run packed, a bit per class in one uint8
-channel (`packing`), when every op of the tree allows it.
+channel (`packing`), when every op of the tree allows it. A batch may also
+bring them packed already (`"packed_masks"`, (batch, H, W, 1) uint8, with
+`mask_classes`), as the records store them: the runner then skips the
+one-hot masks' check and packing, and returns them unpacked as
+`"segmentation_masks"` float32 (B, H, W, mask_classes).
 
 Example:
 
@@ -33,6 +37,7 @@ from kaggle_tf.augment.ops import rng
 
 IMAGES = "images"
 MASKS = "segmentation_masks"
+PACKED_MASKS = "packed_masks"
 
 
 # XLA compiles of the same tree are shared between runners (compiling the
@@ -87,7 +92,9 @@ class Runner:
                 _COMPILED[key] = compiled
             self._core = _COMPILED[key]
 
-    def _run(self, data, seed):
+    def _run(self, data, seed, packed_classes=None):
+        if packed_classes is not None:
+            return self._run_packed(data, seed, packed_classes)
         masks = data.get("masks")
         classes = None if masks is None else masks.shape[-1]
         if classes is None or classes > packing.MAX_CLASSES \
@@ -104,6 +111,16 @@ class Runner:
         return tf.cond(packing.is_binary(masks), packed,
                        lambda: self._tree(data, seed))
 
+    def _run_packed(self, data, seed, classes):
+        """`data["masks"]` packed already (a bit per class)."""
+        if not self.tree.packs_masks:
+            data = dict(data, masks=packing.unpack(data["masks"], classes,
+                                                   tf.float32))
+            return self._tree(data, seed)
+        out = self._tree(data, seed)
+        out["masks"] = packing.unpack(out["masks"], classes, tf.float32)
+        return out
+
     def _tree(self, data, seed):
         return base.run(self.tree, data, seed, self.per_sample,
                         self.compose_geometric)
@@ -115,7 +132,9 @@ class Runner:
             delta=tf.constant(1, tf.uint64))
         return tf.cast(tf.math.floormod(state[:2], 2 ** 31 - 1), tf.int32)
 
-    def __call__(self, batch, seed=None):
+    def __call__(self, batch, seed=None, mask_classes=None):
+        """`mask_classes`: the classes of `batch["packed_masks"]`."""
+        packed = None
         if isinstance(batch, dict):
             if IMAGES not in batch:
                 raise ValueError(
@@ -123,6 +142,8 @@ class Runner:
                     f"keys: {sorted(batch)}")
             images = tf.convert_to_tensor(batch[IMAGES])
             masks = batch.get(MASKS)
+            if PACKED_MASKS in batch:
+                packed = _check_packed(batch, mask_classes)
         else:
             images, masks = tf.convert_to_tensor(batch), None
         if images.shape.rank != 4:
@@ -137,6 +158,8 @@ class Runner:
                     "augment: segmentation_masks must be (batch, height, "
                     f"width, classes). Received shape: {masks.shape}")
             data["masks"] = tf.cast(masks, tf.float32)
+        if packed is not None:
+            data["masks"] = packed
         if seed is None:
             seed = self.next_seed()
         else:
@@ -144,7 +167,10 @@ class Runner:
                                             2 ** 31 - 1), tf.int32)
         seed = tf.random.experimental.stateless_fold_in(
             seed, _content_key(data["images"]), alg=rng.ALG)
-        out = self._core(data, seed)
+        if packed is None:
+            out = self._core(data, seed)
+        else:
+            out = self._core(data, seed, int(mask_classes))
         new_images = tf.cast(out["images"], images.dtype)
         if not isinstance(batch, dict):
             return new_images
@@ -152,4 +178,29 @@ class Runner:
         result[IMAGES] = new_images
         if masks is not None:
             result[MASKS] = tf.cast(out["masks"], masks.dtype)
+        if packed is not None:
+            del result[PACKED_MASKS]
+            result[MASKS] = out["masks"]
         return result
+
+
+def _check_packed(batch, classes):
+    """`batch["packed_masks"]` as a uint8 tensor, checked against
+    `classes` (and the absence of one-hot masks)."""
+    if MASKS in batch:
+        raise ValueError(
+            f"augment: a batch holds either '{MASKS}' or '{PACKED_MASKS}', "
+            "not both")
+    if isinstance(classes, bool) or not isinstance(classes, int) \
+            or not 1 <= classes <= packing.MAX_CLASSES:
+        raise ValueError(
+            f"augment: '{PACKED_MASKS}' needs `mask_classes`, an integer in "
+            f"[1, {packing.MAX_CLASSES}]. Received: {classes!r}")
+    packed = tf.convert_to_tensor(batch[PACKED_MASKS])
+    if packed.dtype != packing.DTYPE or packed.shape.rank != 4 \
+            or packed.shape[-1] != 1:
+        raise ValueError(
+            f"augment: '{PACKED_MASKS}' must be (batch, height, width, 1) "
+            f"uint8, a bit per class. Received: {packed.dtype.name} "
+            f"{packed.shape}")
+    return packed

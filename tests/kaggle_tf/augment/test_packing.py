@@ -94,3 +94,92 @@ def test_bilinear_masks_or_keras_layers_do_not_pack():
     assert not bilinear.packs_masks
     assert not alb.to_tree([{"__class_fullname__": "ShiftScaleRotate",
                              "p": 1.0, "fill_mask": 0.5}]).packs_masks
+
+
+def _packed(masks):
+    bits = (masks > 0.5).astype(np.uint8) << np.arange(
+        masks.shape[-1], dtype=np.uint8)
+    return bits.sum(-1, keepdims=True, dtype=np.uint8)
+
+
+KERAS_LAYER = [{"__class_fullname__": "keras.layers.RandomRotation",
+                "factor": 0.1, "p": 1.0},
+               {"__class_fullname__": "HorizontalFlip", "p": 0.5}]
+
+
+@pytest.mark.parametrize("spec", [SIIM, WITH_FILLS, KERAS_LAYER])
+@pytest.mark.parametrize("placement", ["dataset", "model"])
+def test_masks_given_packed_equal_masks_given_one_hot(spec, placement):
+    from kaggle_tf.augment import Augmenter
+
+    n = 6
+    images = np.stack([smooth_image(seed=i) for i in range(n)])
+    masks = _masks(n, 5)
+    packed = _packed(masks)
+    # Packed as `packing.pack` does (bit c = class c).
+    np.testing.assert_array_equal(packing.pack(tf.constant(masks)), packed)
+    one_hot_aug = Augmenter(spec, seed=7, placement=placement,
+                            jit_compile=False)
+    packed_aug = Augmenter(spec, seed=7, placement=placement,
+                           jit_compile=False)
+    for step in range(3):
+        seed = tf.constant([step, 11], tf.int32)
+        want = one_hot_aug({"images": images, "segmentation_masks": masks,
+                            "labels": np.ones((n, 5), np.float32)},
+                           training=True, seed=seed)
+        got = packed_aug({"images": images, "packed_masks": packed,
+                          "labels": np.ones((n, 5), np.float32)},
+                         training=True, seed=seed, mask_classes=5)
+        assert sorted(got) == ["images", "labels", "segmentation_masks"]
+        assert got["segmentation_masks"].dtype == tf.float32
+        assert got["segmentation_masks"].shape \
+            == want["segmentation_masks"].shape
+        np.testing.assert_array_equal(got["segmentation_masks"],
+                                      want["segmentation_masks"])
+        np.testing.assert_array_equal(got["images"], want["images"])
+    assert want["segmentation_masks"].shape[-1] == 5
+    assert want["segmentation_masks"].shape != masks.shape \
+        or not np.array_equal(want["segmentation_masks"], masks)
+    # Not training: only unpacked.
+    same = packed_aug({"images": images, "packed_masks": packed},
+                      training=False, mask_classes=5)
+    np.testing.assert_array_equal(same["segmentation_masks"], masks)
+
+
+def test_packed_masks_under_xla_and_symbolic_shapes():
+    from kaggle_tf.augment import Augmenter
+
+    images = np.stack([smooth_image(seed=i) for i in range(4)])
+    masks = _masks(4, 3)
+    aug = Augmenter(SIIM, seed=1)
+    plain = Augmenter(SIIM, seed=1)
+    seed = tf.constant([3, 5], tf.int32)
+    got = aug({"images": images, "packed_masks": _packed(masks)},
+              seed=seed, mask_classes=3)
+    want = plain({"images": images, "segmentation_masks": masks}, seed=seed)
+    np.testing.assert_array_equal(got["segmentation_masks"],
+                                  want["segmentation_masks"])
+    spec = aug.compute_output_spec(
+        {"images": images, "packed_masks": _packed(masks)}, mask_classes=3)
+    assert spec["segmentation_masks"].shape == (4, 48, 64, 3)
+    assert "packed_masks" not in spec
+
+
+def test_bad_packed_masks_are_named():
+    from kaggle_tf.augment import Augmenter
+
+    images = np.zeros((2, 8, 8, 3), np.float32)
+    packed = np.zeros((2, 8, 8, 1), np.uint8)
+    aug = Augmenter([{"__class_fullname__": "HorizontalFlip", "p": 1.0}])
+    with pytest.raises(ValueError, match="needs `mask_classes`"):
+        aug({"images": images, "packed_masks": packed})
+    with pytest.raises(ValueError, match="needs `mask_classes`"):
+        aug({"images": images, "packed_masks": packed}, mask_classes=9)
+    with pytest.raises(ValueError, match=r"\(batch, height, width, 1\) "
+                                         "uint8"):
+        aug({"images": images, "packed_masks": packed.astype(np.float32)},
+            mask_classes=2)
+    with pytest.raises(ValueError, match="either 'segmentation_masks' or"):
+        aug({"images": images, "packed_masks": packed,
+             "segmentation_masks": np.zeros((2, 8, 8, 2), np.float32)},
+            mask_classes=2)

@@ -283,3 +283,48 @@ def test_a_stream_started_at_epoch_k_repeats_its_augmentation(
     again = _epochs(cfg, from_albumentations(RESUME_SPEC, seed=4), 0, 6)
     assert any(not np.array_equal(a["images"], b["images"])
                for a, b in zip(whole, again))
+
+
+class _OneHotOnly:
+    """The augmenter without `takes_packed_masks`: the pipeline unpacks
+    the masks before it."""
+
+    takes_step_seed = True
+
+    def __init__(self, augmenter, seen):
+        self.augmenter, self.seed, self.seen = augmenter, augmenter.seed, seen
+
+    def __call__(self, batch, training=True, seed=None, **kwargs):
+        self.seen.append(sorted(batch))
+        return self.augmenter(batch, training=training, seed=seed, **kwargs)
+
+
+def test_masks_stay_packed_until_the_augmenter_unpacks_them(steel_records):
+    from kaggle_tf.augment import Augmenter
+
+    cfg, _ = steel_records
+    spec = "configs/transforms/siim_1st.json"
+    seen, plain_seen = [], []
+
+    class Spy(_OneHotOnly):
+        takes_packed_masks = True
+
+    packed = _epochs(cfg, Spy(Augmenter(spec, seed=5), seen), 0, 6)
+    plain = _epochs(cfg, _OneHotOnly(Augmenter(spec, seed=5), plain_seen),
+                    0, 6)
+    assert "segmentation_masks" in plain_seen[0]
+    assert seen[0] == sorted(["packed_masks"] + [
+        k for k in plain_seen[0] if k != "segmentation_masks"])
+    for got, want in zip(packed, plain):
+        assert sorted(got) == sorted(want)
+        assert got["segmentation_masks"].dtype == np.float32
+        np.testing.assert_array_equal(got["segmentation_masks"],
+                                      want["segmentation_masks"])
+        np.testing.assert_array_equal(got["images"], want["images"])
+    # Masks with pixels moved, not only flipped: the comparison means
+    # something.
+    unaugmented = _epochs(cfg, None, 0, 6)
+    assert any(not np.array_equal(a["segmentation_masks"],
+                                  b["segmentation_masks"])
+               for a, b in zip(packed, unaugmented))
+    assert any(a["segmentation_masks"].any() for a in packed)

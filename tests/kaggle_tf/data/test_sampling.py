@@ -116,3 +116,14 @@ def test_schedule_helpers_and_config():
     clone = sampling.SampleRateScheduler.from_config(scheduler.get_config())
     assert clone.schedule == [0.8, 0.6, 0.4]
     assert float(clone.variable.numpy()) == pytest.approx(0.8)
+
+
+def test_packed_masks_are_positive_where_any_class_bit_is_set():
+    from kaggle_tf.data.sampling import is_positive
+
+    empty = np.zeros((4, 4, 1), np.uint8)
+    for bit in range(8):
+        one = empty.copy()
+        one[2, 3, 0] = 1 << bit
+        assert bool(is_positive({"packed_masks": tf.constant(one)}))
+    assert not bool(is_positive({"packed_masks": tf.constant(empty)}))
