@@ -87,6 +87,8 @@ def parse_args(argv=None):
     p.add_argument("--per-example", action="store_true",
                    help="also time ours with the augmenter mapped on each "
                         "example before batching (a batch of one)")
+    p.add_argument("--integer", action="store_true",
+                   help="also time ours fed the decoded uint8 images")
     p.add_argument("--one-hot", action="store_true",
                    help="also time ours fed one-hot float masks (the "
                         "pipeline's form before it kept them packed)")
@@ -129,13 +131,15 @@ def make_files(folder, n):
 
 
 # --- ours ---------------------------------------------------------------------
-def tf_pipeline(jpegs, pngs, augmenter, per_example=False, packed=False):
+def tf_pipeline(jpegs, pngs, augmenter, per_example=False, packed=False,
+                integer=False):
     import tensorflow as tf
 
     def load(jpeg, png):
         image = tf.io.decode_jpeg(tf.io.read_file(jpeg), channels=3)
         ids = tf.io.decode_png(tf.io.read_file(png), channels=1)
-        image = tf.cast(image, tf.float32) / 255.0
+        if not integer:
+            image = tf.image.convert_image_dtype(image, tf.float32)
         image.set_shape([HEIGHT, WIDTH, 3])
         if packed:
             # A bit per class, as the records store masks.
@@ -286,6 +290,10 @@ def main(argv=None):
         makers["sequential"] = lambda: (
             iter(tf_pipeline(jpegs, pngs, one_by_one, packed=True)),
             touch_tf)
+    if args.integer:
+        makers["integer"] = lambda: (
+            iter(tf_pipeline(jpegs, pngs, augmenter, packed=True,
+                             integer=True)), touch_tf)
     if args.one_hot:
         makers["one_hot"] = lambda: (
             iter(tf_pipeline(jpegs, pngs, augmenter)), touch_tf)
@@ -331,6 +339,7 @@ def main(argv=None):
           "windows; median):")
     rows = [("ours", "ours (tf.data + kaggle_tf.augment)"),
             ("sequential", "ours, compose_geometric=False"),
+            ("integer", "ours, fed uint8 images"),
             ("one_hot", "ours, fed one-hot float masks"),
             ("per_example", "ours, augmenter before batching"),
             ("ceiling", "ceiling (tf.data, no augmentation)"),

@@ -85,26 +85,35 @@ def decode_packed_mask(encoded):
 
 def segmentation_example(parsed: dict, cfg, split: str, manifest: dict,
                          classes: int, stored_channels: int,
-                         packed_masks: bool = False) -> dict:
+                         stored_forms: bool = False) -> dict:
     """A parsed segmentation record -> `images`, `segmentation_masks`,
     `labels`, `id`, `fold` at `cfg.data.image_size`.
 
     The image is decoded with `stored_channels` and resized; a grayscale
     image (1 stored channel) is then repeated to `cfg.data.channels`.
-    `packed_masks` (up to 8 classes): `packed_masks` (H, W, 1) uint8 as
-    stored, a bit per class, instead of `segmentation_masks` (an augmenter
-    moves them so and unpacks them).
+
+    `stored_forms`: what an augmenter can take as stored (it converts
+    them): the masks (up to 8 classes) as `packed_masks` (H, W, 1) uint8, a
+    bit per class, instead of `segmentation_masks`; the image as decoded
+    (uint8) when it needs no resizing.
     """
     size = cfg.data.image_size
     stored = (manifest or {}).get("image_size")
-    image = decode_image(parsed[schema.IMAGE][0], stored_channels)
-    image = resize_image(image, size, stored)
+    if stored_forms and stored is not None \
+            and tuple(stored) == tuple(size):
+        image = tf.io.decode_image(parsed[schema.IMAGE][0],
+                                   channels=stored_channels,
+                                   expand_animations=False)
+        image = tf.ensure_shape(image, (*size, stored_channels))
+    else:
+        image = decode_image(parsed[schema.IMAGE][0], stored_channels)
+        image = resize_image(image, size, stored)
     if stored_channels != cfg.data.channels:
         image = tf.tile(image, [1, 1, cfg.data.channels])
     out = {"images": image, "id": parsed[schema.ID],
            "fold": parsed[schema.FOLD]}
     if split == "train":
-        if not packed_masks:
+        if not stored_forms:
             mask = resize_mask(decode_mask(parsed[schema.MASK], classes),
                                size, stored)
             out["segmentation_masks"] = tf.cast(mask, tf.float32)

@@ -56,8 +56,10 @@ class Augmenter(keras.layers.Layer):
         data: a dict with "images" (batch, height, width, channels) in
             [0, 1] and optionally "segmentation_masks" (batch, height,
             width, classes); other keys pass through. A bare image tensor is
-            accepted too. Binary masks may come packed instead, as the
-            records store them: "packed_masks" (batch, height, width, 1)
+            accepted too. Images may come as stored, uint8 or uint16
+            (scaled to [0, 1] as `tf.image.convert_image_dtype` does,
+            returned float32). Binary masks may come packed instead, as
+            the records store them: "packed_masks" (batch, height, width, 1)
             uint8, bit k = class k, with `mask_classes`; they come back
             unpacked as "segmentation_masks" float32.
         training: augment when true, else return `data` unchanged.
@@ -73,8 +75,9 @@ class Augmenter(keras.layers.Layer):
 
     # `call(..., seed=)` takes the data pipeline's per-step seed.
     takes_step_seed = True
-    # `call` takes "packed_masks" with `mask_classes`.
-    takes_packed_masks = True
+    # `call` takes "packed_masks" with `mask_classes`, and uint8 / uint16
+    # images (scaled to [0, 1] float32).
+    takes_stored_forms = True
 
     def __init__(self, transforms, seed=None, placement="dataset",
                  allow_cpu_fallback=False, jit_compile=True,

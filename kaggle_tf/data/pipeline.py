@@ -149,17 +149,21 @@ def make_dataset(cfg, folds, training: bool, *, split: str = "train",
             ds = ds.flat_map(lambda p: task.expand(p, cfg, split))
         return ds
 
-    # The augmenter moves binary masks packed a bit per class; records
-    # store them so: they stay packed until it unpacks them.
-    packed = (augmenter is not None and split == "train"
-              and getattr(augmenter, "takes_packed_masks", False)
-              and task.packs_masks())
-    mask_classes = len(task.classes) if packed else None
+    # The augmenter moves binary masks packed a bit per class, and reads
+    # 8-bit images; records store them so: they stay so until it converts
+    # them (masks one-hot float32, images float32 in [0, 1]). Not with
+    # pseudo-labelled records, whose stored size may differ (then their
+    # images would be float, the others' not).
+    stored_forms = (augmenter is not None and split == "train"
+                    and pseudo is None
+                    and getattr(augmenter, "takes_stored_forms", False)
+                    and task.decodes_stored_forms())
+    mask_classes = len(task.classes) if stored_forms else None
 
     def decode(parsed, manifest=manifest):
-        if packed:
+        if stored_forms:
             return task.decode(parsed, cfg, split, manifest,
-                               packed_masks=True)
+                               stored_forms=True)
         return task.decode(parsed, cfg, split, manifest)
 
     shuffle = training and cfg.data.shuffle_buffer > 1

@@ -112,9 +112,10 @@ class Task:
         """A parsed record -> one example (see `kaggle_tf.data.pipeline`)."""
         raise NotImplementedError
 
-    def packs_masks(self):
-        """Whether `decode` takes `packed_masks=True` (segmentation masks
-        kept as stored, a bit per class)."""
+    def decodes_stored_forms(self):
+        """Whether `decode` takes `stored_forms=True`: targets and images
+        left in the forms the records store, for an augmenter that takes
+        them so (see `kaggle_tf.data.pipeline`)."""
         return False
 
     # `expand(parsed, cfg, split) -> tf.data.Dataset`: defined by plugins
@@ -217,15 +218,14 @@ class SegmentationTask(Task):
     def features(self, split):
         return codec.segmentation_features(split, len(self.classes))
 
-    def decode(self, parsed, cfg, split, manifest=None, packed_masks=False):
+    def decode(self, parsed, cfg, split, manifest=None, stored_forms=False):
         channels = self.stored_channels or cfg.data.channels
         return codec.segmentation_example(parsed, cfg, split, manifest,
                                           len(self.classes), channels,
-                                          packed_masks=packed_masks)
+                                          stored_forms=stored_forms)
 
-    def packs_masks(self):
-        """Whether `decode(..., packed_masks=True)` can keep the masks as
-        stored (a bit per class in uint8: up to 8 classes)."""
+    def decodes_stored_forms(self):
+        """Masks packed a bit per class fit uint8 up to 8 classes."""
         return len(self.classes) <= 8
 
     def dice(self, truth, pred):

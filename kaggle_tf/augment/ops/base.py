@@ -323,6 +323,17 @@ def _forward_all(tree, data, params, active, per_sample, compose_geometric):
     return chain.flush(data, _apply_leaf)
 
 
+INTEGER_IMAGES = (tf.uint8, tf.uint16)
+
+
+def _float_images(data):
+    images = data["images"]
+    if images.dtype not in INTEGER_IMAGES:
+        return data
+    return dict(data, images=tf.image.convert_image_dtype(images,
+                                                          tf.float32))
+
+
 def run(tree, data, seed, per_sample, compose_geometric=True):
     """Draws parameters for the batch and applies `tree`.
 
@@ -330,6 +341,9 @@ def run(tree, data, seed, per_sample, compose_geometric=True):
         tree: the root node (its index assigned).
         data: {"images": (batch, height, width, channels) float32, and
             optionally "masks": (batch, height, width, classes) float32}.
+            uint8 / uint16 images are scaled to [0, 1] float32 as
+            `tf.image.convert_image_dtype` does, per sample when
+            `per_sample` (no float copy of the whole batch).
         seed: int32 tensor of shape (2,).
         per_sample: map over the batch (True) or vectorize (False).
         compose_geometric: sample consecutive geometric ops once
@@ -346,18 +360,21 @@ def run(tree, data, seed, per_sample, compose_geometric=True):
         else tf.shape(images)[2]
     params = draw(tree, seed, batch_size, height, width)
     if not per_sample:
-        return _forward_all(tree, data, params, tf.ones([batch_size], tf.bool),
-                            False, compose_geometric)
+        return _forward_all(tree, _float_images(data), params,
+                            tf.ones([batch_size], tf.bool), False,
+                            compose_geometric)
     out_h, out_w = tree.output_size(images.shape[1], images.shape[2])
     if not isinstance(out_h, int) or not isinstance(out_w, int):
         out_h = out_w = None
     signature = {
-        key: tf.TensorSpec([out_h, out_w, value.shape[-1]], value.dtype)
+        key: tf.TensorSpec([out_h, out_w, value.shape[-1]],
+                           tf.float32 if key == "images" else value.dtype)
         for key, value in data.items()}
 
     def one(elems):
         sample, sample_params = tf.nest.map_structure(
             lambda t: t[None], elems)
+        sample = _float_images(sample)
         out = _forward_all(tree, sample, sample_params, tf.constant(True),
                            True, compose_geometric)
         return {key: value[0] for key, value in out.items()}

@@ -19,7 +19,10 @@ channel (`packing`), when every op of the tree allows it. A batch may also
 bring them packed already (`"packed_masks"`, (batch, H, W, 1) uint8, with
 `mask_classes`), as the records store them: the runner then skips the
 one-hot masks' check and packing, and returns them unpacked as
-`"segmentation_masks"` float32 (B, H, W, mask_classes).
+`"segmentation_masks"` float32 (B, H, W, mask_classes). Images of uint8
+or uint16 are scaled to [0, 1] as `tf.image.convert_image_dtype` does,
+inside the compiled function (the batch travels at its stored depth), and
+come back float32.
 
 Example:
 
@@ -27,6 +30,7 @@ Example:
 >>> out = runner({"images": images, "segmentation_masks": masks}, seed)
 """
 
+import functools
 import random
 
 import tensorflow as tf
@@ -45,8 +49,15 @@ PACKED_MASKS = "packed_masks"
 _COMPILED = {}
 
 
+# Integer images are taken as `tf.image.convert_image_dtype` scales them
+# (the records' decoding does the same): float32 in [0, 1] (`base.run`).
+INTEGER_IMAGES = base.INTEGER_IMAGES
+
+
 def _content_key(images):
     sample = images[:, ::16, ::16, :]
+    if sample.dtype in INTEGER_IMAGES:
+        sample = tf.image.convert_image_dtype(sample, tf.float32)
     return tf.reduce_sum(tf.cast(tf.round(sample * 255.0), tf.int32))
 
 
@@ -76,25 +87,35 @@ class Runner:
                                    trainable=False, name="augment_counter")
         self.per_sample = per_sample
         self.jit_compile = bool(jit_compile) and tree.xla_safe
-        self._core = self._run
-        if self.jit_compile:
-            stateless = all(not hasattr(leaf, "layer")
-                            for leaf in tree.leaves())
-            key = (cache_key, per_sample, self.compose_geometric) \
-                if cache_key and stateless else None
-            if key not in _COMPILED:
-                compiled = tf.function(self._run, jit_compile=True,
-                                       reduce_retracing=True,
-                                       autograph=False)
-                if key is None:
-                    self._core = compiled
-                    return
-                _COMPILED[key] = compiled
-            self._core = _COMPILED[key]
+        self._key = None
+        if self.jit_compile and cache_key and all(
+                not hasattr(leaf, "layer") for leaf in tree.leaves()):
+            self._key = (cache_key, per_sample, self.compose_geometric)
+        self._cores = {}
+        self._core = self._compiled(None)
 
-    def _run(self, data, seed, packed_classes=None):
-        if packed_classes is not None:
-            return self._run_packed(data, seed, packed_classes)
+    def _compiled(self, packed_classes):
+        """`(data, seed) -> out` for one-hot masks (None) or masks packed
+        with `packed_classes`, XLA-compiled when the runner is."""
+        if packed_classes in self._cores:
+            return self._cores[packed_classes]
+        run = self._run if packed_classes is None else functools.partial(
+            self._run_packed, classes=packed_classes)
+        if self.jit_compile:
+            key = None if self._key is None else self._key + (
+                packed_classes,)
+            if key is not None and key in _COMPILED:
+                run = _COMPILED[key]
+            else:
+                # Traced per input shape: relaxed shapes would lose the
+                # masks' class count, which packing needs.
+                run = tf.function(run, jit_compile=True, autograph=False)
+                if key is not None:
+                    _COMPILED[key] = run
+        self._cores[packed_classes] = run
+        return run
+
+    def _run(self, data, seed):
         masks = data.get("masks")
         classes = None if masks is None else masks.shape[-1]
         if classes is None or classes > packing.MAX_CLASSES \
@@ -150,7 +171,8 @@ class Runner:
             raise ValueError(
                 "augment: images must be (batch, height, width, channels). "
                 f"Received shape: {images.shape}")
-        data = {"images": tf.cast(images, tf.float32)}
+        data = {"images": images if images.dtype in INTEGER_IMAGES
+                else tf.cast(images, tf.float32)}
         if masks is not None:
             masks = tf.convert_to_tensor(masks)
             if masks.shape.rank != 4:
@@ -167,11 +189,10 @@ class Runner:
                                             2 ** 31 - 1), tf.int32)
         seed = tf.random.experimental.stateless_fold_in(
             seed, _content_key(data["images"]), alg=rng.ALG)
-        if packed is None:
-            out = self._core(data, seed)
-        else:
-            out = self._core(data, seed, int(mask_classes))
-        new_images = tf.cast(out["images"], images.dtype)
+        out = self._compiled(None if packed is None
+                             else int(mask_classes))(data, seed)
+        new_images = out["images"] if images.dtype in INTEGER_IMAGES \
+            else tf.cast(out["images"], images.dtype)
         if not isinstance(batch, dict):
             return new_images
         result = dict(batch)

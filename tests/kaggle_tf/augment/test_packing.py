@@ -1,5 +1,7 @@
 """Masks packed a bit per class: the round trip, and trees run packed give
-the masks they give unpacked (nearest sampling only copies values)."""
+the masks they give unpacked (nearest sampling only copies values); masks
+and images given to the augmenter in their stored forms (packed masks,
+integer images) give what their decoded forms give."""
 
 import augment_helpers
 import numpy as np
@@ -183,3 +185,27 @@ def test_bad_packed_masks_are_named():
         aug({"images": images, "packed_masks": packed,
              "segmentation_masks": np.zeros((2, 8, 8, 2), np.float32)},
             mask_classes=2)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+@pytest.mark.parametrize("jit_compile", [True, False])
+def test_integer_images_are_scaled_as_the_records_decode_them(dtype,
+                                                              jit_compile):
+    from kaggle_tf.augment import Augmenter
+
+    top = np.iinfo(dtype).max
+    rng = np.random.default_rng(0)
+    stored = rng.integers(0, top + 1, (4, 48, 64, 3)).astype(dtype)
+    floats = tf.image.convert_image_dtype(stored, tf.float32).numpy()
+    masks = _masks(4, 2)
+    seed = tf.constant([2, 9], tf.int32)
+    got = Augmenter(SIIM, seed=1, jit_compile=jit_compile)(
+        {"images": stored, "packed_masks": _packed(masks)}, seed=seed,
+        mask_classes=2)
+    want = Augmenter(SIIM, seed=1, jit_compile=jit_compile)(
+        {"images": floats, "segmentation_masks": masks}, seed=seed)
+    assert got["images"].dtype == tf.float32
+    np.testing.assert_array_equal(got["images"], want["images"])
+    np.testing.assert_array_equal(got["segmentation_masks"],
+                                  want["segmentation_masks"])
+    assert not np.array_equal(want["images"], floats)

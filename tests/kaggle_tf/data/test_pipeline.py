@@ -286,8 +286,8 @@ def test_a_stream_started_at_epoch_k_repeats_its_augmentation(
 
 
 class _OneHotOnly:
-    """The augmenter without `takes_packed_masks`: the pipeline unpacks
-    the masks before it."""
+    """The augmenter without `takes_stored_forms`: the pipeline unpacks
+    the masks and converts the images before it."""
 
     takes_step_seed = True
 
@@ -296,10 +296,11 @@ class _OneHotOnly:
 
     def __call__(self, batch, training=True, seed=None, **kwargs):
         self.seen.append(sorted(batch))
+        self.dtypes = {k: v.dtype for k, v in batch.items()}
         return self.augmenter(batch, training=training, seed=seed, **kwargs)
 
 
-def test_masks_stay_packed_until_the_augmenter_unpacks_them(steel_records):
+def test_stored_forms_stay_until_the_augmenter_converts_them(steel_records):
     from kaggle_tf.augment import Augmenter
 
     cfg, _ = steel_records
@@ -307,17 +308,23 @@ def test_masks_stay_packed_until_the_augmenter_unpacks_them(steel_records):
     seen, plain_seen = [], []
 
     class Spy(_OneHotOnly):
-        takes_packed_masks = True
+        takes_stored_forms = True
 
-    packed = _epochs(cfg, Spy(Augmenter(spec, seed=5), seen), 0, 6)
-    plain = _epochs(cfg, _OneHotOnly(Augmenter(spec, seed=5), plain_seen),
-                    0, 6)
+    spy = Spy(Augmenter(spec, seed=5), seen)
+    plain_spy = _OneHotOnly(Augmenter(spec, seed=5), plain_seen)
+    packed = _epochs(cfg, spy, 0, 6)
+    plain = _epochs(cfg, plain_spy, 0, 6)
+    # 8-bit images as decoded, masks a bit per class, as stored.
+    assert spy.dtypes["images"] == tf.uint8
+    assert spy.dtypes["packed_masks"] == tf.uint8
+    assert plain_spy.dtypes["images"] == tf.float32
     assert "segmentation_masks" in plain_seen[0]
     assert seen[0] == sorted(["packed_masks"] + [
         k for k in plain_seen[0] if k != "segmentation_masks"])
     for got, want in zip(packed, plain):
         assert sorted(got) == sorted(want)
         assert got["segmentation_masks"].dtype == np.float32
+        assert got["images"].dtype == np.float32
         np.testing.assert_array_equal(got["segmentation_masks"],
                                       want["segmentation_masks"])
         np.testing.assert_array_equal(got["images"], want["images"])
