@@ -2,7 +2,8 @@
 
     python benchmarks/bench_augment.py [--images 64] [--batches 12]
                                        [--rounds 3] [--sequential]
-                                       [--per-example] [--one-hot]
+                                       [--per-example] [--float-images]
+                                       [--one-hot]
                                        [--json out.json]
 
 The same 256 x 1600 JPEGs (a Severstal sample from `tfrecords_tools`) and
@@ -10,11 +11,14 @@ class-id PNG masks (4 classes) feed these pipelines, batch 8:
 
 - ours: `tf.data` (parallel decode, batch) + `kaggle_tf.augment` with
   `configs/transforms/siim_1st.json` in the "dataset" placement (per
-  sample, XLA-compiled), on float32 images in [0, 1] and the masks packed
-  a bit per class, as `kaggle_tf.data.pipeline` keeps them from the
-  records to the augmenter, which returns them one-hot (float32);
-- ours, one-hot (`--one-hot`): the augmenter fed one-hot float masks (the
-  pipeline's form before; it packs and unpacks them itself);
+  sample, XLA-compiled), fed the images as decoded (uint8) and the masks
+  packed a bit per class, as `kaggle_tf.data.pipeline` keeps them from
+  the records to the augmenter, which returns float32 images in [0, 1]
+  and one-hot float32 masks;
+- ours, float images (`--float-images`): the images converted to float32
+  before batching;
+- ours, one-hot (`--one-hot`): float32 images and one-hot float masks (the
+  pipeline's form before; the augmenter packs and unpacks the masks);
 - ours, sequential (`--sequential`): the same with
   `compose_geometric=False`, every geometric op sampling the images and
   masks itself (the form before consecutive warps were composed); both
@@ -37,7 +41,10 @@ window of batches is timed; the iterator is closed before the next one
 starts, so no pipeline works in the background of another; the order
 rotates from round to round. The figure of
 a pipeline is its best window, in images per second (other processes on
-the machine can only slow a window down); the median is printed too.
+the machine can only slow a window down); the median is printed too, and
+the median of this process' CPU ms per image over the windows (steadier
+than the rates: windows of one pipeline spread by 20-30% on a 2-core
+machine; not for the peer, whose work is in its worker processes).
 """
 
 import argparse
@@ -87,8 +94,9 @@ def parse_args(argv=None):
     p.add_argument("--per-example", action="store_true",
                    help="also time ours with the augmenter mapped on each "
                         "example before batching (a batch of one)")
-    p.add_argument("--integer", action="store_true",
-                   help="also time ours fed the decoded uint8 images")
+    p.add_argument("--float-images", action="store_true",
+                   help="also time ours fed float32 images (converted "
+                        "before batching)")
     p.add_argument("--one-hot", action="store_true",
                    help="also time ours fed one-hot float masks (the "
                         "pipeline's form before it kept them packed)")
@@ -174,12 +182,17 @@ def tf_pipeline(jpegs, pngs, augmenter, per_example=False, packed=False,
 
 
 def time_iterator(iterator, batches, warmup, touch):
+    """Images per second over the window, and this process' CPU ms per
+    image (steadier than the rate on a shared machine; the peer's work is
+    in its worker processes, so its figure means nothing)."""
     for _ in range(warmup):
         touch(next(iterator))
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for _ in range(batches):
         touch(next(iterator))
-    return batches * BATCH / (time.perf_counter() - start)
+    images = batches * BATCH
+    return (images / (time.perf_counter() - start),
+            (time.process_time() - cpu) * 1000.0 / images)
 
 
 def cpu_ms_per_image(augmenter, batch, reps=4, rounds=5):
@@ -282,25 +295,27 @@ def main(argv=None):
 
     makers = {
         "ours": lambda: (iter(tf_pipeline(jpegs, pngs, augmenter,
-                                          packed=True)), touch_tf),
+                                          packed=True, integer=True)),
+                         touch_tf),
     }
     if args.sequential:
         one_by_one = from_albumentations(args.spec, seed=0,
                                          compose_geometric=False)
         makers["sequential"] = lambda: (
-            iter(tf_pipeline(jpegs, pngs, one_by_one, packed=True)),
+            iter(tf_pipeline(jpegs, pngs, one_by_one, packed=True,
+                             integer=True)),
             touch_tf)
-    if args.integer:
-        makers["integer"] = lambda: (
-            iter(tf_pipeline(jpegs, pngs, augmenter, packed=True,
-                             integer=True)), touch_tf)
+    if args.float_images:
+        makers["float_images"] = lambda: (
+            iter(tf_pipeline(jpegs, pngs, augmenter, packed=True)),
+            touch_tf)
     if args.one_hot:
         makers["one_hot"] = lambda: (
             iter(tf_pipeline(jpegs, pngs, augmenter)), touch_tf)
     if args.per_example:
         makers["per_example"] = lambda: (
             iter(tf_pipeline(jpegs, pngs, augmenter, per_example=True,
-                             packed=True)),
+                             packed=True, integer=True)),
             touch_tf)
     makers["ceiling"] = lambda: (iter(tf_pipeline(jpegs, pngs, None)),
                                  touch_tf)
@@ -329,24 +344,31 @@ def main(argv=None):
             del iterator
             gc.collect()
         print(f"round {r + 1}: " + ", ".join(
-            f"{k} {v[-1]:.1f}" for k, v in figures.items()), flush=True)
+            f"{k} {v[-1][0]:.1f}" for k, v in figures.items()), flush=True)
+    cpu = {k: statistics.median(c for _, c in v)
+           for k, v in figures.items() if v and k != "peer"}
+    figures = {k: [rate for rate, _ in v] for k, v in figures.items()}
     result = {k: max(v) for k, v in figures.items() if v}
     medians = {k: statistics.median(v) for k, v in figures.items() if v}
     result["median"] = medians
+    result["cpu_ms_per_image"] = cpu
     result["cpu_count"] = os.cpu_count()
     print(f"\ninput pipeline, batch {BATCH}, {HEIGHT}x{WIDTH}, "
           f"{os.path.basename(args.spec)}, images/s (best of {args.rounds} "
-          "windows; median):")
+          "windows; median); process CPU ms per image (median):")
     rows = [("ours", "ours (tf.data + kaggle_tf.augment)"),
             ("sequential", "ours, compose_geometric=False"),
-            ("integer", "ours, fed uint8 images"),
+            ("float_images", "ours, fed float32 images"),
             ("one_hot", "ours, fed one-hot float masks"),
             ("per_example", "ours, augmenter before batching"),
             ("ceiling", "ceiling (tf.data, no augmentation)"),
             ("peer", "peer (torch DataLoader x2 + albumentations)")]
     for key, label in rows:
         if key in result:
-            print(f"  {label:44s} {result[key]:7.1f}  ({medians[key]:.1f})")
+            line = f"  {label:44s} {result[key]:7.1f}  ({medians[key]:.1f})"
+            if key in cpu:
+                line += f"  {cpu[key]:5.1f} CPU ms"
+            print(line)
     if "peer" in result:
         result["ours_over_peer"] = result["ours"] / result["peer"]
         print(f"  ours / peer    = {result['ours_over_peer']:.2f}"

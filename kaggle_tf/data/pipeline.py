@@ -18,6 +18,14 @@ The steps, in order:
    batch (`drop_remainder` in training: static shapes for XLA/TPU), the
    augmenter, prefetch.
 
+With an augmenter that takes them (`kaggle_tf.augment.Augmenter`), the
+training stream of a segmentation task keeps the stored forms up to it:
+masks packed a bit per class (`packed_masks`, uint8, as the records hold
+them) and, where no resize is needed, 8-bit images; the augmenter converts
+them inside its compiled function, so batches come out as the table below
+says. That spares a float copy of every mask channel and image on the way
+(decoding, batching, the augmenter's own packing).
+
 Training streams of the training folds (never validation) also draw the
 pseudo-labelled records of `cfg.data.pseudo_records` (`kaggle_tf.pseudo`,
 fold -1) at `cfg.data.pseudo_weight`.
