@@ -21,10 +21,12 @@ Example:
 import json
 
 import keras
+import tensorflow as tf
 
 from kaggle_tf.augment import albumentations
 from kaggle_tf.augment import ops
 from kaggle_tf.augment.ops import packing
+from kaggle_tf.augment.ops.runner import INTEGER_IMAGES
 from kaggle_tf.augment.ops.runner import PACKED_MASKS
 from kaggle_tf.augment.ops.runner import Runner
 
@@ -164,7 +166,7 @@ class Augmenter(keras.layers.Layer):
         passes one per step, so that a resumed run repeats an uninterrupted
         one); None draws the next seed of the augmenter's own state."""
         if not training:
-            return unpack_masks(data, mask_classes)
+            return from_stored_forms(data, mask_classes)
         if seed is None and self.placement != "dataset":
             seed = self._seed_generator.next()
         # Without a seed: the runner's atomic counter, safe under parallel
@@ -215,13 +217,25 @@ class Augmenter(keras.layers.Layer):
         return config
 
 
-def unpack_masks(data, mask_classes):
+def from_stored_forms(data, mask_classes):
     """`data` with its "packed_masks" (if any) unpacked to
-    "segmentation_masks" float32 of `mask_classes` channels."""
-    if not isinstance(data, dict) or PACKED_MASKS not in data:
-        return data
+    "segmentation_masks" float32 of `mask_classes` channels, and integer
+    images scaled to [0, 1] float32: what augmenting returns, unaugmented.
+    """
+    if not isinstance(data, dict):
+        return _float_images(data)
     out = dict(data)
-    out["segmentation_masks"] = packing.unpack(
-        keras.ops.convert_to_tensor(out.pop(PACKED_MASKS)), mask_classes,
-        "float32")
+    if "images" in out:
+        out["images"] = _float_images(out["images"])
+    if PACKED_MASKS in out:
+        out["segmentation_masks"] = packing.unpack(
+            tf.convert_to_tensor(out.pop(PACKED_MASKS)), mask_classes,
+            tf.float32)
     return out
+
+
+def _float_images(images):
+    images = tf.convert_to_tensor(images)
+    if images.dtype in INTEGER_IMAGES:
+        return tf.image.convert_image_dtype(images, tf.float32)
+    return images

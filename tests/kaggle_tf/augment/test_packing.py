@@ -142,10 +142,13 @@ def test_masks_given_packed_equal_masks_given_one_hot(spec, placement):
     assert want["segmentation_masks"].shape[-1] == 5
     assert want["segmentation_masks"].shape != masks.shape \
         or not np.array_equal(want["segmentation_masks"], masks)
-    # Not training: only unpacked.
-    same = packed_aug({"images": images, "packed_masks": packed},
+    # Not training: only converted.
+    stored = np.round(images * 255).astype(np.uint8)
+    same = packed_aug({"images": stored, "packed_masks": packed},
                       training=False, mask_classes=5)
     np.testing.assert_array_equal(same["segmentation_masks"], masks)
+    np.testing.assert_array_equal(
+        same["images"], tf.image.convert_image_dtype(stored, tf.float32))
 
 
 def test_packed_masks_under_xla_and_symbolic_shapes():
