@@ -193,6 +193,8 @@ class Augmenter(keras.layers.Layer):
                             mask_classes=None):
         def spec(key, tensor):
             shape, dtype = tensor.shape, tensor.dtype
+            if key == "images" and dtype in ("uint8", "uint16"):
+                dtype = "float32"  # scaled to [0, 1]
             if key == PACKED_MASKS:
                 key, dtype = "segmentation_masks", "float32"
                 shape = tuple(shape[:3]) + (mask_classes,)

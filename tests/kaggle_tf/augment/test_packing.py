@@ -168,6 +168,10 @@ def test_packed_masks_under_xla_and_symbolic_shapes():
         {"images": images, "packed_masks": _packed(masks)}, mask_classes=3)
     assert spec["segmentation_masks"].shape == (4, 48, 64, 3)
     assert "packed_masks" not in spec
+    stored = np.zeros((4, 48, 64, 3), np.uint8)
+    assert aug.compute_output_spec(
+        {"images": stored})["images"].dtype == "float32"
+    assert aug.compute_output_spec(stored).dtype == "float32"
 
 
 def test_bad_packed_masks_are_named():
