@@ -16,12 +16,14 @@ import tensorflow as tf
 from tfrecords_tools import schema
 
 
-def decode_image(encoded, channels: int):
+def decode_image(encoded, channels: int, scale: bool = True):
     """Encoded JPEG/PNG (scalar string) -> `(height, width, channels)` float32
-    in [0, 1] (8- or 16-bit sources are scaled by their range)."""
+    in [0, 1] (8- or 16-bit sources are scaled by their range); `scale`
+    False: the decoded uint8 as it is."""
     image = tf.io.decode_image(encoded, channels=channels,
                                expand_animations=False)
-    return tf.image.convert_image_dtype(image, tf.float32)
+    return tf.image.convert_image_dtype(image, tf.float32) if scale \
+        else image
 
 
 def decode_images(encoded, count: int, channels_each: int = 1):
@@ -101,9 +103,8 @@ def segmentation_example(parsed: dict, cfg, split: str, manifest: dict,
     stored = (manifest or {}).get("image_size")
     if stored_forms and stored is not None \
             and tuple(stored) == tuple(size):
-        image = tf.io.decode_image(parsed[schema.IMAGE][0],
-                                   channels=stored_channels,
-                                   expand_animations=False)
+        image = decode_image(parsed[schema.IMAGE][0], stored_channels,
+                             scale=False)
         image = tf.ensure_shape(image, (*size, stored_channels))
     else:
         image = decode_image(parsed[schema.IMAGE][0], stored_channels)

@@ -25,8 +25,8 @@ import tensorflow as tf
 
 from kaggle_tf.augment import albumentations
 from kaggle_tf.augment import ops
+from kaggle_tf.augment.ops import base
 from kaggle_tf.augment.ops import packing
-from kaggle_tf.augment.ops.runner import INTEGER_IMAGES
 from kaggle_tf.augment.ops.runner import PACKED_MASKS
 from kaggle_tf.augment.ops.runner import Runner
 
@@ -225,19 +225,12 @@ def from_stored_forms(data, mask_classes):
     images scaled to [0, 1] float32: what augmenting returns, unaugmented.
     """
     if not isinstance(data, dict):
-        return _float_images(data)
+        return base.float_images(data)
     out = dict(data)
     if "images" in out:
-        out["images"] = _float_images(out["images"])
+        out["images"] = base.float_images(out["images"])
     if PACKED_MASKS in out:
         out["segmentation_masks"] = packing.unpack(
             tf.convert_to_tensor(out.pop(PACKED_MASKS)), mask_classes,
             tf.float32)
     return out
-
-
-def _float_images(images):
-    images = tf.convert_to_tensor(images)
-    if images.dtype in INTEGER_IMAGES:
-        return tf.image.convert_image_dtype(images, tf.float32)
-    return images

@@ -326,12 +326,18 @@ def _forward_all(tree, data, params, active, per_sample, compose_geometric):
 INTEGER_IMAGES = (tf.uint8, tf.uint16)
 
 
+def float_images(images):
+    """uint8 / uint16 images scaled to [0, 1] float32 as
+    `tf.image.convert_image_dtype` does (the records' decoding does the
+    same); other images as they are."""
+    images = tf.convert_to_tensor(images)
+    if images.dtype in INTEGER_IMAGES:
+        return tf.image.convert_image_dtype(images, tf.float32)
+    return images
+
+
 def _float_images(data):
-    images = data["images"]
-    if images.dtype not in INTEGER_IMAGES:
-        return data
-    return dict(data, images=tf.image.convert_image_dtype(images,
-                                                          tf.float32))
+    return dict(data, images=float_images(data["images"]))
 
 
 def run(tree, data, seed, per_sample, compose_geometric=True):

@@ -55,9 +55,7 @@ INTEGER_IMAGES = base.INTEGER_IMAGES
 
 
 def _content_key(images):
-    sample = images[:, ::16, ::16, :]
-    if sample.dtype in INTEGER_IMAGES:
-        sample = tf.image.convert_image_dtype(sample, tf.float32)
+    sample = base.float_images(images[:, ::16, ::16, :])
     return tf.reduce_sum(tf.cast(tf.round(sample * 255.0), tf.int32))
 
 
