@@ -28,6 +28,14 @@ from kaggle_tf.augment.ops import chain as warp_chain
 from kaggle_tf.augment.ops import rng
 
 
+def scalar_fill(fill):
+    """Whether `fill` is one number for every channel (a number or a
+    one-element list)."""
+    if isinstance(fill, (list, tuple)):
+        return len(fill) == 1 and scalar_fill(fill[0])
+    return isinstance(fill, (int, float)) and not isinstance(fill, bool)
+
+
 def check_probability(p, where):
     """Returns `p` as a float in [0, 1]; raises ValueError naming `where`."""
     if isinstance(p, bool) or not isinstance(p, (int, float)) \
@@ -66,6 +74,15 @@ class Node:
         """Whether the node handles masks packed a bit per class (see
         `packing`): it only moves them with nearest sampling, flips them,
         fills them with 0 / 1 or leaves them alone."""
+        return False
+
+    @property
+    def channel_uniform(self):
+        """Whether the node treats every image channel alike: the same
+        arithmetic on each channel with the same drawn values, fills equal
+        in every channel, nothing computed across channels. An image whose
+        channels are all equal (grayscale stored as RGB) then gives the
+        same result transformed on one channel and repeated (`Runner`)."""
         return False
 
     def leaves(self):
@@ -125,6 +142,10 @@ class Container(Node):
     @property
     def packs_masks(self):
         return all(t.packs_masks for t in self.transforms)
+
+    @property
+    def channel_uniform(self):
+        return all(t.channel_uniform for t in self.transforms)
 
     def leaves(self):
         return [leaf for t in self.transforms for leaf in t.leaves()]

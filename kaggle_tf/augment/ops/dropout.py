@@ -5,6 +5,7 @@ import tensorflow as tf
 from kaggle_tf.augment.ops import packing
 from kaggle_tf.augment.ops import rng
 from kaggle_tf.augment.ops.base import Op
+from kaggle_tf.augment.ops.base import scalar_fill
 from kaggle_tf.augment.ops.geometric import _pair
 from kaggle_tf.augment.ops.registry import register_op
 
@@ -58,6 +59,10 @@ class CoarseDropout(Op):
         self.fill = fill
         self.fill_mask = fill_mask
         self.pixels = self.hole_height_range[1] >= 1
+
+    @property
+    def channel_uniform(self):
+        return scalar_fill(self.fill)
 
     @property
     def packs_masks(self):

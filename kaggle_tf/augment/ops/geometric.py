@@ -27,6 +27,7 @@ from kaggle_tf.augment.ops import packing
 from kaggle_tf.augment.ops import rng
 from kaggle_tf.augment.ops import warp
 from kaggle_tf.augment.ops.base import Op
+from kaggle_tf.augment.ops.base import scalar_fill
 from kaggle_tf.augment.ops.registry import register_op
 
 
@@ -65,6 +66,10 @@ class WarpOp(Op):
     def packs_masks(self):
         return self.mask_interpolation == warp.NEAREST \
             and packing.is_binary_fill(self.fill_mask)
+
+    @property
+    def channel_uniform(self):
+        return scalar_fill(self.fill)
 
     # A pure map of coordinates, which a chain of consecutive warps
     # samples once (`chain`): `prepare`, `map_points` and `map_taps`.
@@ -147,6 +152,7 @@ class Flip(Op):
         self.axis = axis
 
     packs_masks = True
+    channel_uniform = True
 
     def apply(self, data, params):
         axis = 2 if self.axis == "horizontal" else 1
@@ -187,6 +193,7 @@ class Dihedral(Op):
         self.elements = elements
 
     packs_masks = True
+    channel_uniform = True
 
     def sample(self, seed, batch_size, height, width):
         table = tf.constant([D4_ELEMENTS[e] for e in self.elements],
@@ -774,6 +781,8 @@ class CropResize(Op):
     @property
     def packs_masks(self):
         return self.mask_interpolation == warp.NEAREST
+
+    channel_uniform = True
 
     def changes_size(self):
         return True

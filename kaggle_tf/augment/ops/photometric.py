@@ -27,6 +27,11 @@ class BrightnessContrast(Op):
     name = "BrightnessContrast"
     packs_masks = True  # masks pass through untouched
 
+    @property
+    def channel_uniform(self):
+        # The image mean (brightness_by_max=False) is a sum over channels.
+        return self.brightness_by_max
+
     def __init__(self, brightness_limit=(-0.2, 0.2),
                  contrast_limit=(-0.2, 0.2), brightness_by_max=True,
                  ensure_safe_range=False, p=0.5):
@@ -85,6 +90,7 @@ class Gamma(Op):
 
     name = "Gamma"
     packs_masks = True  # masks pass through untouched
+    channel_uniform = True
 
     def __init__(self, gamma_limit=(80.0, 120.0), p=0.5):
         super().__init__(p)

@@ -24,6 +24,14 @@ or uint16 are scaled to [0, 1] as `tf.image.convert_image_dtype` does,
 inside the compiled function (the batch travels at its stored depth), and
 come back float32.
 
+Grayscale stored as RGB (Severstal's JPEGs, a DICOM repeated into three
+channels): where every image of a batch has all its channels equal and
+every op of the tree treats channels alike (`channel_uniform`), the tree
+runs on the first channel and the result is repeated (per-sample runner,
+`gray_once`): the same output bit for bit at a third of the resampling
+work. Any other batch takes the full path; each path compiles on its
+first use.
+
 Example:
 
 >>> runner = Runner(tree, per_sample=True, jit_compile=True)
@@ -73,12 +81,16 @@ class Runner:
             same key share one compiled function. None: no sharing.
         compose_geometric: sample consecutive geometric ops once
             (`chain`) rather than once each.
+        gray_once: per sample, run batches whose images have all
+            channels equal on one channel (see the module docstring).
     """
 
     def __init__(self, tree, per_sample, jit_compile, seed=None,
-                 cache_key=None, compose_geometric=True):
+                 cache_key=None, compose_geometric=True, gray_once=True):
         self.tree = tree
         self.compose_geometric = bool(compose_geometric)
+        self.gray_once = bool(gray_once) and per_sample \
+            and tree.channel_uniform
         if seed is None:
             seed = random.randrange(2 ** 31)
         self.counter = tf.Variable([seed, 0, 0], dtype=tf.int64,
@@ -92,16 +104,21 @@ class Runner:
         self._cores = {}
         self._core = self._compiled(None)
 
-    def _compiled(self, packed_classes):
+    def _compiled(self, packed_classes, gray_channels=None):
         """`(data, seed) -> out` for one-hot masks (None) or masks packed
-        with `packed_classes`, XLA-compiled when the runner is."""
-        if packed_classes in self._cores:
-            return self._cores[packed_classes]
+        with `packed_classes`, XLA-compiled when the runner is.
+        `gray_channels`: run on the images' first channel and repeat the
+        result `gray_channels` times."""
+        if (packed_classes, gray_channels) in self._cores:
+            return self._cores[packed_classes, gray_channels]
         run = self._run if packed_classes is None else functools.partial(
             self._run_packed, classes=packed_classes)
+        if gray_channels is not None:
+            run = functools.partial(_on_first_channel, run=run,
+                                    channels=gray_channels)
         if self.jit_compile:
             key = None if self._key is None else self._key + (
-                packed_classes,)
+                packed_classes, gray_channels)
             if key is not None and key in _COMPILED:
                 run = _COMPILED[key]
             else:
@@ -110,7 +127,7 @@ class Runner:
                 run = tf.function(run, jit_compile=True, autograph=False)
                 if key is not None:
                     _COMPILED[key] = run
-        self._cores[packed_classes] = run
+        self._cores[packed_classes, gray_channels] = run
         return run
 
     def _run(self, data, seed):
@@ -187,8 +204,15 @@ class Runner:
                                             2 ** 31 - 1), tf.int32)
         seed = tf.random.experimental.stateless_fold_in(
             seed, _content_key(data["images"]), alg=rng.ALG)
-        out = self._compiled(None if packed is None
-                             else int(mask_classes))(data, seed)
+        classes = None if packed is None else int(mask_classes)
+        core = self._compiled(classes)
+        channels = data["images"].shape[-1]
+        if self.gray_once and channels is not None and channels > 1:
+            gray = self._compiled(classes, channels)
+            out = tf.cond(_channels_equal(data["images"]),
+                          lambda: gray(data, seed), lambda: core(data, seed))
+        else:
+            out = core(data, seed)
         new_images = out["images"] if images.dtype in INTEGER_IMAGES \
             else tf.cast(out["images"], images.dtype)
         if not isinstance(batch, dict):
@@ -201,6 +225,21 @@ class Runner:
             del result[PACKED_MASKS]
             result[MASKS] = out["masks"]
         return result
+
+
+@tf.function(jit_compile=True, autograph=False)
+def _channels_equal(images):
+    """Whether every image of the batch has all its channels equal (one
+    fused pass over the batch)."""
+    return tf.reduce_all(tf.equal(images[..., 1:], images[..., :1]))
+
+
+def _on_first_channel(data, seed, run, channels):
+    """`run` on the images' first channel, its images repeated to
+    `channels` (equal channels give equal results: `channel_uniform`)."""
+    out = run(dict(data, images=data["images"][..., :1]), seed)
+    out["images"] = tf.tile(out["images"], [1, 1, 1, channels])
+    return out
 
 
 def _check_packed(batch, classes):
