@@ -3,7 +3,7 @@
     python benchmarks/bench_augment.py [--images 64] [--batches 12]
                                        [--rounds 3] [--sequential]
                                        [--per-example] [--float-images]
-                                       [--one-hot]
+                                       [--one-hot] [--every-channel]
                                        [--json out.json]
 
 The same 256 x 1600 JPEGs (a Severstal sample from `tfrecords_tools`) and
@@ -24,6 +24,11 @@ class-id PNG masks (4 classes) feed these pipelines, batch 8:
   masks itself (the form before consecutive warps were composed); both
   are also timed alone on one in-memory batch, in process CPU ms per
   image;
+- ours, every channel (`--every-channel`): the same with
+  `gray_once=False`. The sample's JPEGs are grayscale stored as RGB (all
+  channels equal, as Severstal's), which ours transforms on one channel
+  and repeats; this form transforms the three channels, as it does for
+  colour images; both are also timed alone on one in-memory batch;
 - ours, per example (`--per-example`): the same augmenter mapped on each
   example (a batch of one) before batching: its inputs, outputs and XLA
   temporaries are one image each, which the allocator reuses, where a
@@ -100,6 +105,9 @@ def parse_args(argv=None):
     p.add_argument("--one-hot", action="store_true",
                    help="also time ours fed one-hot float masks (the "
                         "pipeline's form before it kept them packed)")
+    p.add_argument("--every-channel", action="store_true",
+                   help="also time ours with gray_once=False (the three "
+                        "channels transformed, as for colour images)")
     p.add_argument("--json", default=None, help="also write the figures")
     return p.parse_args(argv)
 
@@ -195,17 +203,21 @@ def time_iterator(iterator, batches, warmup, touch):
             (time.process_time() - cpu) * 1000.0 / images)
 
 
-def cpu_ms_per_image(augmenter, batch, reps=4, rounds=5):
+def cpu_ms_per_image(augmenter, batch, reps=4, rounds=5, mask_classes=None):
     """Process CPU time of the augmenter alone on one in-memory batch, ms
     per image (best of `rounds`): steadier than a rate on a shared
     machine."""
+    def once():
+        augmenter(batch, training=True,
+                  mask_classes=mask_classes)["images"].numpy()
+
     for _ in range(2):
-        augmenter(batch, training=True)["images"].numpy()
+        once()
     best = float("inf")
     for _ in range(rounds):
         start = time.process_time()
         for _ in range(reps):
-            augmenter(batch, training=True)["images"].numpy()
+            once()
         best = min(best, (time.process_time() - start) * 1000.0
                    / (reps * BATCH))
     return best
@@ -312,6 +324,13 @@ def main(argv=None):
     if args.one_hot:
         makers["one_hot"] = lambda: (
             iter(tf_pipeline(jpegs, pngs, augmenter)), touch_tf)
+    if args.every_channel:
+        every_channel = from_albumentations(args.spec, seed=0,
+                                            gray_once=False)
+        makers["every_channel"] = lambda: (
+            iter(tf_pipeline(jpegs, pngs, every_channel, packed=True,
+                             integer=True)),
+            touch_tf)
     if args.per_example:
         makers["per_example"] = lambda: (
             iter(tf_pipeline(jpegs, pngs, augmenter, per_example=True,
@@ -360,6 +379,7 @@ def main(argv=None):
             ("sequential", "ours, compose_geometric=False"),
             ("float_images", "ours, fed float32 images"),
             ("one_hot", "ours, fed one-hot float masks"),
+            ("every_channel", "ours, every channel (gray_once=False)"),
             ("per_example", "ours, augmenter before batching"),
             ("ceiling", "ceiling (tf.data, no augmentation)"),
             ("peer", "peer (torch DataLoader x2 + albumentations)")]
@@ -387,6 +407,20 @@ def main(argv=None):
               f"composed {cpu['composed']:.1f}, sequential "
               f"{cpu['sequential']:.1f}")
         result["pairs_cpu_ms_per_image"] = pairs(args.spec, first)
+    if "every_channel" in result:
+        result["ours_over_every_channel"] = (result["ours"]
+                                             / result["every_channel"])
+        print("  ours / every channel = "
+              f"{result['ours_over_every_channel']:.2f}")
+        first = next(iter(tf_pipeline(jpegs, pngs, None, packed=True,
+                                      integer=True)))
+        cpu = {name: cpu_ms_per_image(aug, first, mask_classes=CLASSES)
+               for name, aug in (("gray_once", augmenter),
+                                 ("every_channel", every_channel))}
+        result["gray_cpu_ms_per_image"] = cpu
+        print("  augmenter alone, CPU ms per image (best of 5): "
+              f"gray once {cpu['gray_once']:.1f}, every channel "
+              f"{cpu['every_channel']:.1f}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)

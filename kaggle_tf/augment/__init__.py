@@ -31,7 +31,8 @@ __all__ = ["Augmenter", "UnsupportedError", "build", "from_albumentations",
 
 
 def from_albumentations(spec, *, seed=None, placement="dataset",
-                        allow_cpu_fallback=False, compose_geometric=True):
+                        allow_cpu_fallback=False, compose_geometric=True,
+                        gray_once=True):
     """An augmenter from an albumentations spec.
 
     Args:
@@ -44,6 +45,8 @@ def from_albumentations(spec, *, seed=None, placement="dataset",
             albumentations on the CPU (warns; never on a TPU) instead of
             raising.
         compose_geometric: sample consecutive geometric ops once (see
+            `Augmenter`).
+        gray_once: transform grayscale stored as RGB on one channel (see
             `Augmenter`).
 
     Returns:
@@ -61,7 +64,8 @@ def from_albumentations(spec, *, seed=None, placement="dataset",
     """
     return Augmenter(spec, seed=seed, placement=placement,
                      allow_cpu_fallback=allow_cpu_fallback,
-                     compose_geometric=compose_geometric)
+                     compose_geometric=compose_geometric,
+                     gray_once=gray_once)
 
 
 def _resolve(transforms, base_dir):

@@ -53,6 +53,11 @@ class Augmenter(keras.layers.Layer):
         compose_geometric: sample consecutive geometric ops (affine, grid,
             optical, elastic) once, at their composed map, instead of
             once each. Defaults to `True`.
+        gray_once: in the `"dataset"` form, transform a batch whose images
+            have all channels equal (grayscale stored as RGB) on one
+            channel and repeat the result, where every op treats channels
+            alike: the same output at a third of the resampling. Defaults
+            to `True`.
 
     Call arguments:
         data: a dict with "images" (batch, height, width, channels) in
@@ -83,7 +88,7 @@ class Augmenter(keras.layers.Layer):
 
     def __init__(self, transforms, seed=None, placement="dataset",
                  allow_cpu_fallback=False, jit_compile=True,
-                 compose_geometric=True, **kwargs):
+                 compose_geometric=True, gray_once=True, **kwargs):
         kwargs.setdefault("autocast", False)
         super().__init__(**kwargs)
         if placement not in PLACEMENTS:
@@ -107,6 +112,7 @@ class Augmenter(keras.layers.Layer):
         self.allow_cpu_fallback = bool(allow_cpu_fallback)
         self.jit_compile = bool(jit_compile)
         self.compose_geometric = bool(compose_geometric)
+        self.gray_once = bool(gray_once)
         self.tree = albumentations.to_tree(self.transforms,
                                            self.allow_cpu_fallback)
         self._seed_generator = keras.random.SeedGenerator(seed)
@@ -127,7 +133,8 @@ class Augmenter(keras.layers.Layer):
         self._runner = Runner(
             self.tree, per_sample=in_dataset,
             jit_compile=jit_compile and in_dataset, seed=seed,
-            cache_key=self._spec, compose_geometric=compose_geometric)
+            cache_key=self._spec, compose_geometric=compose_geometric,
+            gray_once=gray_once)
         # No weights depend on the input shape.
         self.built = True
 
@@ -215,6 +222,7 @@ class Augmenter(keras.layers.Layer):
             "allow_cpu_fallback": self.allow_cpu_fallback,
             "jit_compile": self.jit_compile,
             "compose_geometric": self.compose_geometric,
+            "gray_once": self.gray_once,
         })
         return config
 

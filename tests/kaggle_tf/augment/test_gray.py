@@ -133,3 +133,23 @@ def test_vectorized_runners_do_not_branch():
     assert not Runner(tree, per_sample=False, jit_compile=False).gray_once
     assert not Runner(tree, per_sample=True, jit_compile=False,
                       gray_once=False).gray_once
+
+
+def test_augmenter_passes_gray_once_and_serializes_it():
+    from kaggle_tf.augment import Augmenter
+    from kaggle_tf.augment import from_albumentations
+
+    assert from_albumentations(SIIM, seed=1)._runner.gray_once
+    aug = from_albumentations(SIIM, seed=1, gray_once=False)
+    assert not aug._runner.gray_once
+    config = aug.get_config()
+    assert config["gray_once"] is False
+    again = Augmenter.from_config(config)
+    assert not again._runner.gray_once
+    images, packed, _ = _gray_batch(2, np.uint8)
+    batch = {"images": images, "packed_masks": packed}
+    seed = tf.constant([4, 4], tf.int32)
+    np.testing.assert_array_equal(
+        aug(batch, seed=seed, mask_classes=CLASSES)["images"],
+        from_albumentations(SIIM, seed=1)(batch, seed=seed,
+                                          mask_classes=CLASSES)["images"])
