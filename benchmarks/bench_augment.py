@@ -308,39 +308,28 @@ def main(argv=None):
     def touch_tf(batch):
         return float(tf.reduce_sum(batch["images"][:, 0, 0]))
 
-    makers = {
-        "ours": lambda: (iter(tf_pipeline(jpegs, pngs, augmenter,
-                                          packed=True, integer=True)),
-                         touch_tf),
-    }
+    def maker(aug, **forms):
+        return lambda: (iter(tf_pipeline(jpegs, pngs, aug, **forms)),
+                        touch_tf)
+
+    # The pipeline's own form: packed masks, uint8 images.
+    stored = {"packed": True, "integer": True}
+    makers = {"ours": maker(augmenter, **stored)}
     if args.sequential:
         one_by_one = from_albumentations(args.spec, seed=0,
                                          compose_geometric=False)
-        makers["sequential"] = lambda: (
-            iter(tf_pipeline(jpegs, pngs, one_by_one, packed=True,
-                             integer=True)),
-            touch_tf)
+        makers["sequential"] = maker(one_by_one, **stored)
     if args.float_images:
-        makers["float_images"] = lambda: (
-            iter(tf_pipeline(jpegs, pngs, augmenter, packed=True)),
-            touch_tf)
+        makers["float_images"] = maker(augmenter, packed=True)
     if args.one_hot:
-        makers["one_hot"] = lambda: (
-            iter(tf_pipeline(jpegs, pngs, augmenter)), touch_tf)
+        makers["one_hot"] = maker(augmenter)
     if args.every_channel:
         every_channel = from_albumentations(args.spec, seed=0,
                                             gray_once=False)
-        makers["every_channel"] = lambda: (
-            iter(tf_pipeline(jpegs, pngs, every_channel, packed=True,
-                             integer=True)),
-            touch_tf)
+        makers["every_channel"] = maker(every_channel, **stored)
     if args.per_example:
-        makers["per_example"] = lambda: (
-            iter(tf_pipeline(jpegs, pngs, augmenter, per_example=True,
-                             packed=True, integer=True)),
-            touch_tf)
-    makers["ceiling"] = lambda: (iter(tf_pipeline(jpegs, pngs, None)),
-                                 touch_tf)
+        makers["per_example"] = maker(augmenter, per_example=True, **stored)
+    makers["ceiling"] = maker(None)
     try:
         import torch
 

@@ -56,8 +56,8 @@ class Augmenter(keras.layers.Layer):
         gray_once: in the `"dataset"` form, transform a batch whose images
             have all channels equal (grayscale stored as RGB) on one
             channel and repeat the result, where every op treats channels
-            alike: the same output at a third of the resampling. Defaults
-            to `True`.
+            alike: the same output at a third of the image resampling.
+            Defaults to `True`.
 
     Call arguments:
         data: a dict with "images" (batch, height, width, channels) in
