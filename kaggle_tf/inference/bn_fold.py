@@ -2,7 +2,7 @@
 
 In inference a BatchNormalization is a per-channel affine map,
 `y = s * (x - mean) + beta` with `s = gamma / sqrt(var + eps)`. After a
-`Conv2D` it folds into the convolution's kernel and bias:
+`Conv2D` (or a U-Net decoder's `UpsampleConcatConv2D`) it folds into the convolution's kernel and bias:
 
     kernel' = kernel * s        bias' = (bias - mean) * s + beta
 
@@ -23,6 +23,8 @@ Example:
 import keras
 import numpy as np
 
+from kaggle_tf.models.upsample_conv import UpsampleConcatConv2D
+
 
 def _channels_axis(layer, rank):
     axis = layer.axis
@@ -34,17 +36,18 @@ def _channels_axis(layer, rank):
 
 
 def _foldable_conv(layer):
-    return (type(layer) is keras.layers.Conv2D
+    return (type(layer) in (keras.layers.Conv2D, UpsampleConcatConv2D)
             and layer.data_format == "channels_last"
             and layer.get_config().get("groups", 1) == 1)
 
 
 def _folded_conv(conv, bn):
-    """A new Conv2D (with bias) equal to `bn(conv(x))` in inference."""
+    """A new conv of `conv`'s class (with bias) equal to `bn(conv(x))` in
+    inference."""
     config = conv.get_config()
     config["use_bias"] = True
     config["name"] = f"{conv.name}_bn_folded"
-    folded = keras.layers.Conv2D.from_config(config)
+    folded = type(conv).from_config(config)
     kernel = np.asarray(keras.ops.convert_to_numpy(conv.kernel), np.float64)
     bias = (np.asarray(keras.ops.convert_to_numpy(conv.bias), np.float64)
             if conv.use_bias else 0.0)

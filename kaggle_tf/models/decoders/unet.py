@@ -14,6 +14,7 @@ from keras import layers
 from kaggle_tf.models import blocks
 from kaggle_tf.models import normalization
 from kaggle_tf.models.decoders import base
+from kaggle_tf.models.upsample_conv import UpsampleConcatConv2D
 
 DECODER_INIT = "he_uniform"  # smp: kaiming uniform, fan_in, ReLU gain
 
@@ -36,15 +37,23 @@ def unet_block(x, skip, filters, attention=None, name=None):
     >>> y = unet_block(keras.Input((4, 4, 8)), keras.Input((8, 8, 4)), 16,
     ...                name="decoder_blocks_0")
     """
-    x = layers.UpSampling2D(2, interpolation="nearest", name=f"{name}_up")(x)
-    if skip is not None:
+    init = {"padding": "same", "use_bias": False,
+            "kernel_initializer": DECODER_INIT}
+    if attention == "scse" and skip is not None:
+        x = layers.UpSampling2D(2, interpolation="nearest",
+                                name=f"{name}_up")(x)
         x = layers.Concatenate(name=f"{name}_concat")([x, skip])
-        if attention == "scse":
-            x = blocks.scse(x, name=f"{name}_attention1_attention")
+        x = blocks.scse(x, name=f"{name}_attention1_attention")
+        x = layers.Conv2D(filters, 3, name=f"{name}_conv1_0", **init)(x)
+    else:
+        # The upsampling and the join inside conv1: its backward keeps
+        # `x` (a quarter of the size) instead of the conv's input.
+        x = UpsampleConcatConv2D(filters, 3, name=f"{name}_conv1_0", **init)(
+            x if skip is None else [x, skip])
     for conv in ("conv1", "conv2"):
-        x = layers.Conv2D(filters, 3, padding="same", use_bias=False,
-                          kernel_initializer=DECODER_INIT,
-                          name=f"{name}_{conv}_0")(x)
+        if conv == "conv2":
+            x = layers.Conv2D(filters, 3, name=f"{name}_{conv}_0",
+                              **init)(x)
         x = blocks.batch_norm(x, name=f"{name}_{conv}_1")
         x = layers.ReLU(name=f"{name}_{conv}_2")(x)
     if attention == "scse":

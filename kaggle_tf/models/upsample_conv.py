@@ -1,0 +1,162 @@
+"""A U-Net decoder's first conv with its nearest upsampling and skip join.
+
+`UpsampleConcatConv2D([x, skip])` is `Conv2D(concat(upsample_2x(x),
+skip))`, as `UpSampling2D(nearest)` -> `Concatenate` -> `Conv2D`, in one
+layer with the same weights. In training on the TensorFlow backend its
+gradient keeps only `x` and `skip` for the backward pass and rebuilds the
+conv's input there (a copy, no arithmetic) instead of keeping it: that
+input is the largest tensor of each decoder block (at 256x1600, batch 4,
+the last two blocks' are 210 MB each, against 52 MB and nothing for what
+is kept instead; `skip` is kept by the encoder anyway). The gradients are
+TensorFlow's own conv gradients of the same tensors, so values are those of
+the three separate layers. Inference, and other backends, run the plain
+ops.
+"""
+
+import keras
+import tensorflow as tf
+from keras import layers
+from keras import ops
+
+try:  # keeps XLA from merging the rebuilt input with the forward's
+    from tensorflow.compiler.tf2xla.python.xla import optimization_barrier
+except ImportError:  # pragma: no cover - a TensorFlow without the op
+    optimization_barrier = None
+
+
+@keras.saving.register_keras_serializable(package="kaggle_tf")
+class UpsampleConcatConv2D(layers.Conv2D):
+    """Nearest upsampling by `scale`, concatenation of a skip, a conv.
+
+    Called on `x` or `[x, skip]` (channels last, `skip` at `scale` times
+    `x`'s size); the conv has stride 1, `"same"` padding, no dilation and
+    no groups. All other arguments are `keras.layers.Conv2D`'s; the kernel
+    is the one a `Conv2D` on the concatenation would have.
+
+    Args:
+        filters: output channels.
+        kernel_size: the conv's kernel size (odd).
+        scale: the upsampling factor. Defaults to `2`.
+
+    Example:
+
+    >>> layer = UpsampleConcatConv2D(16, 3, use_bias=False)
+    >>> y = layer([keras.Input((4, 4, 8)), keras.Input((8, 8, 4))])
+    >>> y.shape
+    (None, 8, 8, 16)
+    """
+
+    def __init__(self, filters, kernel_size, scale=2, **kwargs):
+        kwargs.setdefault("padding", "same")
+        super().__init__(filters, kernel_size, **kwargs)
+        if (self.padding != "same" or tuple(self.strides) != (1, 1)
+                or tuple(self.dilation_rate) != (1, 1) or self.groups != 1
+                or self.data_format != "channels_last"):
+            raise ValueError(
+                "UpsampleConcatConv2D: only stride 1, 'same' padding, no "
+                "dilation or groups, channels_last; got padding="
+                f"{self.padding!r} strides={self.strides} dilation_rate="
+                f"{self.dilation_rate} groups={self.groups} data_format="
+                f"{self.data_format!r}")
+        self.scale = int(scale)
+        self.input_spec = None  # one or two inputs
+
+    @staticmethod
+    def _shapes(input_shape):
+        if isinstance(input_shape, (list, tuple)) and input_shape and \
+                isinstance(input_shape[0], (list, tuple)):
+            return [tuple(s) for s in input_shape]
+        return [tuple(input_shape)]
+
+    def build(self, input_shape):
+        shapes = self._shapes(input_shape)
+        channels = sum(s[-1] for s in shapes)
+        super().build(shapes[0][:-1] + (channels,))
+        self.input_spec = None  # one or two inputs
+
+    def compute_output_shape(self, input_shape):
+        shape = self._shapes(input_shape)[0]
+
+        def up(d):
+            return None if d is None else d * self.scale
+
+        return (shape[0], up(shape[1]), up(shape[2]), self.filters)
+
+    def _conv_input(self, x, skip):
+        u = ops.repeat(ops.repeat(x, self.scale, axis=1), self.scale, axis=2)
+        return u if skip is None else ops.concatenate([u, skip], axis=-1)
+
+    def call(self, inputs, training=None):
+        if isinstance(inputs, (list, tuple)):
+            x, skip = inputs if len(inputs) == 2 else (inputs[0], None)
+        else:
+            x, skip = inputs, None
+        kernel = ops.convert_to_tensor(self.kernel)
+        if training and keras.backend.backend() == "tensorflow":
+            outputs = _recomputed_conv(x, skip, kernel, self.scale)
+        else:
+            outputs = ops.conv(self._conv_input(x, skip), kernel, strides=1,
+                               padding="same", data_format="channels_last")
+        if self.use_bias:
+            outputs = ops.add(outputs, ops.convert_to_tensor(self.bias))
+        if self.activation is not None:
+            outputs = self.activation(outputs)
+        return outputs
+
+    def get_config(self):
+        return {**super().get_config(), "scale": self.scale}
+
+
+def _recomputed_conv(x, skip, kernel, scale):
+    """conv(concat(repeat(x), skip)) whose backward rebuilds the conv input.
+
+    TensorFlow only (the layer's training path on that backend).
+    """
+    kernel = tf.identity(kernel)  # a tensor, not the variable it reads
+
+    def conv_input(x, skip):
+        u = tf.repeat(tf.repeat(x, scale, axis=1), scale, axis=2)
+        return u if skip is None else tf.concat([u, skip], axis=-1)
+
+    def forward(x, skip, kernel):
+        u = conv_input(x, skip)
+        z = tf.nn.conv2d(u, kernel, strides=1, padding="SAME")
+
+        def grad(dz):
+            # The barrier keeps XLA from merging this rebuild with the
+            # forward's (which would keep the conv input alive after all)
+            # and schedules it after the output gradient exists.
+            x2, skip2, dz = _barrier(x, skip, dz)
+            u = conv_input(x2, skip2)
+            dkernel = tf.raw_ops.Conv2DBackpropFilter(
+                input=u, filter_sizes=tf.shape(kernel), out_backprop=dz,
+                strides=[1, 1, 1, 1], padding="SAME")
+            du = tf.raw_ops.Conv2DBackpropInput(
+                input_sizes=tf.shape(u), filter=kernel, out_backprop=dz,
+                strides=[1, 1, 1, 1], padding="SAME")
+            dx = du if skip is None else du[..., :tf.shape(x)[-1]]
+            n, h, w = tf.shape(x)[0], tf.shape(x)[1], tf.shape(x)[2]
+            dx = tf.reshape(dx, [n, h, scale, w, scale, tf.shape(x)[-1]])
+            dx = tf.reduce_sum(dx, axis=[2, 4])
+            if skip is None:
+                return dx, dkernel
+            return dx, du[..., tf.shape(x)[-1]:], dkernel
+
+        return z, grad
+
+    if skip is None:
+        return tf.custom_gradient(
+            lambda x, kernel: forward(x, None, kernel))(x, kernel)
+    return tf.custom_gradient(forward)(x, skip, kernel)
+
+
+def _barrier(*tensors):
+    tensors = [t for t in tensors if t is not None]
+    if optimization_barrier is not None:
+        out = list(optimization_barrier(*tensors))
+    else:  # pragma: no cover
+        with tf.control_dependencies([tensors[-1]]):
+            out = [tf.identity(t) for t in tensors]
+    if len(out) == 2:  # no skip
+        return out[0], None, out[1]
+    return tuple(out)
