@@ -2,7 +2,8 @@
 
 In inference a BatchNormalization is a per-channel affine map,
 `y = s * (x - mean) + beta` with `s = gamma / sqrt(var + eps)`. After a
-`Conv2D` (or a U-Net decoder's `UpsampleConcatConv2D`) it folds into the convolution's kernel and bias:
+`Conv2D` (or a U-Net decoder's `UpsampleConcatConv2D`) it folds into the
+convolution's kernel and bias:
 
     kernel' = kernel * s        bias' = (bias - mean) * s + beta
 

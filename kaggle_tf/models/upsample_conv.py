@@ -6,11 +6,13 @@ layer with the same weights. In training on the TensorFlow backend its
 gradient keeps only `x` and `skip` for the backward pass and rebuilds the
 conv's input there (a copy, no arithmetic) instead of keeping it: that
 input is the largest tensor of each decoder block (at 256x1600, batch 4,
-the last two blocks' are 210 MB each, against 52 MB and nothing for what
-is kept instead; `skip` is kept by the encoder anyway). The gradients are
-TensorFlow's own conv gradients of the same tensors, so values are those of
-the three separate layers. Inference, and other backends, run the plain
-ops.
+210 MB in each of the last two blocks, where `x` is 52 MB and nothing;
+`skip` is kept by the encoder anyway). The gradients are TensorFlow's own
+conv gradients of the same tensors, so values are those of the three
+separate layers. Without XLA a training step then peaks ~85-240 MB lower
+at that size (benchmarks/README.md); XLA already rebuilds such copies
+itself, so there the layer changes nothing. Inference, and other backends,
+run the plain ops.
 """
 
 import keras
