@@ -12,7 +12,9 @@ channels-first for smp.
 
 * train: one optimizer step (Adam, BCE with logits) on a fixed batch;
   ours through `model.train_on_batch` (`jit_compile=True` for `ours-xla`),
-  smp through forward / backward / step.
+  smp through forward / backward / step. Ours trims the freed heap during
+  the warm-up steps, as `fit` does (`kaggle_tf.training.heap`);
+  `ours-notrim` / `ours-xla-notrim` do not.
 * infer: `predict_on_batch` (ours) / `model(x)` under `torch.inference_mode`
   in eval mode (smp).
 
@@ -29,6 +31,7 @@ smp", for where the memory goes.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -45,7 +48,7 @@ def rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def run_ours(mode, height, width, args, jit):
+def run_ours(mode, height, width, args, jit, trim=True):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import numpy as np
     import tensorflow as tf
@@ -55,6 +58,7 @@ def run_ours(mode, height, width, args, jit):
 
     sys.path.insert(0, ROOT)
     from kaggle_tf.models import Unet
+    from kaggle_tf.training import heap
 
     baseline = rss_mb()
     model = Unet("resnet34", classes=CLASSES, input_shape=(height, width, 3))
@@ -71,7 +75,10 @@ def run_ours(mode, height, width, args, jit):
     else:
         def step():
             return float(np.asarray(model.predict_on_batch(x)).mean())
-    result = timed(step, args, baseline)
+    # What `fit` does (heap.TrimHeapWhileCompiling): the heap trimmed while
+    # the compiling (warm-up) steps run.
+    result = timed(step, args, baseline,
+                   warmup_context=heap.trimming if trim else None)
     try:  # oneDNN's allocator (the default on x86) keeps statistics
         peak = tf.config.experimental.get_memory_info("CPU:0")["peak"]
     except ValueError:
@@ -115,10 +122,11 @@ def run_smp(mode, height, width, args):
     return timed(step, args, baseline)
 
 
-def timed(step, args, baseline):
+def timed(step, args, baseline, warmup_context=None):
     start = time.perf_counter()
-    for _ in range(args.warmup):
-        step()
+    with (warmup_context or contextlib.nullcontext)():
+        for _ in range(args.warmup):
+            step()
     first = time.perf_counter() - start
     times = []
     for _ in range(args.iters):
@@ -138,7 +146,9 @@ def worker(args):
     if impl == "smp":
         result = run_smp(mode, height, width, args)
     else:
-        result = run_ours(mode, height, width, args, jit=impl == "ours-xla")
+        result = run_ours(mode, height, width, args,
+                          jit=impl.startswith("ours-xla"),
+                          trim=not impl.endswith("-notrim"))
     print("RESULT " + json.dumps(result))
 
 

@@ -9,10 +9,11 @@ input is the largest tensor of each decoder block (at 256x1600, batch 4,
 210 MB in each of the last two blocks, where `x` is 52 MB and nothing;
 `skip` is kept by the encoder anyway). The gradients are TensorFlow's own
 conv gradients of the same tensors, so values are those of the three
-separate layers. Without XLA a training step then peaks ~85-240 MB lower
-at that size (benchmarks/README.md); XLA already rebuilds such copies
-itself, so there the layer changes nothing. Inference, and other backends,
-run the plain ops.
+separate layers. A U-Net ResNet34 training step at that size peaks ~500 MB
+lower with XLA (where the plain layers keep a transposed copy of the conv
+input made during the forward pass) and ~200 MB lower without
+(benchmarks/README.md, "Training memory vs smp"). Inference, and other
+backends, run the plain ops.
 """
 
 import keras
@@ -129,7 +130,7 @@ def _recomputed_conv(x, skip, kernel, scale):
             # forward's (which would keep the conv input alive after all)
             # and schedules it after the output gradient exists.
             x2, skip2, dz = _barrier(x, skip, dz)
-            u = conv_input(x2, skip2)
+            u = conv_input(*_after(dz, x2, skip2))
             dkernel = tf.raw_ops.Conv2DBackpropFilter(
                 input=u, filter_sizes=tf.shape(kernel), out_backprop=dz,
                 strides=[1, 1, 1, 1], padding="SAME")
@@ -162,3 +163,14 @@ def _barrier(*tensors):
     if len(out) == 2:  # no skip
         return out[0], None, out[1]
     return tuple(out)
+
+
+def _after(dz, *tensors):
+    """`tensors` plus `0 * dz[0]`: equal values that XLA cannot compute
+    before the output gradient (its scheduler otherwise computes the
+    rebuild, which only reads the layer's inputs, during the forward pass
+    and keeps it, as it does for the plain layers; the barrier alone is
+    removed before scheduling)."""
+    zero = tf.reshape(dz, [-1])[0] * tf.constant(0, dz.dtype)
+    return tuple(None if t is None else t + tf.cast(zero, t.dtype)
+                 for t in tensors)

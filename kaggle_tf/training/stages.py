@@ -36,6 +36,7 @@ from kaggle_tf.config import ConfigError
 from kaggle_tf.config.schema import StageConfig
 from kaggle_tf.training import augmented
 from kaggle_tf.training import callbacks as cbs
+from kaggle_tf.training import heap
 from kaggle_tf.training import warm_start
 
 
@@ -164,6 +165,7 @@ def stage_callbacks(cfg, fold_dir, s, stage, steps, epoch_offset,
     mode = monitor_mode(cfg)
     callbacks = [
         cbs.NaNGuard(),
+        heap.TrimHeapWhileCompiling(),
         cbs.StageLR(stage.scheduler, lr, stage.epochs, steps,
                     min_lr=stage.min_lr, restart_epochs=stage.restart_epochs),
         *extra,
