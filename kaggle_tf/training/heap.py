@@ -6,10 +6,10 @@ is freed into glibc's heap, which keeps it resident. The step then runs and
 touches its own buffers on top, so the process' peak holds both. A thread
 that calls glibc's `malloc_trim(0)` every fraction of a second while such a
 step runs returns the freed pages before the step's buffers are touched
-(benchmarks/README.md, "Training memory vs smp": XLA at 256x1600, batch 4,
-4701-4724 -> 4430 MB). Later steps allocate no compiler memory, so the
-thread stops after them; trimming costs CPU time (~3% when it runs
-throughout).
+(benchmarks/README.md, "Training memory vs smp": a U-Net ResNet34 at
+256x1600, batch 4 peaks at 4273 -> 3967 MB with XLA, 4992 -> 4555 MB
+without). Later steps allocate no compiler memory, so the thread stops
+after them; trimming costs CPU time (~3% when it runs throughout).
 
 Nothing happens where glibc's `malloc_trim` is missing (macOS, Windows,
 musl).
