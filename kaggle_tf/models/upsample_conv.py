@@ -126,9 +126,10 @@ def _recomputed_conv(x, skip, kernel, scale):
         z = tf.nn.conv2d(u, kernel, strides=1, padding="SAME")
 
         def grad(dz):
-            # The barrier keeps XLA from merging this rebuild with the
-            # forward's (which would keep the conv input alive after all)
-            # and schedules it after the output gradient exists.
+            # The barrier keeps the graph optimizer from merging this
+            # rebuild with the forward's (which would keep the conv input
+            # alive after all); `_after` makes it wait for the output
+            # gradient (XLA drops the barrier before it schedules).
             x2, skip2, dz = _barrier(x, skip, dz)
             u = conv_input(*_after(dz, x2, skip2))
             dkernel = tf.raw_ops.Conv2DBackpropFilter(
@@ -170,7 +171,9 @@ def _after(dz, *tensors):
     before the output gradient (its scheduler otherwise computes the
     rebuild, which only reads the layer's inputs, during the forward pass
     and keeps it, as it does for the plain layers; the barrier alone is
-    removed before scheduling)."""
-    zero = tf.reshape(dz, [-1])[0] * tf.constant(0, dz.dtype)
+    removed before scheduling). A non-finite `dz[0]` makes the rebuilt
+    input NaN, where the kernel gradient is not finite anyway; an empty
+    batch adds 0."""
+    zero = tf.reduce_sum(dz[:1, :1, :1, :1]) * tf.constant(0, dz.dtype)
     return tuple(None if t is None else t + tf.cast(zero, t.dtype)
                  for t in tensors)
