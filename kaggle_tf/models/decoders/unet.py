@@ -50,12 +50,11 @@ def unet_block(x, skip, filters, attention=None, name=None):
         # `x` (a quarter of the size) instead of the conv's input.
         x = UpsampleConcatConv2D(filters, 3, name=f"{name}_conv1_0", **init)(
             x if skip is None else [x, skip])
-    for conv in ("conv1", "conv2"):
-        if conv == "conv2":
-            x = layers.Conv2D(filters, 3, name=f"{name}_{conv}_0",
-                              **init)(x)
-        x = blocks.batch_norm(x, name=f"{name}_{conv}_1")
-        x = layers.ReLU(name=f"{name}_{conv}_2")(x)
+    x = blocks.batch_norm(x, name=f"{name}_conv1_1")
+    x = layers.ReLU(name=f"{name}_conv1_2")(x)
+    x = layers.Conv2D(filters, 3, name=f"{name}_conv2_0", **init)(x)
+    x = blocks.batch_norm(x, name=f"{name}_conv2_1")
+    x = layers.ReLU(name=f"{name}_conv2_2")(x)
     if attention == "scse":
         x = blocks.scse(x, name=f"{name}_attention2_attention")
     return x
