@@ -24,6 +24,7 @@ Example:
 import keras
 import numpy as np
 
+from kaggle_tf.models.ordered_conv import OrderedConv2D
 from kaggle_tf.models.upsample_conv import UpsampleConcatConv2D
 
 
@@ -37,7 +38,8 @@ def _channels_axis(layer, rank):
 
 
 def _foldable_conv(layer):
-    return (type(layer) in (keras.layers.Conv2D, UpsampleConcatConv2D)
+    return (type(layer) in (keras.layers.Conv2D, OrderedConv2D,
+                        UpsampleConcatConv2D)
             and layer.data_format == "channels_last"
             and layer.get_config().get("groups", 1) == 1)
 

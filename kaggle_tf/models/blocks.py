@@ -14,6 +14,8 @@ import keras
 from keras import layers
 from keras import ops
 
+from kaggle_tf.models.ordered_conv import OrderedConv2D
+
 # PyTorch's BatchNorm2d defaults: eps 1e-5, momentum 0.1 (= Keras 0.9).
 BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9
@@ -59,7 +61,8 @@ def conv2d(x, filters, kernel_size, strides=1, groups=1, use_bias=False,
             x = layers.ZeroPadding2D(pad, name=f"{name}_pad")(x)
         mode = "valid"
     init = kernel_initializer or keras.initializers.get(CONV_INIT)
-    return layers.Conv2D(filters, kernel_size, strides=strides,
+    conv = layers.Conv2D if groups != 1 else OrderedConv2D
+    return conv(filters, kernel_size, strides=strides,
                          padding=mode, groups=groups, use_bias=use_bias,
                          kernel_initializer=init, name=name)(x)
 

@@ -21,6 +21,8 @@ import tensorflow as tf
 from keras import layers
 from keras import ops
 
+from kaggle_tf.models.ordered_conv import after
+
 try:  # keeps XLA from merging the rebuilt input with the forward's
     from tensorflow.compiler.tf2xla.python.xla import optimization_barrier
 except ImportError:  # pragma: no cover - a TensorFlow without the op
@@ -128,15 +130,17 @@ def _recomputed_conv(x, skip, kernel, scale):
         def grad(dz):
             # The barrier keeps the graph optimizer from merging this
             # rebuild with the forward's (which would keep the conv input
-            # alive after all); `_after` makes it wait for the output
-            # gradient (XLA drops the barrier before it schedules).
+            # alive after all); `after` makes it, and the input
+            # gradient's kernel read, wait for the output gradient (XLA
+            # drops the barrier before it schedules; ordered_conv).
             x2, skip2, dz = _barrier(x, skip, dz)
-            u = conv_input(*_after(dz, x2, skip2))
+            late_kernel, x2, skip2 = after(dz, kernel, x2, skip2)
+            u = conv_input(x2, skip2)
             dkernel = tf.raw_ops.Conv2DBackpropFilter(
                 input=u, filter_sizes=tf.shape(kernel), out_backprop=dz,
                 strides=[1, 1, 1, 1], padding="SAME")
             du = tf.raw_ops.Conv2DBackpropInput(
-                input_sizes=tf.shape(u), filter=kernel, out_backprop=dz,
+                input_sizes=tf.shape(u), filter=late_kernel, out_backprop=dz,
                 strides=[1, 1, 1, 1], padding="SAME")
             dx = du if skip is None else du[..., :tf.shape(x)[-1]]
             n, h, w = tf.shape(x)[0], tf.shape(x)[1], tf.shape(x)[2]
@@ -165,15 +169,3 @@ def _barrier(*tensors):
         return out[0], None, out[1]
     return tuple(out)
 
-
-def _after(dz, *tensors):
-    """`tensors` plus `0 * dz[0]`: equal values that XLA cannot compute
-    before the output gradient (its scheduler otherwise computes the
-    rebuild, which only reads the layer's inputs, during the forward pass
-    and keeps it, as it does for the plain layers; the barrier alone is
-    removed before scheduling). A non-finite `dz[0]` makes the rebuilt
-    input NaN, where the kernel gradient is not finite anyway; an empty
-    batch adds 0."""
-    zero = tf.reduce_sum(dz[:1, :1, :1, :1]) * tf.constant(0, dz.dtype)
-    return tuple(None if t is None else t + tf.cast(zero, t.dtype)
-                 for t in tensors)

@@ -9,6 +9,7 @@ from keras import layers
 from kaggle_tf.models import blocks
 from kaggle_tf.models import encoders
 from kaggle_tf.models import pretrained
+from kaggle_tf.models.ordered_conv import OrderedConv2D
 
 def check_args(classes, input_shape, activation, stride=32):
     """Validates the arguments every segmentation model takes."""
@@ -67,7 +68,7 @@ def outputs(masks_logits, pyramid, classes, aux_head, activation):
 
 def head_conv(x, classes, kernel_size):
     """smp's `SegmentationHead` conv (`segmentation_head_0`)."""
-    return layers.Conv2D(classes, kernel_size, padding="same",
+    return OrderedConv2D(classes, kernel_size, padding="same",
                          kernel_initializer="glorot_uniform",
                          name="segmentation_head_0")(x)
 

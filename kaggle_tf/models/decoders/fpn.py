@@ -13,13 +13,14 @@ from keras import layers
 from kaggle_tf.models import blocks
 from kaggle_tf.models import normalization
 from kaggle_tf.models.decoders import base
+from kaggle_tf.models.ordered_conv import OrderedConv2D
 
 DECODER_INIT = "he_uniform"  # smp: kaiming uniform, fan_in, ReLU gain
 
 
 def conv3x3_gn_relu(x, filters, upsample, name=None):
     """smp's `Conv3x3GNReLU` (`{name}_block_0/1/2`, then `{name}_up`)."""
-    x = layers.Conv2D(filters, 3, padding="same", use_bias=False,
+    x = OrderedConv2D(filters, 3, padding="same", use_bias=False,
                       kernel_initializer=DECODER_INIT,
                       name=f"{name}_block_0")(x)
     x = layers.GroupNormalization(32, epsilon=1e-5, name=f"{name}_block_1")(

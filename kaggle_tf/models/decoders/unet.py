@@ -14,6 +14,7 @@ from keras import layers
 from kaggle_tf.models import blocks
 from kaggle_tf.models import normalization
 from kaggle_tf.models.decoders import base
+from kaggle_tf.models.ordered_conv import OrderedConv2D
 from kaggle_tf.models.upsample_conv import UpsampleConcatConv2D
 
 DECODER_INIT = "he_uniform"  # smp: kaiming uniform, fan_in, ReLU gain
@@ -44,7 +45,7 @@ def unet_block(x, skip, filters, attention=None, name=None):
                                 name=f"{name}_up")(x)
         x = layers.Concatenate(name=f"{name}_concat")([x, skip])
         x = blocks.scse(x, name=f"{name}_attention1_attention")
-        x = layers.Conv2D(filters, 3, name=f"{name}_conv1_0", **init)(x)
+        x = OrderedConv2D(filters, 3, name=f"{name}_conv1_0", **init)(x)
     else:
         # The upsampling and the join inside conv1: its backward keeps
         # `x` (a quarter of the size) instead of the conv's input.
@@ -52,7 +53,7 @@ def unet_block(x, skip, filters, attention=None, name=None):
             x if skip is None else [x, skip])
     x = blocks.batch_norm(x, name=f"{name}_conv1_1")
     x = layers.ReLU(name=f"{name}_conv1_2")(x)
-    x = layers.Conv2D(filters, 3, name=f"{name}_conv2_0", **init)(x)
+    x = OrderedConv2D(filters, 3, name=f"{name}_conv2_0", **init)(x)
     x = blocks.batch_norm(x, name=f"{name}_conv2_1")
     x = layers.ReLU(name=f"{name}_conv2_2")(x)
     if attention == "scse":

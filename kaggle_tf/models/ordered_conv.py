@@ -1,0 +1,119 @@
+"""A conv whose backward pass reads its kernel and input only when needed.
+
+XLA's scheduler computes anything that reads only parameters or forward
+tensors as early as it can and keeps it. For a conv's gradient that means
+two things made during the forward pass and kept to the end of the
+backward:
+
+- a transposed copy of the conv's input for the filter gradient (XLA:CPU's
+  layout for it): in U-Net ResNet34 at 256x1600, batch 4, 42 such copies,
+  825 MB at the training step's peak, next to the conv outputs that
+  BatchNorm's gradient keeps anyway;
+- a copy and a reversed copy of every kernel: the optimizer updates the
+  kernel in place, and nothing orders the input gradient's kernel read
+  before that update (the new value depends on the filter gradient only),
+  so XLA copies it (~160 MB, about twice the parameters, at any size).
+
+`OrderedConv2D` is a `keras.layers.Conv2D` whose training gradient, inside
+an XLA-compiled TensorFlow function, reads the kernel and the input
+through `after(dy, ...)`: the same values, which cannot be computed
+before the output gradient exists. XLA then builds the transposed input
+in the backward pass from what it keeps anyway (it fuses the input's
+BatchNorm / ReLU producer into the transpose), orders the update after the
+kernel read, and makes no copies: the U-Net's step peaks ~560 MB lower
+(benchmarks/README.md, "Training memory vs smp"). The gradients are
+TensorFlow's own conv gradient ops on the same values (bit for bit those
+of `Conv2D` outside XLA). The traced graph without XLA (whose executor
+keeps the input as it is, and would only gain a copy), inference, other
+backends, dilated and grouped convs run the plain ops.
+"""
+
+import keras
+import tensorflow as tf
+from keras import layers
+from keras import ops
+
+try:  # whether a traced function is being compiled by XLA
+    from tensorflow.python.ops.control_flow_util import (
+        GraphOrParentsInXlaContext as _in_xla_context)
+except ImportError:  # pragma: no cover - a TensorFlow without it
+    _in_xla_context = None
+
+
+def after(dy, *tensors):
+    """`tensors` plus `0 * dy[0, ..., 0]`: equal values that XLA cannot
+    compute before `dy` exists (its scheduler otherwise computes anything
+    that reads only parameters or forward tensors during the forward pass
+    and keeps it). A non-finite first element of `dy` makes the results
+    NaN, where the gradients are not finite anyway; an empty `dy` adds 0.
+    """
+    zero = tf.reduce_sum(tf.reshape(dy, [-1])[:1]) * tf.constant(0, dy.dtype)
+    return tuple(None if t is None else t + tf.cast(zero, t.dtype)
+                 for t in tensors)
+
+
+def in_xla():
+    """Whether the TensorFlow function being traced compiles with XLA
+    (`tf.function(jit_compile=True)`, Keras' `jit_compile=True`)."""
+    if _in_xla_context is None or tf.executing_eagerly():
+        return False
+    return bool(_in_xla_context(tf.compat.v1.get_default_graph()))
+
+
+@keras.saving.register_keras_serializable(package="kaggle_tf")
+class OrderedConv2D(layers.Conv2D):
+    """`keras.layers.Conv2D` whose backward pass reads the kernel late.
+
+    Same arguments, weights and outputs as `keras.layers.Conv2D`; only the
+    training gradient under XLA on TensorFlow differs in where it reads the
+    kernel and the input (module docstring).
+
+    Example:
+
+    >>> layer = OrderedConv2D(16, 3, padding="same", use_bias=False)
+    >>> layer(keras.ops.ones((1, 8, 8, 4))).shape
+    (1, 8, 8, 16)
+    """
+
+    def _ordered(self, training):
+        return (bool(training) and keras.backend.backend() == "tensorflow"
+                and self.groups == 1 and tuple(self.dilation_rate) == (1, 1)
+                and self.data_format == "channels_last" and in_xla())
+
+    def call(self, inputs, training=None):
+        if not self._ordered(training):
+            return super().call(inputs)
+        outputs = ordered_conv(inputs, ops.convert_to_tensor(self.kernel),
+                               tuple(self.strides), self.padding.upper())
+        if self.use_bias:
+            outputs = ops.add(outputs, ops.convert_to_tensor(self.bias))
+        if self.activation is not None:
+            outputs = self.activation(outputs)
+        return outputs
+
+
+def ordered_conv(x, kernel, strides=(1, 1), padding="SAME"):
+    """`tf.nn.conv2d(x, kernel, strides, padding)` (NHWC) whose gradient
+    reads `kernel` and `x` only after the output gradient exists.
+    TensorFlow only.
+    """
+    strides = [1, int(strides[0]), int(strides[1]), 1]
+    kernel = tf.identity(kernel)  # a tensor, not the variable it reads
+
+    @tf.custom_gradient
+    def conv(x, kernel):
+        y = tf.nn.conv2d(x, kernel, strides, padding)
+
+        def grad(dy):
+            late_kernel, late_x = after(dy, kernel, x)
+            dx = tf.raw_ops.Conv2DBackpropInput(
+                input_sizes=tf.shape(x), filter=late_kernel, out_backprop=dy,
+                strides=strides, padding=padding)
+            dkernel = tf.raw_ops.Conv2DBackpropFilter(
+                input=late_x, filter_sizes=tf.shape(kernel), out_backprop=dy,
+                strides=strides, padding=padding)
+            return dx, dkernel
+
+        return y, grad
+
+    return conv(x, kernel)
