@@ -4,17 +4,20 @@ Each block is a plain function `block(x, ..., name=)` that applies fixed-name
 layers, so that timm's state dict keys map onto layer names.
 
 PyTorch pads convolutions and pools symmetrically; Keras' `"same"` pads
-asymmetrically when the stride is 2. `conv2d` therefore pads explicitly
-(`ZeroPadding2D` + `"valid"`) for strided convolutions, which keeps outputs
-equal to timm's for any input size, odd ones included.
+asymmetrically when the stride is 2. `conv2d` therefore pads explicitly for
+strided convolutions (the conv's own explicit padding, or `ZeroPadding2D` +
+`"valid"` for grouped convs), as `max_pool_3x3_s2` does for the pool,
+which keeps outputs equal to timm's for any input size, odd ones included.
 """
 
 
 import keras
+import tensorflow as tf
 from keras import layers
 from keras import ops
 
 from kaggle_tf.models.ordered_conv import OrderedConv2D
+from kaggle_tf.models.ordered_conv import in_xla
 
 # PyTorch's BatchNorm2d defaults: eps 1e-5, momentum 0.1 (= Keras 0.9).
 BN_EPSILON = 1e-5
@@ -41,7 +44,8 @@ def conv2d(x, filters, kernel_size, strides=1, groups=1, use_bias=False,
         padding: pixels padded on every side. Defaults to
             `kernel_size // 2`.
         kernel_initializer: Defaults to timm's (kaiming normal, fan out).
-        name: the conv layer name; the padding layer is `name + "_pad"`.
+        name: the conv layer name; a grouped strided conv's padding layer
+            is `name + "_pad"`.
 
     Returns:
         The output tensor.
@@ -53,17 +57,22 @@ def conv2d(x, filters, kernel_size, strides=1, groups=1, use_bias=False,
     (None, 32, 32, 64)
     """
     pad = kernel_size // 2 if padding is None else padding
+    init = kernel_initializer or keras.initializers.get(CONV_INIT)
     if strides == 1 and pad == kernel_size // 2:
         # Odd kernel, stride 1: "same" pads symmetrically.
-        mode = "same" if pad else "valid"
+        mode, explicit = ("same" if pad else "valid"), 0
+    elif groups == 1:  # the conv pads by itself (no padded copy kept)
+        mode, explicit = "valid", pad
     else:
         if pad:
             x = layers.ZeroPadding2D(pad, name=f"{name}_pad")(x)
-        mode = "valid"
-    init = kernel_initializer or keras.initializers.get(CONV_INIT)
-    conv = layers.Conv2D if groups != 1 else OrderedConv2D
-    return conv(filters, kernel_size, strides=strides,
-                         padding=mode, groups=groups, use_bias=use_bias,
+        mode, explicit = "valid", 0
+    if groups != 1:
+        return layers.Conv2D(filters, kernel_size, strides=strides,
+                             padding=mode, groups=groups, use_bias=use_bias,
+                             kernel_initializer=init, name=name)(x)
+    return OrderedConv2D(filters, kernel_size, strides=strides, padding=mode,
+                         explicit_padding=explicit, use_bias=use_bias,
                          kernel_initializer=init, name=name)(x)
 
 
@@ -100,10 +109,9 @@ def max_pool_3x3_s2(x, name=None):
     """PyTorch's `MaxPool2d(3, stride=2, padding=1)` after a ReLU.
 
     After a ReLU every value is >= 0, so zero padding equals PyTorch's
-    -inf padding.
+    -inf padding (`TorchMaxPooling2D(zero_pad=True)`).
     """
-    x = layers.ZeroPadding2D(1, name=f"{name}_pad")(x)
-    return layers.MaxPooling2D(3, strides=2, name=name)(x)
+    return TorchMaxPooling2D(3, 2, 1, zero_pad=True, name=name)(x)
 
 
 @keras.saving.register_keras_serializable(package="kaggle_tf")
@@ -111,13 +119,18 @@ class TorchMaxPooling2D(layers.Layer):
     """PyTorch's `MaxPool2d(pool_size, strides, padding)` (floor mode).
 
     Pads `padding` pixels of `-inf` on every side, then max-pools
-    unpadded; the padding never wins, whatever the sign of the inputs
-    (`max_pool_3x3_s2` relies on a preceding ReLU instead).
+    unpadded; the padding never wins, whatever the sign of the inputs. In
+    training on TensorFlow outside XLA the pool pads by itself, so no
+    padded copy of the input is kept for the gradient (a 107 MB one after
+    the stem of a ResNet at 256x1600, batch 4).
 
     Args:
         pool_size: the window side. Defaults to `3`.
         strides: Defaults to `2`.
         padding: pixels padded on each side. Defaults to `1`.
+        zero_pad: pad with zeros instead (equal after a ReLU; the Pad op
+            of exported graphs then has a finite value, as after a
+            `ZeroPadding2D`). Defaults to `False`.
         **kwargs: `keras.layers.Layer` arguments (`name`, `dtype`).
 
     Example:
@@ -126,17 +139,28 @@ class TorchMaxPooling2D(layers.Layer):
     (1, 4, 4, 4)
     """
 
-    def __init__(self, pool_size=3, strides=2, padding=1, **kwargs):
+    def __init__(self, pool_size=3, strides=2, padding=1, zero_pad=False,
+                 **kwargs):
         super().__init__(**kwargs)
         self.pool_size = int(pool_size)
         self.strides = int(strides)
         self.padding = int(padding)
+        self.zero_pad = bool(zero_pad)
 
-    def call(self, inputs):
+    def call(self, inputs, training=None):
         p = self.padding
+        if (p and training and keras.backend.backend() == "tensorflow"
+                and not in_xla()):
+            # In training TensorFlow's pool pads by itself (the padding
+            # never wins, as PyTorch's): no padded copy kept for the
+            # gradient. XLA cannot compile that (it folds the pad below
+            # into the pool); exported graphs keep the Pad op.
+            return tf.nn.max_pool2d(inputs, self.pool_size, self.strides,
+                                    [[0, 0], [p, p], [p, p], [0, 0]])
         if p:
+            fill = 0.0 if self.zero_pad else float("-inf")
             inputs = ops.pad(inputs, ((0, 0), (p, p), (p, p), (0, 0)),
-                             constant_values=float("-inf"))
+                             constant_values=fill)
         return ops.max_pool(inputs, self.pool_size, self.strides,
                             padding="valid")
 
@@ -152,7 +176,7 @@ class TorchMaxPooling2D(layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(pool_size=self.pool_size, strides=self.strides,
-                      padding=self.padding)
+                      padding=self.padding, zero_pad=self.zero_pad)
         return config
 
 

@@ -68,12 +68,48 @@ class OrderedConv2D(layers.Conv2D):
     training gradient under XLA on TensorFlow differs in where it reads the
     kernel and the input (module docstring).
 
+    Args:
+        explicit_padding: pixels of zeros on every side of the input
+            (PyTorch's symmetric `padding`), with `padding="valid"`. In
+            training on TensorFlow the conv pads by itself
+            (`tf.nn.conv2d`'s explicit padding), so no padded copy of the
+            input is kept for the gradient as after a `ZeroPadding2D`;
+            inference pads first (a Pad op, as exported graphs and their
+            converters expect). Defaults to `0`.
+        **kwargs: `keras.layers.Conv2D` arguments.
+
     Example:
 
     >>> layer = OrderedConv2D(16, 3, padding="same", use_bias=False)
     >>> layer(keras.ops.ones((1, 8, 8, 4))).shape
     (1, 8, 8, 16)
+    >>> OrderedConv2D(8, 7, strides=2, explicit_padding=3)(
+    ...     keras.ops.ones((1, 16, 16, 3))).shape
+    (1, 8, 8, 8)
     """
+
+    def __init__(self, filters, kernel_size, explicit_padding=0, **kwargs):
+        super().__init__(filters, kernel_size, **kwargs)
+        self.explicit_padding = int(explicit_padding)
+        if self.explicit_padding and self.padding != "valid":
+            raise ValueError(
+                "OrderedConv2D: explicit_padding needs padding='valid'. "
+                f"Received: padding={self.padding!r}, explicit_padding="
+                f"{self.explicit_padding}")
+
+    def _padded_shape(self, input_shape):
+        p = self.explicit_padding
+        if not p:
+            return tuple(input_shape)
+        return (input_shape[0],) + tuple(
+            None if d is None else d + 2 * p for d in input_shape[1:3]) + (
+            input_shape[3],)
+
+    def build(self, input_shape):
+        super().build(self._padded_shape(input_shape))
+
+    def compute_output_shape(self, input_shape):
+        return super().compute_output_shape(self._padded_shape(input_shape))
 
     def _ordered(self, training):
         return (bool(training) and keras.backend.backend() == "tensorflow"
@@ -81,23 +117,45 @@ class OrderedConv2D(layers.Conv2D):
                 and self.data_format == "channels_last" and in_xla())
 
     def call(self, inputs, training=None):
-        if not self._ordered(training):
+        p = self.explicit_padding
+        own_padding = (p and training
+                       and keras.backend.backend() == "tensorflow")
+        if not self._ordered(training) and not own_padding:
+            if p:  # inference (exported graphs keep a Pad), other backends
+                inputs = ops.pad(inputs, ((0, 0), (p, p), (p, p), (0, 0)))
             return super().call(inputs)
-        outputs = ordered_conv(inputs, ops.convert_to_tensor(self.kernel),
-                               tuple(self.strides), self.padding.upper())
+        padding = ([[0, 0], [p, p], [p, p], [0, 0]] if p
+                   else self.padding.upper())
+        kernel = ops.convert_to_tensor(self.kernel)
+        if self._ordered(training):
+            outputs = ordered_conv(inputs, kernel, tuple(self.strides),
+                                   padding)
+        else:
+            outputs = tf.nn.conv2d(inputs, kernel, [1, *self.strides, 1],
+                                   padding)
         if self.use_bias:
             outputs = ops.add(outputs, ops.convert_to_tensor(self.bias))
         if self.activation is not None:
             outputs = self.activation(outputs)
         return outputs
 
+    def get_config(self):
+        return {**super().get_config(),
+                "explicit_padding": self.explicit_padding}
+
 
 def ordered_conv(x, kernel, strides=(1, 1), padding="SAME"):
-    """`tf.nn.conv2d(x, kernel, strides, padding)` (NHWC) whose gradient
-    reads `kernel` and `x` only after the output gradient exists.
-    TensorFlow only.
+    """`tf.nn.conv2d(x, kernel, strides, padding)` (NHWC; `padding` is
+    `"SAME"`, `"VALID"` or explicit `[[0, 0], [t, b], [l, r], [0, 0]]`)
+    whose gradient reads `kernel` and `x` only after the output gradient
+    exists. TensorFlow only.
     """
     strides = [1, int(strides[0]), int(strides[1]), 1]
+    explicit = {}
+    if not isinstance(padding, str):
+        explicit = {"explicit_paddings": [int(v) for pair in padding
+                                          for v in pair]}
+    op_padding = "EXPLICIT" if explicit else padding
     kernel = tf.identity(kernel)  # a tensor, not the variable it reads
 
     @tf.custom_gradient
@@ -108,10 +166,10 @@ def ordered_conv(x, kernel, strides=(1, 1), padding="SAME"):
             late_kernel, late_x = after(dy, kernel, x)
             dx = tf.raw_ops.Conv2DBackpropInput(
                 input_sizes=tf.shape(x), filter=late_kernel, out_backprop=dy,
-                strides=strides, padding=padding)
+                strides=strides, padding=op_padding, **explicit)
             dkernel = tf.raw_ops.Conv2DBackpropFilter(
                 input=late_x, filter_sizes=tf.shape(kernel), out_backprop=dy,
-                strides=strides, padding=padding)
+                strides=strides, padding=op_padding, **explicit)
             return dx, dkernel
 
         return y, grad

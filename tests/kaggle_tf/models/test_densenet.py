@@ -23,8 +23,7 @@ def test_spec_and_shapes():
         assert encoder.output[f"P{level}"].shape == (
             None, 64 // stride, 96 // stride, channels)
     assert trainable_count(encoder) == PARAMS
-    assert encoder.get_layer("features_conv0_pad").padding == ((3, 3),
-                                                               (3, 3))
+    assert encoder.get_layer("features_conv0").explicit_padding == 3
     mapping = densenet.torch_mapping(encoder)
     assert spec.first_conv in mapping
     assert "features.denseblock3.denselayer24.conv2.weight" in mapping

@@ -107,9 +107,12 @@ def test_bad_block_type_is_named():
 def test_pytorch_padding_and_initialization():
     encoder = encoders.build("resnet18", input_shape=(64, 64, 3))
     # Explicit symmetric padding for the strided stem and pool.
-    assert encoder.get_layer("conv1_pad").padding == ((3, 3), (3, 3))
-    assert encoder.get_layer("conv1").padding == "valid"
-    assert encoder.get_layer("maxpool_pad").padding == ((1, 1), (1, 1))
+    conv1 = encoder.get_layer("conv1")
+    assert conv1.padding == "valid" and conv1.explicit_padding == 3
+    maxpool = encoder.get_layer("maxpool")
+    assert maxpool.padding == 1 and maxpool.zero_pad
+    assert not any(isinstance(layer, keras.layers.ZeroPadding2D)
+                   for layer in encoder.layers)
     bn = encoder.get_layer("bn1")
     assert bn.epsilon == 1e-5 and bn.momentum == 0.9
     # timm's zero_init_last: residual branches start at zero.

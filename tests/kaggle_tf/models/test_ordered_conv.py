@@ -44,8 +44,9 @@ def _grads(layer, x, training):
     return [y] + tape.gradient(loss, [x] + layer.trainable_variables)
 
 
-@pytest.mark.parametrize("strides,padding", [(1, "SAME"), (2, "VALID"),
-                                             (2, "SAME")])
+@pytest.mark.parametrize("strides,padding", [
+    (1, "SAME"), (2, "VALID"), (2, "SAME"),
+    (2, [[0, 0], [1, 1], [1, 1], [0, 0]])])
 def test_ordered_conv_equals_tensorflows_conv_gradient(strides, padding):
     rng = np.random.RandomState(0)
     x = tf.constant(rng.randn(2, 9, 8, 3).astype("float32"))
@@ -80,6 +81,73 @@ def test_layer_equals_conv2d(kwargs):
         assert len(got) == len(want)
         for g, w in zip(got, want):
             np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4)
+
+
+def _padded_pair(pad, strides):
+    rng = np.random.RandomState(3)
+    x = tf.constant(rng.randn(2, 11, 10, 3).astype("float32"))
+    ordered = OrderedConv2D(4, 2 * pad + 1, strides=strides,
+                            explicit_padding=pad, use_bias=True,
+                            bias_initializer="random_normal")
+    conv = keras.layers.Conv2D(4, 2 * pad + 1, strides=strides,
+                               use_bias=True)
+    zero_pad = keras.layers.ZeroPadding2D(pad)
+    inputs = keras.Input((11, 10, 3))
+    reference = keras.Model(inputs, conv(zero_pad(inputs)))
+    assert ordered.compute_output_shape((None, 11, 10, 3)) == \
+        reference.output.shape
+    ordered(x)
+    conv.set_weights(ordered.get_weights())
+    return x, ordered, reference
+
+
+@pytest.mark.parametrize("pad,strides", [(1, 2), (3, 2), (1, 1)])
+def test_explicit_padding_equals_zero_padding_then_conv(pad, strides):
+    """PyTorch's symmetric padding inside the conv: the values and
+    gradients of `ZeroPadding2D` -> `Conv2D("valid")`, eager, traced and
+    under XLA, in training (the conv pads by itself) and inference."""
+    x, ordered, reference = _padded_pair(pad, strides)
+    want = _grads(reference, x, True)
+    for training in (False, True):
+        got = _grads(ordered, x, training)
+        assert len(got) == len(want)
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
+    for jit in (False, True):
+        got = tf.function(lambda: _grads(ordered, x, True),
+                          jit_compile=jit)()
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4)
+    config = ordered.get_config()
+    assert config["explicit_padding"] == pad
+    assert OrderedConv2D.from_config(config).explicit_padding == pad
+    with pytest.raises(ValueError, match="explicit_padding"):
+        OrderedConv2D(4, 3, padding="same", explicit_padding=1)
+
+
+def test_pool_pads_itself_in_training():
+    """`TorchMaxPooling2D` in training (TensorFlow's explicit padding)
+    equals -inf padding then pooling, values and gradients, also where the
+    inputs are negative (the padding never wins)."""
+    from kaggle_tf.models.blocks import TorchMaxPooling2D
+
+    x = tf.constant(np.random.RandomState(4).randn(2, 9, 8, 3), "float32")
+    pool = TorchMaxPooling2D(3, 2, 1)
+    results = {}
+    for training in (False, True):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = pool(x, training=training)
+            loss = tf.reduce_sum(y * tf.sin(y))
+        results[training] = (y, tape.gradient(loss, x))
+    padded = tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]],
+                    constant_values=-np.inf)
+    want = tf.nn.max_pool2d(padded, 3, 2, "VALID")
+    for y, dx in results.values():
+        np.testing.assert_array_equal(y, want)
+    np.testing.assert_array_equal(results[True][1], results[False][1])
+    xla = tf.function(lambda: pool(x, training=True), jit_compile=True)()
+    np.testing.assert_array_equal(xla, want)
 
 
 def test_the_ordered_gradient_is_taken_under_xla_only():
