@@ -112,27 +112,30 @@ class OrderedConv2D(layers.Conv2D):
         return super().compute_output_shape(self._padded_shape(input_shape))
 
     def _ordered(self, training):
-        return (bool(training) and keras.backend.backend() == "tensorflow"
-                and self.groups == 1 and tuple(self.dilation_rate) == (1, 1)
-                and self.data_format == "channels_last" and in_xla())
+        if not (training and self.groups == 1
+                and tuple(self.dilation_rate) == (1, 1)
+                and self.data_format == "channels_last"):
+            return False
+        backend = keras.backend.backend()
+        # JAX compiles every training step with XLA.
+        return backend == "jax" or (backend == "tensorflow" and in_xla())
 
     def call(self, inputs, training=None):
         p = self.explicit_padding
-        own_padding = (p and training
-                       and keras.backend.backend() == "tensorflow")
-        if not self._ordered(training) and not own_padding:
+        padding = ([[0, 0], [p, p], [p, p], [0, 0]] if p
+                   else self.padding.upper())
+        tensorflow = keras.backend.backend() == "tensorflow"
+        if self._ordered(training):
+            conv = ordered_conv if tensorflow else jax_ordered_conv
+            outputs = conv(inputs, ops.convert_to_tensor(self.kernel),
+                           tuple(self.strides), padding)
+        elif p and training and tensorflow:
+            outputs = tf.nn.conv2d(inputs, ops.convert_to_tensor(self.kernel),
+                                   [1, *self.strides, 1], padding)
+        else:
             if p:  # inference (exported graphs keep a Pad), other backends
                 inputs = ops.pad(inputs, ((0, 0), (p, p), (p, p), (0, 0)))
             return super().call(inputs)
-        padding = ([[0, 0], [p, p], [p, p], [0, 0]] if p
-                   else self.padding.upper())
-        kernel = ops.convert_to_tensor(self.kernel)
-        if self._ordered(training):
-            outputs = ordered_conv(inputs, kernel, tuple(self.strides),
-                                   padding)
-        else:
-            outputs = tf.nn.conv2d(inputs, kernel, [1, *self.strides, 1],
-                                   padding)
         if self.use_bias:
             outputs = ops.add(outputs, ops.convert_to_tensor(self.bias))
         if self.activation is not None:
@@ -175,3 +178,36 @@ def ordered_conv(x, kernel, strides=(1, 1), padding="SAME"):
         return y, grad
 
     return conv(x, kernel)
+
+
+def jax_ordered_conv(x, kernel, strides=(1, 1), padding="SAME"):
+    """`ordered_conv` on the JAX backend (`jax.custom_vjp`): the backward
+    pass is JAX's own conv gradient (`jax.vjp`) at `after(dy, x, kernel)`.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    if not isinstance(padding, str):
+        padding = [tuple(int(v) for v in pair) for pair in padding[1:3]]
+
+    def conv(x, kernel):
+        return jax.lax.conv_general_dilated(
+            x, kernel, tuple(int(s) for s in strides), padding,
+            dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+    @jax.custom_vjp
+    def ordered(x, kernel):
+        return conv(x, kernel)
+
+    def forward(x, kernel):
+        return conv(x, kernel), (x, kernel)
+
+    def backward(kept, dy):
+        x, kernel = kept
+        zero = jnp.sum(jnp.reshape(dy, (-1,))[:1]) * jnp.zeros((), dy.dtype)
+        _, vjp = jax.vjp(conv, x + zero.astype(x.dtype),
+                         kernel + zero.astype(kernel.dtype))
+        return vjp(dy)
+
+    ordered.defvjp(forward, backward)
+    return ordered(x, kernel)

@@ -99,6 +99,8 @@ class UpsampleConcatConv2D(layers.Conv2D):
         kernel = ops.convert_to_tensor(self.kernel)
         if training and keras.backend.backend() == "tensorflow":
             outputs = _recomputed_conv(x, skip, kernel, self.scale)
+        elif training and keras.backend.backend() == "jax":
+            outputs = _jax_recomputed_conv(x, skip, kernel, self.scale)
         else:
             outputs = ops.conv(self._conv_input(x, skip), kernel, strides=1,
                                padding="same", data_format="channels_last")
@@ -169,3 +171,43 @@ def _barrier(*tensors):
         return out[0], None, out[1]
     return tuple(out)
 
+
+
+def _jax_recomputed_conv(x, skip, kernel, scale):
+    """`_recomputed_conv` on the JAX backend (`jax.custom_vjp`; JAX's own
+    conv gradient at the rebuilt input, after the output gradient)."""
+    import jax
+    import jax.numpy as jnp
+
+    def conv_input(x, skip):
+        u = jnp.repeat(jnp.repeat(x, scale, axis=1), scale, axis=2)
+        return u if skip is None else jnp.concatenate([u, skip], axis=-1)
+
+    def conv(u, kernel):
+        return jax.lax.conv_general_dilated(
+            u, kernel, (1, 1), "SAME",
+            dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+    @jax.custom_vjp
+    def fused(x, skip, kernel):
+        return conv(conv_input(x, skip), kernel)
+
+    def forward(x, skip, kernel):
+        return fused(x, skip, kernel), (x, skip, kernel)
+
+    def backward(kept, dz):
+        x, skip, kernel = kept
+        zero = jnp.sum(jnp.reshape(dz, (-1,))[:1]) * jnp.zeros((), dz.dtype)
+        later = [None if t is None else t + zero.astype(t.dtype)
+                 for t in (x, skip, kernel)]
+        _, vjp = jax.vjp(conv, conv_input(later[0], later[1]), later[2])
+        du, dkernel = vjp(dz)
+        c = x.shape[-1]
+        n, h, w = x.shape[0], x.shape[1], x.shape[2]
+        dx = jnp.reshape(du[..., :c], (n, h, scale, w, scale, c)).sum(
+            axis=(2, 4))
+        dskip = None if skip is None else du[..., c:]
+        return dx, dskip, dkernel
+
+    fused.defvjp(forward, backward)
+    return fused(x, skip, kernel)
