@@ -15,16 +15,17 @@ backward:
   so XLA copies it (~160 MB, about twice the parameters, at any size).
 
 `OrderedConv2D` is a `keras.layers.Conv2D` whose training gradient, inside
-an XLA-compiled TensorFlow function, reads the kernel and the input
-through `after(dy, ...)`: the same values, which cannot be computed
+an XLA-compiled TensorFlow function and on JAX (`jax.custom_vjp`; JAX
+compiles every training step), reads the kernel and the input through
+`after(dy, ...)`: the same values, which cannot be computed
 before the output gradient exists. XLA then builds the transposed input
 in the backward pass from what it keeps anyway (it fuses the input's
 BatchNorm / ReLU producer into the transpose), orders the update after the
 kernel read, and makes no copies: the U-Net's step peaks ~560 MB lower
-(benchmarks/README.md, "Training memory vs smp"). The gradients are
-TensorFlow's own conv gradient ops on the same values (bit for bit those
-of `Conv2D` outside XLA). The traced graph without XLA (whose executor
-keeps the input as it is, and would only gain a copy), inference, other
+(benchmarks/README.md, "Training memory vs smp"). The gradients are the
+framework's own conv gradients on the same values (bit for bit those of
+`Conv2D` outside XLA). The traced graph without XLA (whose executor keeps
+the input as it is, and would only gain a copy), inference, other
 backends, dilated and grouped convs run the plain ops.
 """
 
@@ -65,8 +66,8 @@ class OrderedConv2D(layers.Conv2D):
     """`keras.layers.Conv2D` whose backward pass reads the kernel late.
 
     Same arguments, weights and outputs as `keras.layers.Conv2D`; only the
-    training gradient under XLA on TensorFlow differs in where it reads the
-    kernel and the input (module docstring).
+    training gradient (under XLA on TensorFlow, and on JAX) differs in
+    where it reads the kernel and the input (module docstring).
 
     Args:
         explicit_padding: pixels of zeros on every side of the input

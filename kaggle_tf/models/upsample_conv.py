@@ -12,8 +12,9 @@ conv gradients of the same tensors, so values are those of the three
 separate layers. A U-Net ResNet34 training step at that size peaks ~500 MB
 lower with XLA (where the plain layers keep a transposed copy of the conv
 input made during the forward pass) and ~200 MB lower without
-(benchmarks/README.md, "Training memory vs smp"). Inference, and other
-backends, run the plain ops.
+(benchmarks/README.md, "Training memory vs smp"). On JAX the same
+gradient is a `jax.custom_vjp`. Inference, and other backends, run the
+plain ops.
 """
 
 import keras
