@@ -137,15 +137,21 @@ class OrderedConv2D(layers.Conv2D):
             if p:  # inference (exported graphs keep a Pad), other backends
                 inputs = ops.pad(inputs, ((0, 0), (p, p), (p, p), (0, 0)))
             return super().call(inputs)
-        if self.use_bias:
-            outputs = ops.add(outputs, ops.convert_to_tensor(self.bias))
-        if self.activation is not None:
-            outputs = self.activation(outputs)
-        return outputs
+        return bias_and_activation(self, outputs)
 
     def get_config(self):
         return {**super().get_config(),
                 "explicit_padding": self.explicit_padding}
+
+
+def bias_and_activation(conv, outputs):
+    """What `keras.layers.Conv2D.call` does after its conv (channels
+    last): the bias, then the activation."""
+    if conv.use_bias:
+        outputs = ops.add(outputs, ops.convert_to_tensor(conv.bias))
+    if conv.activation is not None:
+        outputs = conv.activation(outputs)
+    return outputs
 
 
 def ordered_conv(x, kernel, strides=(1, 1), padding="SAME"):

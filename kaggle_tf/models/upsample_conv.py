@@ -23,6 +23,7 @@ from keras import layers
 from keras import ops
 
 from kaggle_tf.models.ordered_conv import after
+from kaggle_tf.models.ordered_conv import bias_and_activation
 
 try:  # keeps XLA from merging the rebuilt input with the forward's
     from tensorflow.compiler.tf2xla.python.xla import optimization_barrier
@@ -105,11 +106,7 @@ class UpsampleConcatConv2D(layers.Conv2D):
         else:
             outputs = ops.conv(self._conv_input(x, skip), kernel, strides=1,
                                padding="same", data_format="channels_last")
-        if self.use_bias:
-            outputs = ops.add(outputs, ops.convert_to_tensor(self.bias))
-        if self.activation is not None:
-            outputs = self.activation(outputs)
-        return outputs
+        return bias_and_activation(self, outputs)
 
     def get_config(self):
         return {**super().get_config(), "scale": self.scale}

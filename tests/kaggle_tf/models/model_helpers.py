@@ -1,5 +1,10 @@
 """Helpers shared by the model tests."""
 
+import json
+import os
+import subprocess
+import sys
+
 import numpy as np
 
 
@@ -36,3 +41,27 @@ def features_like(full, name):
     features.load_state_dict(
         {k: dotted[k.replace("_", ".")] for k in features.state_dict()})
     return features
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))))
+
+ALLOCATOR_PREAMBLE = f"""
+import os, sys, json
+os.environ["TF_CPU_ALLOCATOR_USE_BFC"] = "true"
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+sys.path.insert(0, {ROOT!r})
+import numpy as np, tensorflow as tf, keras
+tf.config.threading.set_inter_op_parallelism_threads(1)
+"""
+
+
+def allocator_probe(body, timeout=300):
+    """Runs `body` in a fresh process with TensorFlow's pooled CPU
+    allocator (whose statistics `tf.config.experimental.get_memory_info`
+    reads; one inter-op thread) and returns the JSON its last line
+    prints."""
+    out = subprocess.run([sys.executable, "-c", ALLOCATOR_PREAMBLE + body],
+                         capture_output=True, text=True, timeout=timeout)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])

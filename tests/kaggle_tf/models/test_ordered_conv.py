@@ -16,6 +16,7 @@ from kaggle_tf.models.ordered_conv import OrderedConv2D
 from kaggle_tf.models.ordered_conv import after
 from kaggle_tf.models.ordered_conv import in_xla
 from kaggle_tf.models.ordered_conv import ordered_conv
+from model_helpers import allocator_probe
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))))
@@ -190,13 +191,7 @@ def test_xla_step_keeps_no_kernel_copies():
     forward pass to the end (measured: 66 MB above the state vs 35 MB with
     OrderedConv2D reading the kernel late); the saving must be at least the
     kernels' size."""
-    code = f"""
-import os, sys, json
-os.environ["TF_CPU_ALLOCATOR_USE_BFC"] = "true"
-os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
-sys.path.insert(0, {ROOT!r})
-import numpy as np, tensorflow as tf, keras
-tf.config.threading.set_inter_op_parallelism_threads(1)
+    code = """
 from kaggle_tf.models.ordered_conv import OrderedConv2D
 x = np.random.RandomState(0).rand(4, 16, 16, 256).astype("float32")
 def transient(conv):
@@ -216,12 +211,9 @@ def transient(conv):
     return peak - state, model.count_params() * 4
 plain, kernels = transient(keras.layers.Conv2D)
 ordered, _ = transient(OrderedConv2D)
-print(json.dumps({{"plain": plain, "ordered": ordered, "kernels": kernels}}))
+print(json.dumps({"plain": plain, "ordered": ordered, "kernels": kernels}))
 """
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True,
-                         text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
-    got = json.loads(out.stdout.strip().splitlines()[-1])
+    got = allocator_probe(code)
     assert got["ordered"] <= got["plain"] - got["kernels"], got
 
 
@@ -231,13 +223,7 @@ def test_xla_unet_step_keeps_less():
     allocator peak above the state falls from 129 to 45 MB (kernel copies
     and the convs' transposed inputs no longer made in the forward pass);
     asserted: at least 40% lower."""
-    code = f"""
-import os, sys, json
-os.environ["TF_CPU_ALLOCATOR_USE_BFC"] = "true"
-os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
-sys.path.insert(0, {ROOT!r})
-import numpy as np, tensorflow as tf, keras
-tf.config.threading.set_inter_op_parallelism_threads(1)
+    code = """
 from kaggle_tf.models import Unet
 from kaggle_tf.models import ordered_conv
 rng = np.random.RandomState(0)
@@ -258,12 +244,9 @@ def transient(ordered):
     model.train_on_batch(x, y)
     return tf.config.experimental.get_memory_info("CPU:0")["peak"] - state
 ordered = transient(True)
-print(json.dumps({{"ordered": ordered, "plain": transient(False)}}))
+print(json.dumps({"ordered": ordered, "plain": transient(False)}))
 """
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True,
-                         text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
-    got = json.loads(out.stdout.strip().splitlines()[-1])
+    got = allocator_probe(code)
     assert got["ordered"] <= 0.6 * got["plain"], got
 
 

@@ -1,9 +1,6 @@
 """UpsampleConcatConv2D: the three layers' values and gradients, less kept."""
 
 import json
-import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -13,9 +10,7 @@ import tensorflow as tf
 from kaggle_tf.inference import bn_fold
 from kaggle_tf.models import Unet
 from kaggle_tf.models.upsample_conv import UpsampleConcatConv2D
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__)))))
+from model_helpers import allocator_probe
 
 
 def _pair(skip, use_bias=True):
@@ -94,12 +89,6 @@ def test_backward_keeps_less_than_the_three_layers():
     asserted.)"""
     jit, width = True, 64
     code = f"""
-import os, sys, json
-os.environ["TF_CPU_ALLOCATOR_USE_BFC"] = "true"
-os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
-sys.path.insert(0, {ROOT!r})
-import numpy as np, tensorflow as tf, keras
-tf.config.threading.set_inter_op_parallelism_threads(1)
 from kaggle_tf.models.upsample_conv import UpsampleConcatConv2D
 rng = np.random.RandomState(0)
 x = tf.constant(rng.rand(2, 64, 64, 32).astype("float32"))
@@ -131,10 +120,7 @@ def peak(fused):
     return tf.config.experimental.get_memory_info("CPU:0")["peak"]
 print(json.dumps({{"fused": peak(True), "plain": peak(False)}}))
 """
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True,
-                         text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
-    peaks = json.loads(out.stdout.strip().splitlines()[-1])
+    peaks = allocator_probe(code)
     # Measured: 67.6 MB lower (XLA schedules the whole step differently).
     u_bytes = 2 * 128 * 128 * 64 * 4
     assert peaks["fused"] <= peaks["plain"] - 0.5 * u_bytes, peaks
