@@ -130,6 +130,9 @@ OPTIONAL_HEAVY = {
     # Read its HF_* settings when first imported: imported when weights
     # are fetched, so that settings made after `import kaggle_tf` count.
     "huggingface_hub",
+    # The JAX backend's custom gradients (models.ordered_conv,
+    # models.upsample_conv): imported only when Keras runs on JAX.
+    "jax",
 }
 # TensorFlow may be imported inside a function only where it must stay
 # optional (Keras 3 code that also runs on another backend).

@@ -18,8 +18,9 @@ FOLDER = os.path.join(ROOT, *PACKAGE.split("."))
 # The only imports allowed inside functions: optional heavy dependencies.
 # huggingface_hub reads HF_HUB_OFFLINE / HF_HUB_CACHE when imported: only
 # on a download, so that setting them after `import kaggle_tf` still works.
+# jax: the JAX backend's custom gradients, only when Keras runs on JAX.
 OPTIONAL = ("torch", "safetensors", "albumentations", "matplotlib",
-            "huggingface_hub")
+            "huggingface_hub", "jax")
 
 
 def modules():
