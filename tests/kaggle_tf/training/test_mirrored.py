@@ -63,19 +63,36 @@ def test_two_replicas_equal_one_at_the_global_batch(probe, case):
     one = _weights(probe, case, "one")
     two = _weights(probe, case, "two")
     assert len(one) == len(two) == len(initial) > 50
-    moved = 0
+    moved = far_count = elements = 0
     for i, (a, b, start) in enumerate(zip(one, two, initial)):
         # Float32 summation order differs between one and two replicas
         # (and between runs of two: the all-reduce order); BatchNorm's
         # synchronized variance (E[x^2] - mean^2) is the noisiest.
-        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5,
-                                   err_msg=f"{case} weight {i}")
+        if case.endswith("adamw"):
+            # Adam divides each element's update by that element's own
+            # gradient size: an element whose gradient is float noise
+            # still moves by ~lr (2e-4), in a direction the summation
+            # order decides (on oneDNN CPUs: 151 of 20736 elements of one
+            # kernel, up to 6.3e-5; elsewhere 2.4e-4). Those few (< 2% of
+            # all elements) are bounded by a few steps of lr (atol 5 lr);
+            # the rest agree as with SGD.
+            far = np.abs(b - a) > 1e-5 + 1e-4 * np.abs(a)
+            far_count += int(far.sum())
+            elements += far.size
+            np.testing.assert_allclose(b, a, rtol=1e-4, atol=5 * 2e-4,
+                                       err_msg=f"{case} weight {i}")
+        else:
+            np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5,
+                                       err_msg=f"{case} weight {i}")
         step = np.abs(a - start).max()
         if step > 1e-4:
             moved += 1
-            # Agreement far below the size of the training step.
-            assert np.abs(a - b).max() < 0.05 * step, (case, i)
+            # Agreement far below the size of the training step (SGD; for
+            # Adam the float-noise elements above move by about a step).
+            if not case.endswith("adamw"):
+                assert np.abs(a - b).max() < 0.05 * step, (case, i)
     assert moved > 10, moved
+    assert far_count <= 0.02 * elements, (case, far_count, elements)
 
 
 def test_without_sync_batchnorm_two_replicas_normalise_their_halves(probe):
