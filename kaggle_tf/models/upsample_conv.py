@@ -89,10 +89,6 @@ class UpsampleConcatConv2D(layers.Conv2D):
 
         return (shape[0], up(shape[1]), up(shape[2]), self.filters)
 
-    def _conv_input(self, x, skip):
-        u = ops.repeat(ops.repeat(x, self.scale, axis=1), self.scale, axis=2)
-        return u if skip is None else ops.concatenate([u, skip], axis=-1)
-
     def call(self, inputs, training=None):
         if isinstance(inputs, (list, tuple)):
             x, skip = inputs if len(inputs) == 2 else (inputs[0], None)
@@ -104,12 +100,20 @@ class UpsampleConcatConv2D(layers.Conv2D):
         elif training and keras.backend.backend() == "jax":
             outputs = _jax_recomputed_conv(x, skip, kernel, self.scale)
         else:
-            outputs = ops.conv(self._conv_input(x, skip), kernel, strides=1,
-                               padding="same", data_format="channels_last")
+            outputs = ops.conv(conv_input(x, skip, self.scale), kernel,
+                               strides=1, padding="same",
+                               data_format="channels_last")
         return bias_and_activation(self, outputs)
 
     def get_config(self):
         return {**super().get_config(), "scale": self.scale}
+
+
+def conv_input(x, skip, scale):
+    """The conv's input: `x` repeated `scale` times along height and width
+    (nearest upsampling), joined with `skip` on channels."""
+    u = ops.repeat(ops.repeat(x, scale, axis=1), scale, axis=2)
+    return u if skip is None else ops.concatenate([u, skip], axis=-1)
 
 
 def _recomputed_conv(x, skip, kernel, scale):
@@ -119,12 +123,8 @@ def _recomputed_conv(x, skip, kernel, scale):
     """
     kernel = tf.identity(kernel)  # a tensor, not the variable it reads
 
-    def conv_input(x, skip):
-        u = tf.repeat(tf.repeat(x, scale, axis=1), scale, axis=2)
-        return u if skip is None else tf.concat([u, skip], axis=-1)
-
     def forward(x, skip, kernel):
-        u = conv_input(x, skip)
+        u = conv_input(x, skip, scale)
         z = tf.nn.conv2d(u, kernel, strides=1, padding="SAME")
 
         def grad(dz):
@@ -135,7 +135,7 @@ def _recomputed_conv(x, skip, kernel, scale):
             # drops the barrier before it schedules; ordered_conv).
             x2, skip2, dz = _barrier(x, skip, dz)
             late_kernel, x2, skip2 = after(dz, kernel, x2, skip2)
-            u = conv_input(x2, skip2)
+            u = conv_input(x2, skip2, scale)
             dkernel = tf.raw_ops.Conv2DBackpropFilter(
                 input=u, filter_sizes=tf.shape(kernel), out_backprop=dz,
                 strides=[1, 1, 1, 1], padding="SAME")
@@ -177,10 +177,6 @@ def _jax_recomputed_conv(x, skip, kernel, scale):
     import jax
     import jax.numpy as jnp
 
-    def conv_input(x, skip):
-        u = jnp.repeat(jnp.repeat(x, scale, axis=1), scale, axis=2)
-        return u if skip is None else jnp.concatenate([u, skip], axis=-1)
-
     def conv(u, kernel):
         return jax.lax.conv_general_dilated(
             u, kernel, (1, 1), "SAME",
@@ -188,7 +184,7 @@ def _jax_recomputed_conv(x, skip, kernel, scale):
 
     @jax.custom_vjp
     def fused(x, skip, kernel):
-        return conv(conv_input(x, skip), kernel)
+        return conv(conv_input(x, skip, scale), kernel)
 
     def forward(x, skip, kernel):
         return fused(x, skip, kernel), (x, skip, kernel)
@@ -198,7 +194,8 @@ def _jax_recomputed_conv(x, skip, kernel, scale):
         zero = jnp.sum(jnp.reshape(dz, (-1,))[:1]) * jnp.zeros((), dz.dtype)
         later = [None if t is None else t + zero.astype(t.dtype)
                  for t in (x, skip, kernel)]
-        _, vjp = jax.vjp(conv, conv_input(later[0], later[1]), later[2])
+        _, vjp = jax.vjp(conv, conv_input(later[0], later[1], scale),
+                         later[2])
         du, dkernel = vjp(dz)
         c = x.shape[-1]
         n, h, w = x.shape[0], x.shape[1], x.shape[2]
