@@ -50,13 +50,16 @@ def rss_mb():
 
 def run_ours(mode, height, width, args, jit, trim=True):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.path.insert(0, ROOT)
+    # First, as in `python -m kaggle_tf.fit`: TensorFlow then imports
+    # without JAX (kaggle_tf.lean_imports).
+    import kaggle_tf  # noqa: F401
     import numpy as np
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     import keras
 
-    sys.path.insert(0, ROOT)
     from kaggle_tf.models import Unet
     from kaggle_tf.training import heap
 

@@ -18,3 +18,7 @@ Entry points: `python -m kaggle_tf.fit|tune|predict|export|inspect`.
 """
 
 __version__ = "0.1.0"
+
+from kaggle_tf import lean_imports as _lean_imports
+
+_lean_imports.install()

@@ -52,6 +52,8 @@ LEAF = 1
 # and earlier ones, never a later one.
 STAGES = {
     "tfrecords_tools": 0,
+    # Imported by the root package before anything imports TensorFlow.
+    "kaggle_tf.lean_imports": 0,
     # Stage 1, the leaves: task-agnostic building blocks. Each may import
     # stage 0 and itself; one leaf imports another only along
     # ALLOWED_LEAF_EDGES.

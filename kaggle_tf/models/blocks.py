@@ -16,6 +16,7 @@ import tensorflow as tf
 from keras import layers
 from keras import ops
 
+from kaggle_tf.models.fused_batch_norm import FusedBatchNorm
 from kaggle_tf.models.ordered_conv import OrderedConv2D
 from kaggle_tf.models.ordered_conv import in_xla
 
@@ -77,12 +78,13 @@ def conv2d(x, filters, kernel_size, strides=1, groups=1, use_bias=False,
 
 
 def batch_norm(x, zero_init=False, name=None):
-    """BatchNormalization with PyTorch's epsilon and momentum.
+    """BatchNormalization with PyTorch's epsilon and momentum
+    (`FusedBatchNorm`: TensorFlow's fused kernel in training).
 
     `zero_init=True` starts gamma at 0 (timm's `zero_init_last` for the
     last norm of a residual block).
     """
-    return layers.BatchNormalization(
+    return FusedBatchNorm(
         epsilon=BN_EPSILON, momentum=BN_MOMENTUM,
         gamma_initializer="zeros" if zero_init else "ones", name=name)(x)
 

@@ -47,6 +47,7 @@ import keras
 from keras import layers
 
 from kaggle_tf.models.encoders.registry import register_encoder
+from kaggle_tf.models.fused_batch_norm import FusedBatchNorm
 from kaggle_tf.models.torch_layout import mapping_by_layer_names
 
 # timm's `_gen_efficientnet` arch_def, one row per stage:
@@ -180,8 +181,7 @@ def _conv(x, filters, kernel_size, strides=1, depthwise=False,
 
 def _bn(x, epsilon, activation="silu", name=None):
     """timm's `BatchNormAct2d` (BatchNorm, then `activation` unless None)."""
-    x = layers.BatchNormalization(epsilon=epsilon, momentum=BN_MOMENTUM,
-                                  name=name)(x)
+    x = FusedBatchNorm(epsilon=epsilon, momentum=BN_MOMENTUM, name=name)(x)
     if activation:
         x = layers.Activation(activation, name=f"{name}_act")(x)
     return x

@@ -37,6 +37,7 @@ import keras
 from keras import layers
 
 from kaggle_tf.models.encoders.registry import register_encoder
+from kaggle_tf.models.fused_batch_norm import FusedBatchNorm
 from kaggle_tf.models.torch_layout import mapping_by_layer_names
 
 BN_EPSILON = 1e-3
@@ -56,8 +57,8 @@ def conv_norm_act(x, filters, kernel_size, strides=1, padding=0, name=None):
     x = layers.Conv2D(filters, _pair(kernel_size), strides=strides,
                       padding="valid", use_bias=False,
                       name=f"{name}_conv")(x)
-    x = layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM,
-                                  name=f"{name}_bn")(x)
+    x = FusedBatchNorm(epsilon=BN_EPSILON, momentum=BN_MOMENTUM,
+                       name=f"{name}_bn")(x)
     return layers.ReLU(name=f"{name}_act")(x)
 
 
