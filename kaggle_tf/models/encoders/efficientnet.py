@@ -48,6 +48,7 @@ from keras import layers
 
 from kaggle_tf.models.encoders.registry import register_encoder
 from kaggle_tf.models.fused_batch_norm import FusedBatchNorm
+from kaggle_tf.models.ordered_conv import OrderedConv2D
 from kaggle_tf.models.torch_layout import mapping_by_layer_names
 
 # timm's `_gen_efficientnet` arch_def, one row per stage:
@@ -158,7 +159,12 @@ def static_same_padding(size, kernel_size, strides):
 def _conv(x, filters, kernel_size, strides=1, depthwise=False,
           use_bias=False, tf_padding=False, static_size=None, name=None):
     """A conv padded as timm pads it (TF "same" or symmetric), or, with
-    `static_size`, as lukemelas' static padding for that input size."""
+    `static_size`, as lukemelas' static padding for that input size.
+
+    Full convs are `OrderedConv2D` (their gradient reads the kernel and
+    input late under XLA and JAX; a symmetric pad inside the conv);
+    depthwise ones Keras' `DepthwiseConv2D`."""
+    explicit = 0
     if static_size is not None and kernel_size > 1:
         pad = static_same_padding(static_size, kernel_size, strides)
         if any(pad):
@@ -168,6 +174,8 @@ def _conv(x, filters, kernel_size, strides=1, depthwise=False,
         # Stride 1, odd kernel: "same" is symmetric, as in PyTorch. With
         # `tf_padding` it is TensorFlow's "same", as timm's `Conv2dSame`.
         padding = "same"
+    elif not depthwise:
+        padding, explicit = "valid", kernel_size // 2
     else:
         x = layers.ZeroPadding2D(kernel_size // 2, name=f"{name}_pad")(x)
         padding = "valid"
@@ -175,8 +183,9 @@ def _conv(x, filters, kernel_size, strides=1, depthwise=False,
         return layers.DepthwiseConv2D(kernel_size, strides=strides,
                                       padding=padding, use_bias=use_bias,
                                       name=name)(x)
-    return layers.Conv2D(filters, kernel_size, strides=strides,
-                         padding=padding, use_bias=use_bias, name=name)(x)
+    return OrderedConv2D(filters, kernel_size, strides=strides,
+                         padding=padding, explicit_padding=explicit,
+                         use_bias=use_bias, name=name)(x)
 
 
 def _bn(x, epsilon, activation="silu", name=None):

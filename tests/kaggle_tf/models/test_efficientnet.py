@@ -7,6 +7,7 @@ import pytest
 from kaggle_tf.models import encoders
 from kaggle_tf.models import weights
 from kaggle_tf.models.encoders import efficientnet
+from kaggle_tf.models.ordered_conv import OrderedConv2D
 from model_helpers import features_like
 from model_helpers import trainable_count
 
@@ -55,8 +56,10 @@ def test_pyramid_shapes_and_padding(name):
         # TensorFlow "same" is Keras' "same"; BN epsilon as in TF.
         assert stem.padding == "same" and bn.epsilon == 1e-3
     else:
+        # PyTorch's symmetric pad, inside the conv (no padded copy).
         assert stem.padding == "valid" and bn.epsilon == 1e-5
-        assert encoder.get_layer("conv_stem_pad").padding == ((1, 1), (1, 1))
+        assert isinstance(stem, OrderedConv2D) and stem.explicit_padding == 1
+        assert "conv_stem_pad" not in [layer.name for layer in encoder.layers]
     # SE width comes from the block input (timm): 16 * 6 * 0.25 / 6 = 4.
     assert encoder.get_layer("blocks_1_0_se_conv_reduce").filters == 4
 
