@@ -35,6 +35,9 @@ from kaggle_tf.models.build import output_kind
 from kaggle_tf.postprocess.params import per_class
 from tfrecords_tools import decode as codec
 
+# Images binarized and scored at a time by `SegmentationTask.score`.
+SCORE_CHUNK = 64
+
 KAGGLE_METRIC = "kaggle_metric"
 
 
@@ -232,14 +235,33 @@ class SegmentationTask(Task):
         raise NotImplementedError
 
     def score(self, truth, probs, cfg=None):
-        probs = np.asarray(probs, dtype=np.float64)
+        """Binarizes and scores `SCORE_CHUNK` images at a time: a fold's
+        masks stay in their stored dtypes (float16 probabilities, int8
+        truth), with no float64 or boolean copy of the whole fold (a
+        Severstal fold at full size is ~2500 x 256 x 1600 x 4 values). Both
+        Dice scores are means over images (Severstal: over image-class
+        pairs), so the chunks' means weighted by their image counts are the
+        score."""
+        probs = np.asarray(probs)
         if probs.ndim == 3:  # one class without its axis (SIIM)
             probs = probs[..., None]
-        pred = probs > kaggle_metrics.thresholds_for(cfg, probs.shape[-1])
+        thresholds = kaggle_metrics.thresholds_for(cfg, probs.shape[-1])
         truth = np.asarray(truth)
         if probs.ndim == 2:  # presence labels of a gate classifier
-            return kaggle_metrics.f1_macro(truth >= 0.5, pred)
-        return self.dice(truth >= 0.5, pred)
+            return kaggle_metrics.f1_macro(truth >= 0.5, probs > thresholds)
+        if len(truth) != len(probs):
+            raise ValueError(
+                "`truth` and `probs` need the same number of images. "
+                f"Received: {len(truth)} and {len(probs)}")
+        total, count = 0.0, 0
+        for start in range(0, max(len(probs), 1), SCORE_CHUNK):
+            chunk = slice(start, start + SCORE_CHUNK)
+            # float16 > float64 compares the exact values (no rounding).
+            pred = probs[chunk] > thresholds
+            n = len(pred)
+            total += self.dice(truth[chunk] >= 0.5, pred) * n
+            count += n
+        return total / count
 
     def presence_metric(self, cfg):
         return streaming.F1Macro(num_classes=int(cfg.model.classes),

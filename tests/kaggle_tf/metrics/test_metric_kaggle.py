@@ -260,6 +260,49 @@ def test_score_binarizes_with_config_thresholds():
         kaggle.siim_dice(truth[..., 0], probs[..., 0] > 0.5))
 
 
+def test_score_in_chunks_equals_the_whole_fold(monkeypatch):
+    """Scored 3 images at a time (7 images: a short last chunk), the
+    score equals the metric on the whole fold binarized at once, exactly
+    at probabilities equal to a threshold too."""
+    from kaggle_tf.tasks import base
+
+    rng = np.random.default_rng(10)
+    truth = random_masks((7, 6, 5, 4), 11).astype(np.int8)
+    probs = rng.random((7, 6, 5, 4)).astype(np.float16)
+    probs[0, :2] = np.float16(0.5)  # ties: not above the threshold
+    cfg = dataclasses.replace(Config(), inference=dataclasses.replace(
+        Config().inference, thresholds=[0.3, 0.5, 0.7, 0.9]))
+    t = np.array([0.3, 0.5, 0.7, 0.9])
+    want_steel = kaggle.mean_dice(truth, probs.astype(np.float64) > t)
+    want_siim = kaggle.siim_dice(truth[..., 0], probs[..., 0] > 0.5)
+    monkeypatch.setattr(base, "SCORE_CHUNK", 3)
+    assert tasks.score("steel", truth, probs, cfg) == pytest.approx(
+        want_steel, abs=1e-12)
+    assert tasks.score("siim", truth[..., 0], probs[..., 0]) == \
+        pytest.approx(want_siim, abs=1e-12)
+    with pytest.raises(ValueError, match="same number of images"):
+        tasks.score("steel", truth[:6], probs, cfg)
+
+
+def test_score_keeps_no_copy_of_the_fold():
+    """A 256-image fold of 64x64x4 float16 probabilities (8 MiB) and int8
+    truth: scoring allocates less than half the probabilities' size at
+    its peak (numpy's allocations, tracemalloc); a float64 copy alone
+    would be 4x it."""
+    import tracemalloc
+
+    rng = np.random.default_rng(12)
+    probs = rng.random((256, 64, 64, 4)).astype(np.float16)
+    truth = (rng.random((256, 64, 64, 4)) > 0.9).astype(np.int8)
+    tracemalloc.start()
+    try:
+        tasks.score("steel", truth, probs)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < probs.nbytes / 2, (peak, probs.nbytes)
+
+
 def test_score_presence_labels_of_a_segmentation_task():
     """A classifier's OOF on steel/siim, (N, classes): macro F1."""
     rng = np.random.default_rng(9)
