@@ -53,14 +53,24 @@ os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
 sys.path.insert(0, {ROOT!r})
 import numpy as np, tensorflow as tf, keras
 tf.config.threading.set_inter_op_parallelism_threads(1)
+
+# Bytes the allocator holds above the state at the peak of one
+# `train_on_batch`, after `warmup` steps (tracing, slots, compiling).
+def step_transient(model, x, y, warmup=2):
+    for _ in range(warmup):
+        model.train_on_batch(x, y)
+    state = tf.config.experimental.get_memory_info("CPU:0")["current"]
+    tf.config.experimental.reset_memory_stats("CPU:0")
+    model.train_on_batch(x, y)
+    return tf.config.experimental.get_memory_info("CPU:0")["peak"] - state
 """
 
 
 def allocator_probe(body, timeout=300):
     """Runs `body` in a fresh process with TensorFlow's pooled CPU
     allocator (whose statistics `tf.config.experimental.get_memory_info`
-    reads; one inter-op thread) and returns the JSON its last line
-    prints."""
+    reads; one inter-op thread; `step_transient(model, x, y)` defined) and
+    returns the JSON its last line prints."""
     out = subprocess.run([sys.executable, "-c", ALLOCATOR_PREAMBLE + body],
                          capture_output=True, text=True, timeout=timeout)
     assert out.returncode == 0, out.stderr[-3000:]

@@ -185,11 +185,7 @@ def transient(norm):
         h = keras.layers.ReLU()(h)
     model = keras.Model(inputs, h)
     model.compile(keras.optimizers.SGD(1e-3), "mse")
-    model.train_on_batch(x, x)
-    state = tf.config.experimental.get_memory_info("CPU:0")["current"]
-    tf.config.experimental.reset_memory_stats("CPU:0")
-    model.train_on_batch(x, x)
-    return tf.config.experimental.get_memory_info("CPU:0")["peak"] - state
+    return step_transient(model, x, x, warmup=1)
 print(json.dumps({"keras": transient(keras.layers.BatchNormalization),
                   "fused": transient(FusedBatchNorm)}))
 """

@@ -202,13 +202,7 @@ def transient(conv):
         y = keras.layers.ReLU()(conv(256, 3, padding="same")(y))
     model = keras.Model(inputs, y)
     model.compile(keras.optimizers.SGD(1e-3), "mse", jit_compile=True)
-    model.train_on_batch(x, x)
-    model.train_on_batch(x, x)
-    state = tf.config.experimental.get_memory_info("CPU:0")["current"]
-    tf.config.experimental.reset_memory_stats("CPU:0")
-    model.train_on_batch(x, x)
-    peak = tf.config.experimental.get_memory_info("CPU:0")["peak"]
-    return peak - state, model.count_params() * 4
+    return step_transient(model, x, x), model.count_params() * 4
 plain, kernels = transient(keras.layers.Conv2D)
 ordered, _ = transient(OrderedConv2D)
 print(json.dumps({"plain": plain, "ordered": ordered, "kernels": kernels}))
@@ -237,12 +231,7 @@ def transient(ordered):
     model.compile(keras.optimizers.SGD(1e-3),
                   keras.losses.BinaryCrossentropy(from_logits=True),
                   jit_compile=True)
-    model.train_on_batch(x, y)
-    model.train_on_batch(x, y)
-    state = tf.config.experimental.get_memory_info("CPU:0")["current"]
-    tf.config.experimental.reset_memory_stats("CPU:0")
-    model.train_on_batch(x, y)
-    return tf.config.experimental.get_memory_info("CPU:0")["peak"] - state
+    return step_transient(model, x, y)
 ordered = transient(True)
 print(json.dumps({"ordered": ordered, "plain": transient(False)}))
 """
