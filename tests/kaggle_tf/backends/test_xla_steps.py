@@ -27,6 +27,13 @@ XLA_FLAGS = ("--xla_backend_optimization_level=0 "
              "--xla_cpu_use_fusion_emitters=false")
 
 
+# The Kaggle metric thresholds the predictions: a pixel whose logit is
+# within float noise of the threshold flips and moves a Dice by a step
+# (seen: 4.5e-5 on steel_fpn, where XLA's lowering of the fused BatchNorm
+# sums in another order than oneDNN's kernel; the loss agreed to 1e-5).
+METRIC_ATOL = {"kaggle_metric": 2e-4}
+
+
 @pytest.fixture(scope="module")
 def steps(tmp_path_factory):
     out = tmp_path_factory.mktemp("xla") / "xla.npz"
@@ -55,7 +62,8 @@ def test_the_xla_train_step_equals_the_eager_step(steps, name):
     for key in logs:
         xla, eager = steps[f"{name}/xla/{key}"], steps[f"{name}/eager/{key}"]
         assert np.isfinite(xla), key
-        np.testing.assert_allclose(xla, eager, rtol=1e-5, atol=1e-5,
+        np.testing.assert_allclose(xla, eager, rtol=1e-5,
+                                   atol=METRIC_ATOL.get(key, 1e-5),
                                    err_msg=f"{name} {key}")
     start = _numbered(steps, f"{name}/start/")
     eager = _numbered(steps, f"{name}/eager/")
