@@ -169,8 +169,11 @@ def test_mixed_precision_step_keeps_less():
     mixed_bfloat16, one traced training step (SGD): Keras' layer keeps a
     float32 copy of every BatchNorm input (2 MB each, twice the bfloat16
     conv output) for its gradient; the fused one reads the bfloat16
-    input. The allocator peak above the state falls from 31.1 to 23.2 MB;
-    asserted: by at least the size of three of those copies."""
+    input. The allocator peak above the state falls from 31.1 to 23.2 MB
+    with oneDNN's kernels (x86 CPUs with AVX-512), from 58.4 to 55.0 MB
+    with TensorFlow's own (oneDNN off, as on AVX2-only CPUs: its fused
+    kernels convert to float32 inside the op); asserted: by at least one
+    of those copies."""
     code = """
 from kaggle_tf.models.fused_batch_norm import FusedBatchNorm
 keras.config.set_dtype_policy("mixed_bfloat16")
@@ -191,4 +194,4 @@ print(json.dumps({"keras": transient(keras.layers.BatchNormalization),
 """
     got = allocator_probe(code)
     copy = 4 * 64 * 64 * 32 * 4
-    assert got["fused"] <= got["keras"] - 3 * copy, got
+    assert got["fused"] <= got["keras"] - copy, got
